@@ -202,11 +202,12 @@ def matrix_to_quat(rotation: Tensor) -> Tensor:
     xy = r[..., 0, 1] + r[..., 1, 0]
     xz = r[..., 0, 2] + r[..., 2, 0]
     yz = r[..., 1, 2] + r[..., 2, 1]
+    t = 2 * s  # the others are (sum or difference of two off-diagonal entries) / (4 |q_i|)
     options = torch.stack([
-        torch.stack([wx / s, wy / s, wz / s, s / 4], -1),
-        torch.stack([s / 4, xy / s, xz / s, wx / s], -1),
-        torch.stack([xy / s, s / 4, yz / s, wy / s], -1),
-        torch.stack([xz / s, yz / s, s / 4, wz / s], -1),
+        torch.stack([wx / t, wy / t, wz / t, s / 2], -1),
+        torch.stack([s / 2, xy / t, xz / t, wx / t], -1),
+        torch.stack([xy / t, s / 2, yz / t, wy / t], -1),
+        torch.stack([xz / t, yz / t, s / 2, wz / t], -1),
     ], dim=-2)
     quat = torch.gather(options, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
     quat = torch.where(quat[..., 3:4] < 0, -quat, quat)
