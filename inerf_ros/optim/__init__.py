@@ -1,0 +1,1 @@
+"""The iNeRF pose optimizer: ray sampling, batched hypotheses, tracking policy, evaluation."""

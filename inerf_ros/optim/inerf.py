@@ -1,0 +1,323 @@
+"""iNeRF: camera pose by gradient descent through a NeRF, with the product's extensions.
+
+The pose is a start pose times an SE(3) correction, ``nerf_T_cam = nerf_T_start @ exp(xi)``, one
+twist per hypothesis. The correction is applied in the camera's own frame (right-multiplied), so a
+rotation turns the camera about its centre instead of about the NeRF origin: the rotation and
+translation gradients stay decoupled, which converges faster than iNeRF's left correction.
+
+Each step renders the same ``N`` pixels for all ``K`` hypotheses in one batch (K x N rays), takes a
+photometric loss per hypothesis, and moves every twist with Adam (iNeRF's schedule by default:
+lr 0.01, x0.8 every 100 steps). Beyond the paper:
+
+* parallel hypotheses with resampling: every ``resample_every`` steps the worst hypotheses are
+  replaced by perturbed copies of the best ones (K stays fixed: fixed tensor shapes);
+* coarse-to-fine: the field's fine levels are blanked at first and released linearly;
+* a robust loss (Huber);
+* convergence when the best pose moves less than the tolerances for ``converge_steps`` steps,
+  an iteration cap, and a wall-clock budget;
+* a 6x6 covariance: Gauss-Newton at the optimum (finite-difference Jacobian of the residuals),
+  plus the spread of the hypotheses that ended near the best loss.
+
+Frames: the public API takes and returns ``nerf_T_optical`` (the camera as a ROS optical frame,
+expressed in the NeRF frame, NeRF units); the renderer works with the OpenGL camera internally.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from inerf_ros import frames, lie
+from inerf_ros.camera import Intrinsics
+from inerf_ros.config import option
+from inerf_ros.optim.sampling import PixelSampler, SamplingConfig
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    max_iterations: int = option(300, "iteration cap per estimate (iNeRF: 300)", range=(1, 100000))
+    learning_rate: float = option(0.01, "Adam step size on the twist (iNeRF: 0.01)", range=(1e-6, 1.0))
+    lr_decay: float = option(0.8, "learning-rate factor applied every lr_decay_every steps", range=(0.01, 1.0))
+    lr_decay_every: int = option(100, "steps between learning-rate decays", range=(1, 100000))
+    loss: str = option("mse", "photometric loss", choices=("mse", "huber"))
+    huber_delta: float = option(0.1, "Huber loss threshold on colour residuals (0-1 scale)", range=(1e-4, 1.0))
+    rotation_tolerance_deg: float = option(0.02, "convergence: best pose rotates less than this per step",
+                                           range=(0.0, 10.0))
+    translation_tolerance: float = option(2e-4, "convergence: best pose moves less than this per step "
+                                                "(NeRF units)", range=(0.0, 10.0))
+    converge_steps: int = option(10, "consecutive steps under the tolerances to stop", range=(1, 1000))
+    min_iterations: int = option(20, "never stop before this many steps", range=(0, 100000))
+    time_budget_s: float = option(0.0, "wall-clock budget per estimate in seconds (0: none)", range=(0.0, 3600.0))
+    num_hypotheses: int = option(1, "poses optimised together in one batch", range=(1, 1024))
+    hypothesis_rotation_deg: float = option(10.0, "spread of the extra hypotheses around the start (degrees)",
+                                            range=(0.0, 180.0))
+    hypothesis_translation: float = option(0.05, "spread of the extra hypotheses around the start "
+                                                 "(NeRF units, per axis)", range=(0.0, 100.0))
+    resample_every: int = option(25, "steps between replacing the worst hypotheses by copies of the best",
+                                 range=(1, 100000))
+    resample_fraction: float = option(0.5, "fraction of hypotheses replaced at each resampling", range=(0.0, 1.0))
+    coarse_to_fine: bool = option(False, "release the field's fine levels progressively")
+    coarse_to_fine_fraction: float = option(0.3, "fraction of max_iterations until all levels are on",
+                                            range=(0.0, 1.0))
+    coarse_levels: int = option(4, "levels enabled at the start of coarse-to-fine", range=(1, 64))
+    covariance_rays: int = option(2048, "rays for the Gauss-Newton covariance (0: skip it)", range=(0, 65536))
+    seed: int = option(0, "random seed (ray sampling, hypotheses)", range=(0, 2**31 - 1))
+
+
+@dataclasses.dataclass
+class PoseEstimate:
+    """Result of one estimate. Poses are in the NeRF frame and NeRF units."""
+
+    nerf_T_optical: np.ndarray
+    """(4, 4) the camera as a ROS optical frame."""
+    iterations: int
+    final_loss: float
+    converged: bool
+    time_s: float
+    num_hypotheses: int
+    sampling_strategy: str
+    covariance: np.ndarray
+    """(6, 6) over (x, y, z, rot x, rot y, rot z) in the NeRF frame's axes, NeRF units and radians."""
+    note: str = ""
+    history: list[np.ndarray] = dataclasses.field(default_factory=list)
+    """Best ``nerf_T_optical`` after each iteration (for error-vs-iteration plots)."""
+    losses: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def nerf_T_opengl(self) -> np.ndarray:
+        return frames.optical_to_opengl(self.nerf_T_optical)
+
+
+class _Adam:
+    """Adam over a (K, 6) tensor with per-row state, so rows can be replaced in place."""
+
+    def __init__(self, shape, device, dtype, betas=(0.9, 0.999), eps=1e-8):
+        self.m = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.t = torch.zeros(shape[0], 1, device=device, dtype=dtype)
+        self.b1, self.b2, self.eps = betas[0], betas[1], eps
+
+    def step(self, param: Tensor, grad: Tensor, lr: float) -> None:
+        self.t += 1
+        self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        m_hat = self.m / (1 - self.b1**self.t)
+        v_hat = self.v / (1 - self.b2**self.t)
+        param.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
+
+    def reset_rows(self, rows: Tensor) -> None:
+        self.m[rows] = 0
+        self.v[rows] = 0
+        self.t[rows] = 0
+
+
+def _photometric_loss(residual: Tensor, config: OptimizerConfig) -> Tensor:
+    """Per-hypothesis loss of residuals (K, N, 3)."""
+    if config.loss == "huber":
+        return torch.nn.functional.huber_loss(residual, torch.zeros_like(residual), delta=config.huber_delta,
+                                              reduction="none").mean(dim=(1, 2))
+    return (residual * residual).mean(dim=(1, 2))
+
+
+def _perturbations(n: int, rotation_deg: float, translation: float, generator: torch.Generator,
+                   dtype=torch.float64) -> Tensor:
+    """(n, 4, 4) random rigid perturbations (random axis, angle within +-rotation_deg, box translation)."""
+    rotation = lie.random_rotation_about_random_axis(rotation_deg, n, generator=generator, dtype=dtype)
+    shift = (torch.rand(n, 3, generator=generator, dtype=dtype) * 2 - 1) * translation
+    return lie.make_pose(rotation, shift)
+
+
+class PoseOptimizer:
+    """Inverts a NeRF for one image at a time.
+
+    Args:
+        model: a NerfModel (``inerf_ros.nerf``): ``render_rays(origins, directions, max_level=None)``.
+        config: optimizer settings.
+        sampling: ray sampling settings.
+        device: where the optimisation runs (the model must be on the same device).
+    """
+
+    def __init__(self, model, config: OptimizerConfig | None = None, sampling: SamplingConfig | None = None,
+                 device: str | torch.device = "cpu"):
+        from inerf_ros.nerf.rays import pixel_rays  # the NeRF engine's camera model
+
+        self.model = model
+        self.config = config or OptimizerConfig()
+        self.sampling = sampling or SamplingConfig()
+        self.device = torch.device(device)
+        self._pixel_rays = pixel_rays
+        self._num_levels = int(getattr(model, "num_levels", 0) or 0)
+
+    # -- the loss of K hypotheses on one batch of pixels ------------------------------------------
+    def _render_loss(self, start_nerf_T_gl: Tensor, xi: Tensor, intrinsics: Intrinsics, uv: Tensor,
+                     target: Tensor, max_level: int | None) -> tuple[Tensor, Tensor]:
+        nerf_T_gl = start_nerf_T_gl @ lie.se3_exp(xi)
+        origins, directions = self._pixel_rays(intrinsics, nerf_T_gl.float(), uv)
+        k, n = origins.shape[:2]
+        out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level)
+        residual = out["rgb"].reshape(k, n, 3) - target[None]
+        return _photometric_loss(residual, self.config), residual
+
+    def _max_level(self, iteration: int) -> int | None:
+        config = self.config
+        if not config.coarse_to_fine or self._num_levels <= 0:
+            return None
+        ramp = max(1, int(config.coarse_to_fine_fraction * config.max_iterations))
+        start = min(config.coarse_levels, self._num_levels)
+        level = start + (self._num_levels - start) * min(1.0, iteration / ramp)
+        return int(round(level))
+
+    def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
+                 label_mask: np.ndarray | None = None, max_iterations: int | None = None,
+                 num_hypotheses: int | None = None, keep_history: bool = False) -> PoseEstimate:
+        """Find the camera pose of ``image_rgb`` starting from ``start_nerf_T_optical``.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 observed image, the size given by ``intrinsics``.
+            intrinsics: the observed camera's intrinsics (undistorted pinhole).
+            start_nerf_T_optical: (4, 4) start pose, ROS optical camera frame in the NeRF frame.
+            label_mask: (H, W) class ids for mask-region sampling.
+            max_iterations / num_hypotheses: per-call overrides (tracking uses fewer).
+        Raises:
+            ValueError: non-finite start pose, wrong image size or type.
+        """
+        config = self.config
+        started = time.perf_counter()
+        start = np.asarray(start_nerf_T_optical, dtype=np.float64)
+        if start.shape != (4, 4):
+            raise ValueError(f"start pose must be 4x4, got shape {start.shape}")
+        if not np.isfinite(start).all():
+            raise ValueError("start pose contains NaN or infinite values")
+        image_rgb = np.asarray(image_rgb)
+        if image_rgb.shape != (intrinsics.height, intrinsics.width, 3):
+            raise ValueError(f"image shape {image_rgb.shape} does not match the intrinsics "
+                             f"({intrinsics.height}, {intrinsics.width}, 3)")
+        max_iterations = max_iterations or config.max_iterations
+        k = num_hypotheses or config.num_hypotheses
+
+        generator = torch.Generator().manual_seed(config.seed)
+        sampler = PixelSampler(image_rgb, self.sampling, label_mask, seed=config.seed)
+        target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
+
+        start_gl = torch.from_numpy(frames.optical_to_opengl(start)).to(self.device, torch.float64)
+        starts = start_gl.expand(k, 4, 4).clone()
+        if k > 1:  # hypothesis 0 is the prior itself; the others spread around it
+            perturb = _perturbations(k - 1, config.hypothesis_rotation_deg, config.hypothesis_translation, generator)
+            starts[1:] = starts[1:] @ perturb.to(self.device)
+        xi = torch.zeros(k, 6, device=self.device, dtype=torch.float64)
+        adam = _Adam(xi.shape, self.device, xi.dtype)
+        smoothed = torch.full((k,), float("nan"), dtype=torch.float64, device=self.device)
+
+        history, losses = [], []
+        best, quiet_steps, converged, iteration = 0, 0, False, 0
+        previous_best_pose = starts[0].clone()
+        for iteration in range(1, max_iterations + 1):
+            lr = config.learning_rate * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
+            uv = sampler.sample().uv.to(self.device)
+            target = target_image[uv[:, 1].long(), uv[:, 0].long()]
+            xi.requires_grad_(True)
+            loss, _ = self._render_loss(starts, xi, intrinsics, uv, target, self._max_level(iteration))
+            if not bool(torch.isfinite(loss).all()):
+                raise FloatingPointError(f"photometric loss became non-finite at iteration {iteration}")
+            (grad,) = torch.autograd.grad(loss.sum(), xi)
+            xi = xi.detach()
+            adam.step(xi, grad, lr)
+
+            step_loss = loss.detach().double()
+            smoothed = torch.where(torch.isnan(smoothed), step_loss, 0.7 * smoothed + 0.3 * step_loss)
+            best = int(torch.argmin(smoothed))
+            if k > 1 and iteration % config.resample_every == 0 and iteration < max_iterations:
+                self._resample(starts, xi, adam, smoothed, generator)
+                best = int(torch.argmin(smoothed))
+
+            with torch.no_grad():
+                best_pose = starts[best] @ lie.se3_exp(xi[best])
+                moved_deg, moved = lie.pose_error(best_pose, previous_best_pose)
+                previous_best_pose = best_pose
+            losses.append(float(step_loss[best]))
+            if keep_history:
+                history.append(frames.opengl_to_optical(best_pose.cpu().numpy()))
+            small_step = moved_deg.item() < config.rotation_tolerance_deg and moved.item() < config.translation_tolerance
+            quiet_steps = quiet_steps + 1 if small_step else 0
+            if quiet_steps >= config.converge_steps and iteration >= config.min_iterations:
+                converged = True
+                break
+            if config.time_budget_s and time.perf_counter() - started > config.time_budget_s:
+                break
+
+        with torch.no_grad():
+            final_gl = starts[best] @ lie.se3_exp(xi[best])
+        final_optical = frames.opengl_to_optical(final_gl.cpu().numpy())
+        covariance = self._covariance(final_gl, intrinsics, sampler, target_image, starts, xi, smoothed, best)
+        note = sampler.note
+        if not converged:
+            note = (note + "; " if note else "") + ("time budget reached" if config.time_budget_s and
+                                                    time.perf_counter() - started > config.time_budget_s
+                                                    else "iteration cap reached")
+        return PoseEstimate(
+            nerf_T_optical=final_optical, iterations=iteration, final_loss=float(smoothed[best]),
+            converged=converged, time_s=time.perf_counter() - started, num_hypotheses=k,
+            sampling_strategy=sampler.strategy, covariance=covariance, note=note, history=history, losses=losses)
+
+    def _resample(self, starts: Tensor, xi: Tensor, adam: _Adam, smoothed: Tensor,
+                  generator: torch.Generator) -> None:
+        """Replace the worst hypotheses by perturbed copies of the best (parallel inversion)."""
+        k = starts.shape[0]
+        n_replace = int(k * self.config.resample_fraction)
+        if n_replace == 0:
+            return
+        order = torch.argsort(smoothed)
+        worst, donors = order[k - n_replace:], order[: max(1, k - n_replace)]
+        chosen = donors[torch.arange(n_replace) % donors.numel()]
+        with torch.no_grad():
+            donor_poses = starts[chosen] @ lie.se3_exp(xi[chosen])
+            # Shrinking jitter: copies explore the best basin instead of the whole prior volume.
+            jitter = _perturbations(n_replace, self.config.hypothesis_rotation_deg / 4,
+                                    self.config.hypothesis_translation / 4, generator).to(starts.device)
+            starts[worst] = donor_poses @ jitter
+            xi[worst] = 0
+            smoothed[worst] = smoothed[chosen]
+        adam.reset_rows(worst)
+
+    def _covariance(self, final_gl: Tensor, intrinsics: Intrinsics, sampler: PixelSampler, target_image: Tensor,
+                    starts: Tensor, xi: Tensor, smoothed: Tensor, best: int) -> np.ndarray:
+        """Gauss-Newton covariance at the optimum plus the spread of near-best hypotheses.
+
+        Body-frame twist covariance S becomes world-axes covariance R S R^T per 3x3 block (the
+        correction is right-multiplied, so small body motions map through the camera rotation).
+        """
+        cov_body = np.zeros((6, 6))
+        n = self.config.covariance_rays
+        if n:
+            uv = sampler.sample(n).uv.to(self.device)
+            target = target_image[uv[:, 1].long(), uv[:, 0].long()]
+            eps = 1e-4
+            with torch.no_grad():
+                base = final_gl[None]
+                deltas = torch.cat([torch.eye(6), -torch.eye(6)]).to(self.device, torch.float64) * eps
+                _, residual = self._render_loss(base.expand(12, 4, 4), deltas, intrinsics, uv, target, None)
+                _, r0 = self._render_loss(base, torch.zeros(1, 6, device=self.device, dtype=torch.float64),
+                                          intrinsics, uv, target, None)
+            jacobian = ((residual[:6] - residual[6:]) / (2 * eps)).reshape(6, -1).T.double().cpu().numpy()
+            sigma_sq = float((r0.double() ** 2).mean())
+            information = jacobian.T @ jacobian / max(sigma_sq, 1e-12)
+            cov_body = np.linalg.pinv(information + 1e-9 * np.eye(6))
+        rotation = final_gl[:3, :3].double().cpu().numpy()
+        block = np.zeros((6, 6))
+        block[:3, :3] = block[3:, 3:] = rotation
+        covariance = block @ cov_body @ block.T
+        k = starts.shape[0]
+        if k > 1:
+            near = torch.nonzero(smoothed <= smoothed[best] * 1.5).flatten()
+            if near.numel() > 1:
+                with torch.no_grad():
+                    poses = starts[near] @ lie.se3_exp(xi[near])
+                    twists = lie.se3_log(lie.invert_pose(final_gl)[None] @ poses).cpu().numpy()
+                twists[:, :3] = twists[:, :3] @ rotation.T
+                twists[:, 3:] = twists[:, 3:] @ rotation.T
+                covariance = covariance + np.cov(twists.T)
+        return 0.5 * (covariance + covariance.T)
