@@ -61,7 +61,8 @@ def _angle_coefficients(theta_sq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     theta = torch.sqrt(safe_sq)
     a = torch.where(small, 1 - theta_sq / 6 + theta_sq**2 / 120, torch.sin(theta) / theta)
     b = torch.where(small, 0.5 - theta_sq / 24 + theta_sq**2 / 720, (1 - torch.cos(theta)) / safe_sq)
-    c = torch.where(small, 1.0 / 6 - theta_sq / 120 + theta_sq**2 / 5040, (theta - torch.sin(theta)) / (safe_sq * theta))
+    c = torch.where(small, 1.0 / 6 - theta_sq / 120 + theta_sq**2 / 5040,
+                    (theta - torch.sin(theta)) / (safe_sq * theta))
     return a, b, c
 
 

@@ -24,7 +24,6 @@ expressed in the NeRF frame, NeRF units); the renderer works with the OpenGL cam
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import numpy as np
@@ -241,7 +240,8 @@ class PoseOptimizer:
             losses.append(float(step_loss[best]))
             if keep_history:
                 history.append(frames.opengl_to_optical(best_pose.cpu().numpy()))
-            small_step = moved_deg.item() < config.rotation_tolerance_deg and moved.item() < config.translation_tolerance
+            small_step = (moved_deg.item() < config.rotation_tolerance_deg
+                          and moved.item() < config.translation_tolerance)
             quiet_steps = quiet_steps + 1 if small_step else 0
             if quiet_steps >= config.converge_steps and iteration >= config.min_iterations:
                 converged = True

@@ -29,6 +29,8 @@ class LocalizerConfig:
                                     range=(0.0, 3600.0))
     max_tracking_gap_s: float = option(1.0, "track only if the previous estimate is at most this old (seconds)",
                                        range=(0.0, 3600.0))
+    reanchor_every_s: float = option(2.0, "while tracking, start from a fresh prior again after this long (s)",
+                                     range=(0.0, 3600.0))
     max_tracking_loss: float = option(0.02, "a result whose photometric loss exceeds this is not tracked from",
                                       range=(0.0, 10.0))
 
@@ -53,10 +55,17 @@ class Localizer:
         self.optimizer = optimizer
         self.config = config or LocalizerConfig()
         self._last: tuple[float, np.ndarray] | None = None
+        self._last_anchor_s: float | None = None
         self._velocity: np.ndarray | None = None  # prev_T_last, per second, as a twist
 
     def reset(self) -> None:
-        self._last, self._velocity = None, None
+        self._last, self._velocity, self._last_anchor_s = None, None, None
+
+    def wants_prior(self, stamp_s: float) -> bool:
+        """Whether a prior would be used for an image at ``stamp_s`` (else tracking suffices)."""
+        if self._tracking_start(stamp_s) is None:
+            return True
+        return self._last_anchor_s is None or stamp_s - self._last_anchor_s >= self.config.reanchor_every_s
 
     def localize(self, image_rgb: np.ndarray, intrinsics: Intrinsics, stamp_s: float, prior: Prior | None = None,
                  label_mask: np.ndarray | None = None) -> LocalizationResult:
@@ -70,9 +79,10 @@ class Localizer:
                 message = (f"prior is {abs(prior.stamp_s - stamp_s):.2f} s away from the image "
                            f"(max_prior_age_s={config.max_prior_age_s}): ignored")
                 prior = None
-        if prior is not None:
+        if prior is not None and self.wants_prior(stamp_s):
             estimate = self.optimizer.estimate(image_rgb, intrinsics, prior.nerf_T_optical, label_mask)
             self._remember(stamp_s, estimate)
+            self._last_anchor_s = stamp_s
             return LocalizationResult(estimate, prior.source, message)
 
         start = self._tracking_start(stamp_s)

@@ -7,6 +7,11 @@ import torch
 from inerf_ros import lie
 
 
+def xyz_quat_to_matrix(translation, quat_xyzw) -> np.ndarray:
+    """4x4 from a translation (x, y, z) and a quaternion (x, y, z, w); NaN raises."""
+    return _matrix(quat_xyzw, translation)
+
+
 def _matrix(quat_xyzw, translation) -> np.ndarray:
     values = np.array([*quat_xyzw, *translation], dtype=np.float64)
     if not np.isfinite(values).all():

@@ -19,8 +19,8 @@ class DemoConfig:
 def test_flags_default_and_override():
     parser = argparse.ArgumentParser()
     config.add_arguments(parser, DemoConfig)
-    parsed = config.from_args(DemoConfig, parser.parse_args(["--iterations", "7", "--sampling", "mask_region",
-                                                              "--verbose", "--classes", "mug", "can"]))
+    argv = ["--iterations", "7", "--sampling", "mask_region", "--verbose", "--classes", "mug", "can"]
+    parsed = config.from_args(DemoConfig, parser.parse_args(argv))
     assert parsed == DemoConfig(7, "mask_region", 0.01, True, ["mug", "can"])
     assert config.from_args(DemoConfig, parser.parse_args([])) == DemoConfig()
 

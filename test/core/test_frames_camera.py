@@ -21,7 +21,8 @@ def test_opengl_camera_looking_down_minus_z_is_optical_camera_looking_down_plus_
 def test_conversion_round_trips_and_keeps_the_centre():
     rng = np.random.default_rng(0)
     world_T_cam = np.eye(4)
-    world_T_cam[:3, :3] = np.linalg.qr(rng.normal(size=(3, 3)))[0] * np.sign(np.linalg.det(np.linalg.qr(rng.normal(size=(3, 3)))[0]))
+    rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    world_T_cam[:3, :3] = rotation * np.sign(np.linalg.det(rotation))
     world_T_cam[:3, 3] = [1.0, -2.0, 0.5]
     optical = frames.opengl_to_optical(world_T_cam)
     np.testing.assert_allclose(frames.optical_to_opengl(optical), world_T_cam)

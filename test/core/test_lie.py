@@ -107,7 +107,8 @@ def test_bad_quaternions_raise(bad):
 
 def test_pose_error_known_values():
     world_T_gt = lie.make_pose(torch.eye(3), torch.tensor([1.0, 2.0, 3.0]))
-    world_T_est = lie.make_pose(lie.so3_exp(torch.tensor([0.0, math.radians(5.0), 0.0])), torch.tensor([1.0, 2.0, 3.05]))
+    rotation = lie.so3_exp(torch.tensor([0.0, math.radians(5.0), 0.0]))
+    world_T_est = lie.make_pose(rotation, torch.tensor([1.0, 2.0, 3.05]))
     rot_deg, trans = lie.pose_error(world_T_est, world_T_gt)
     assert rot_deg.item() == pytest.approx(5.0, abs=1e-9)
     assert trans.item() == pytest.approx(0.05, abs=1e-12)

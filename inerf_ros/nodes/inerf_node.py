@@ -1,0 +1,227 @@
+"""inerf_node: image (+ camera prior, + PoseCNN mask) -> camera pose on TF, with covariance and status.
+
+Callbacks only file messages away; a worker thread optimises the newest frame (older ones are
+dropped when it falls behind), so the executor never blocks on the optimizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from inerf_ros import frames
+from inerf_ros.config import option
+from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
+from inerf_ros.optim.inerf import OptimizerConfig
+from inerf_ros.optim.localizer import LocalizerConfig, Prior
+from inerf_ros.optim.sampling import SamplingConfig
+from inerf_ros.pipeline import FrameInput, InerfPipeline
+from inerf_ros.ros import camera_info as camera_info_conv
+from inerf_ros.ros import image as image_conv
+from inerf_ros.ros import node_main, parameters, pose_msgs
+from inerf_ros.ros.stamp_cache import LatestSlot, StampCache
+from inerf_ros.ros.stamps import stamp_to_seconds
+from inerf_ros.ros.tf import StaticTransformBroadcaster, TransformBroadcaster
+
+RESULT_QOS = QoSProfile(depth=5)
+
+
+@dataclasses.dataclass
+class InerfNodeConfig:
+    model_dir: str = option("", "NeRF model directory (model.safetensors + model.json)", read_only=True)
+    device: str = option("cpu", "torch device: cpu, cuda or cuda:N", read_only=True)
+    nerf_frame: str = option("nerf", "TF frame of the NeRF (metric: NeRF axes, metres)", read_only=True)
+    world_frame: str = option("world", "parent of the static world -> nerf transform", read_only=True)
+    world_T_nerf: list = option([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+                                "static world -> nerf transform: x y z (m) qx qy qz qw", read_only=True)
+    metres_per_unit: float = option(0.0, "metres per NeRF unit (0: take it from the model)", range=(0.0, 1e6),
+                                    read_only=True)
+    publish_tf: bool = option(True, "publish nerf -> camera on /tf")
+    use_prior: bool = option(True, "wait for camera priors (from initializer_node) to start estimates")
+    prior_wait_s: float = option(3.0, "how long a frame waits for its prior before tracking/skipping (s)",
+                                 range=(0.0, 60.0))
+    stamp_tolerance_s: float = option(0.02, "max stamp difference when matching prior/mask to an image (s)",
+                                      range=(0.0, 10.0))
+    cache_size: int = option(30, "stamped priors / masks / camera_infos kept for matching", range=(1, 1000))
+    overlay_scale: float = option(0.25, "debug overlay size relative to the image (0: no overlay)",
+                                  range=(0.0, 1.0))
+
+
+class InerfNode(Node):
+    def __init__(self, pipeline: InerfPipeline | None = None):
+        super().__init__("inerf_node")
+        self._config = parameters.declare_config(self, InerfNodeConfig)
+        optimizer = parameters.declare_config(self, OptimizerConfig)
+        sampling = parameters.declare_config(self, SamplingConfig)
+        localizer = parameters.declare_config(self, LocalizerConfig)
+        if pipeline is None:
+            if not self._config.model_dir:
+                raise ValueError("parameter model_dir is empty: point it at a NeRF model directory")
+            pipeline = InerfPipeline.from_model_dir(self._config.model_dir, self._config.device, optimizer,
+                                                    sampling, localizer)
+        self._pipeline = pipeline
+        for cls in (OptimizerConfig, SamplingConfig, LocalizerConfig):  # safe to change at run time
+            parameters.on_parameters_updated(self, cls, lambda c=cls: pipeline.config_of(c), pipeline.update_config)
+        parameters.on_parameters_updated(self, InerfNodeConfig, lambda: self._config, self._set_config)
+        self._metres_per_unit = self._config.metres_per_unit or pipeline.metres_per_unit
+
+        size = self._config.cache_size
+        self._camera_infos: StampCache[CameraInfo] = StampCache(size)
+        self._priors: StampCache[PoseWithCovarianceStamped] = StampCache(size)
+        self._masks: StampCache[ObjectPoseArray] = StampCache(size)
+        self._frames: LatestSlot[Image] = LatestSlot()
+
+        self._tf = TransformBroadcaster(self)
+        self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "camera_pose", RESULT_QOS)
+        self._status_pub = self.create_publisher(LocalizationStatus, "localization_status", RESULT_QOS)
+        self._overlay_pub = self.create_publisher(Image, "overlay", qos_profile_sensor_data)
+        self._publish_world_T_nerf()
+
+        self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
+        self.create_subscription(Image, "image_raw", self.on_image, qos_profile_sensor_data)
+        self.create_subscription(PoseWithCovarianceStamped, "camera_prior", self.on_prior, RESULT_QOS)
+        self.create_subscription(ObjectPoseArray, "detections", self.on_detections, RESULT_QOS)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="inerf_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"iNeRF ready on {self._config.device}; NeRF frame '{self._config.nerf_frame}', "
+                               f"{self._metres_per_unit:g} m per NeRF unit")
+
+    def _set_config(self, config: InerfNodeConfig) -> None:
+        self._config = config
+
+    def _publish_world_T_nerf(self) -> None:
+        values = [float(v) for v in self._config.world_T_nerf]
+        if len(values) != 7:
+            raise ValueError(f"world_T_nerf needs 7 numbers (x y z qx qy qz qw), got {len(values)}")
+        world_T_nerf = pose_msgs.xyz_quat_to_matrix(values[:3], values[3:])
+        self._static_tf = StaticTransformBroadcaster(self)
+        self._static_tf.send_transform(pose_msgs.matrix_to_transform_stamped(
+            world_T_nerf, self._config.world_frame, self._config.nerf_frame, self.get_clock().now().to_msg()))
+
+    # -- callbacks: file the message away, never compute ------------------------------------------
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_infos.add(stamp_to_seconds(msg.header.stamp), msg)
+
+    def on_prior(self, msg: PoseWithCovarianceStamped) -> None:
+        if msg.header.frame_id and msg.header.frame_id != self._config.nerf_frame:
+            self.get_logger().warning(f"prior in frame '{msg.header.frame_id}', expected "
+                                      f"'{self._config.nerf_frame}': ignored", throttle_duration_sec=5.0)
+            return
+        self._priors.add(stamp_to_seconds(msg.header.stamp), msg)
+
+    def on_detections(self, msg: ObjectPoseArray) -> None:
+        self._masks.add(stamp_to_seconds(msg.header.stamp), msg)
+
+    def on_image(self, msg: Image) -> None:
+        self._frames.put(msg)
+
+    # -- worker --------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running:
+            msg = self._frames.take(timeout_s=0.2)
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except Exception as error:  # noqa: BLE001 - one bad frame must never stop the node
+                self.get_logger().error(f"frame skipped: {type(error).__name__}: {error}")
+                self._publish_status(msg.header, None, message=f"{type(error).__name__}: {error}")
+
+    def _frame_input(self, msg: Image) -> FrameInput | str:
+        """Decode and match one frame; a string says why it cannot be used."""
+        config = self._config
+        stamp_s = stamp_to_seconds(msg.header.stamp)
+        info = self._camera_infos.nearest(stamp_s, tolerance_s=max(config.stamp_tolerance_s, 1.0)) \
+            or self._camera_infos.latest()
+        if info is None:
+            return "no camera_info received yet"
+        try:
+            intrinsics = camera_info_conv.camera_info_to_intrinsics(info[1])
+            rgb = image_conv.image_to_rgb(msg)
+            camera_info_conv.check_image_matches(intrinsics, rgb.shape[1], rgb.shape[0])
+        except ValueError as error:
+            return str(error)
+        prior, prior_note = None, ""
+        if config.use_prior and self._pipeline.wants_prior(stamp_s):
+            match = self._priors.wait_for(stamp_s, config.stamp_tolerance_s, config.prior_wait_s)
+            match = match or self._priors.latest()  # the localizer decides whether it is too old
+            if match is not None:
+                try:
+                    nerf_T_optical, _ = pose_msgs.pose_with_covariance_to_numpy(match[1])
+                    prior = Prior(frames.metres_to_nerf(nerf_T_optical, self._metres_per_unit), match[0], "posecnn")
+                except ValueError as error:
+                    prior_note = f"prior rejected: {error}"
+        label_mask = None
+        detections = self._masks.nearest(stamp_s, config.stamp_tolerance_s)
+        if detections is not None and detections[1].label_image.width:
+            try:
+                label_mask = image_conv.image_to_numpy(detections[1].label_image)
+            except ValueError as error:
+                prior_note = f"mask rejected: {error}"
+        return FrameInput(rgb, intrinsics, stamp_s, prior, label_mask, prior_note)
+
+    def _process(self, msg: Image) -> None:
+        frame = self._frame_input(msg)
+        if isinstance(frame, str):
+            self.get_logger().warning(f"image skipped: {frame}", throttle_duration_sec=2.0)
+            self._publish_status(msg.header, None, message=frame)
+            return
+        result = self._pipeline.localize(frame)
+        if result.estimate is None:
+            self._publish_status(msg.header, result)
+            return
+        nerf_T_cam = frames.nerf_to_metres(result.estimate.nerf_T_optical, self._metres_per_unit)
+        header = msg.header  # outputs carry the image's stamp, never now()
+        if self._config.publish_tf:
+            self._tf.send_transform(pose_msgs.matrix_to_transform_stamped(
+                nerf_T_cam, self._config.nerf_frame, header.frame_id, header.stamp))
+        covariance = result.estimate.covariance.copy()
+        covariance[:3, :] *= self._metres_per_unit
+        covariance[:, :3] *= self._metres_per_unit
+        self._pose_pub.publish(pose_msgs.pose_with_covariance_stamped(
+            nerf_T_cam, covariance, self._config.nerf_frame, header.stamp))
+        self._publish_status(header, result)
+        if self._config.overlay_scale > 0:
+            overlay = self._pipeline.overlay(frame, result.estimate, self._config.overlay_scale)
+            self._overlay_pub.publish(image_conv.numpy_to_image(overlay, "rgb8", header))
+
+    def _publish_status(self, header, result, message: str = "") -> None:
+        status = LocalizationStatus()
+        status.header.stamp = header.stamp
+        status.header.frame_id = self._config.nerf_frame
+        status.prior_source = LocalizationStatus.PRIOR_NONE
+        status.message = message
+        if result is not None:
+            status.prior_source = result.prior_source
+            status.message = "; ".join(filter(None, [message, result.message]))
+            estimate = result.estimate
+            if estimate is not None:
+                status.iterations = int(estimate.iterations)
+                status.final_loss = float(estimate.final_loss)
+                status.converged = bool(estimate.converged)
+                status.time_spent = float(estimate.time_s)
+                status.num_hypotheses = int(estimate.num_hypotheses)
+                status.sampling_strategy = estimate.sampling_strategy
+                status.message = "; ".join(filter(None, [status.message, estimate.note]))
+        self._status_pub.publish(status)
+
+    def close(self) -> None:
+        self._running = False
+        self._worker.join(timeout=5.0)
+
+    @property
+    def dropped_frames(self) -> int:
+        return self._frames.dropped
+
+
+def main(args=None) -> int:
+    return node_main.run(InerfNode, args, executor_threads=2)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

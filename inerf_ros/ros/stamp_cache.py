@@ -1,0 +1,89 @@
+"""A bounded cache of stamped messages, looked up by nearest stamp (approximate-time matching).
+
+message_filters is not on PyPI, and the node needs only this: keep the last ``capacity`` messages
+of a topic and find the one closest to an image's stamp within a tolerance. Thread-safe, because
+subscriptions fill it on the executor while the optimizer worker reads it.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class StampCache(Generic[T]):
+    def __init__(self, capacity: int = 30):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._capacity = capacity
+        self._stamps: list[float] = []
+        self._items: list[T] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def add(self, stamp_s: float, item: T) -> None:
+        with self._changed:
+            index = bisect.bisect_right(self._stamps, stamp_s)
+            self._stamps.insert(index, stamp_s)
+            self._items.insert(index, item)
+            while len(self._items) > self._capacity:  # drop the oldest
+                self._stamps.pop(0)
+                self._items.pop(0)
+            self._changed.notify_all()
+
+    def _nearest_locked(self, stamp_s: float, tolerance_s: float) -> tuple[float, T] | None:
+        if not self._stamps:
+            return None
+        index = bisect.bisect_left(self._stamps, stamp_s)
+        candidates = [i for i in (index - 1, index) if 0 <= i < len(self._stamps)]
+        best = min(candidates, key=lambda i: abs(self._stamps[i] - stamp_s))
+        if abs(self._stamps[best] - stamp_s) > tolerance_s:
+            return None
+        return self._stamps[best], self._items[best]
+
+    def nearest(self, stamp_s: float, tolerance_s: float) -> tuple[float, T] | None:
+        """(stamp, item) closest to ``stamp_s`` if within ``tolerance_s``, else None."""
+        with self._lock:
+            return self._nearest_locked(stamp_s, tolerance_s)
+
+    def latest(self) -> tuple[float, T] | None:
+        with self._lock:
+            return (self._stamps[-1], self._items[-1]) if self._items else None
+
+    def wait_for(self, stamp_s: float, tolerance_s: float, timeout_s: float) -> tuple[float, T] | None:
+        """Like :meth:`nearest`, waiting up to ``timeout_s`` for a match to arrive."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._nearest_locked(stamp_s, tolerance_s) is not None, timeout=timeout_s)
+            return self._nearest_locked(stamp_s, tolerance_s)
+
+
+class LatestSlot(Generic[T]):
+    """Holds only the newest item: when the consumer falls behind, older frames are dropped."""
+
+    def __init__(self):
+        self._item: T | None = None
+        self._dropped = 0
+        self._changed = threading.Condition()
+
+    def put(self, item: T) -> None:
+        with self._changed:
+            if self._item is not None:
+                self._dropped += 1
+            self._item = item
+            self._changed.notify_all()
+
+    def take(self, timeout_s: float | None = None) -> T | None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._item is not None, timeout=timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
