@@ -62,7 +62,7 @@ class OptimizerConfig:
     coarse_to_fine: bool = option(False, "release the field's fine levels progressively")
     coarse_to_fine_fraction: float = option(0.3, "fraction of max_iterations until all levels are on",
                                             range=(0.0, 1.0))
-    coarse_levels: int = option(4, "levels enabled at the start of coarse-to-fine", range=(1, 64))
+    coarse_levels: int = option(1, "field levels enabled at the start of coarse-to-fine", range=(1, 64))
     covariance_rays: int = option(2048, "rays for the Gauss-Newton covariance (0: skip it)", range=(0, 65536))
     seed: int = option(0, "random seed (ray sampling, hypotheses)", range=(0, 2**31 - 1))
 
@@ -149,7 +149,7 @@ class PoseOptimizer:
         self.sampling = sampling or SamplingConfig()
         self.device = torch.device(device)
         self._pixel_rays = pixel_rays
-        self._num_levels = int(getattr(model, "num_levels", 0) or 0)
+        self._num_levels = int(model.field.n_levels)
 
     # -- the loss of K hypotheses on one batch of pixels ------------------------------------------
     def _render_loss(self, start_nerf_T_gl: Tensor, xi: Tensor, intrinsics: Intrinsics, uv: Tensor,
@@ -161,14 +161,15 @@ class PoseOptimizer:
         residual = out["rgb"].reshape(k, n, 3) - target[None]
         return _photometric_loss(residual, self.config), residual
 
-    def _max_level(self, iteration: int) -> int | None:
+    def _max_level(self, iteration: int) -> float | None:
+        """Highest field level for this iteration (levels count from 0; fractions fade a level in)."""
         config = self.config
-        if not config.coarse_to_fine or self._num_levels <= 0:
+        if not config.coarse_to_fine:
             return None
         ramp = max(1, int(config.coarse_to_fine_fraction * config.max_iterations))
-        start = min(config.coarse_levels, self._num_levels)
-        level = start + (self._num_levels - start) * min(1.0, iteration / ramp)
-        return int(round(level))
+        first, last = min(config.coarse_levels, self._num_levels) - 1, self._num_levels - 1
+        progress = min(1.0, iteration / ramp)
+        return None if progress >= 1.0 else first + (last - first) * progress
 
     def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
                  label_mask: np.ndarray | None = None, max_iterations: int | None = None,
