@@ -1,0 +1,173 @@
+"""``inerf-ros eval-poses``: the iNeRF pose-estimation benchmark on views held out of NeRF training.
+
+Protocols (start pose = ground truth perturbed):
+
+* ``inerf``: rotation about a random axis by an angle uniform in [-40, 40] degrees, translation
+  uniform in [-0.2, 0.2] per axis, scaled to the scene (NeRF units x mean camera distance / 4).
+* ``prior``: a PoseCNN-like prior: 10 degrees about a random axis and a 5 cm translation in a
+  random direction.
+
+Reports, per sampling strategy and hypothesis count: success rates, median errors, iterations to
+converge and seconds per estimate, as Markdown, JSON and an error-vs-iteration plot.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inerf_ros import config as config_tools
+from inerf_ros import evaluation, frames, lie
+from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
+from inerf_ros.optim.sampling import SamplingConfig
+
+PROTOCOLS = {
+    # name: (max rotation deg, translation spec, translation is a fixed-length shift)
+    "inerf": (40.0, 0.2, False),
+    "prior": (10.0, 0.05, True),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", help="trained NeRF (train-nerf --out)")
+    parser.add_argument("data", help="transforms.json (or its folder) with the held-out views")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="inerf",
+                        help="start-pose perturbation (default: inerf, 40 deg / 0.2 units)")
+    parser.add_argument("--trials", type=int, default=50, help="trials per configuration (default 50)")
+    parser.add_argument("--strategies", default="random,interest_regions",
+                        help="comma-separated sampling strategies to compare (default: random,interest_regions)")
+    parser.add_argument("--hypotheses", default="1", help="comma-separated hypothesis counts (default: 1)")
+    parser.add_argument("--split", default=None,
+                        help="use transforms_SPLIT.json of the data folder (e.g. test); default: the views "
+                             "train-nerf held out (every --holdout-every-th)")
+    parser.add_argument("--holdout-every", type=int, default=8, help="hold-out rule of train-nerf (default 8)")
+    parser.add_argument("--downscale", type=float, default=None,
+                        help="image downscale (default: the one the model was trained at)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--out", default=None, help="report folder (default: MODEL_DIR/eval_poses_PROTOCOL)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the perturbations")
+    config_tools.add_arguments(parser, OptimizerConfig, skip=("seed", "num_hypotheses"))
+    config_tools.add_arguments(parser, SamplingConfig, skip=("strategy",))
+
+
+def perturb(nerf_T_cam: np.ndarray, protocol: str, unit_scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Start pose: ``nerf_T_cam`` (optical) rotated about its centre and shifted per the protocol.
+
+    ``unit_scale`` is NeRF units per protocol unit (Blender scenes: 1).
+    """
+    max_deg, translation, fixed_length = PROTOCOLS[protocol]
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    rotation = lie.random_rotation_about_random_axis(max_deg, 1, generator=generator)[0].numpy()
+    if fixed_length:
+        direction = rng.normal(size=3)
+        shift = direction / np.linalg.norm(direction) * translation * unit_scale
+    else:
+        shift = rng.uniform(-translation, translation, size=3) * unit_scale
+    start = nerf_T_cam.copy()
+    start[:3, :3] = rotation @ nerf_T_cam[:3, :3]
+    start[:3, 3] = nerf_T_cam[:3, 3] + shift
+    return start
+
+
+def translation_scale(data, model, metric: bool) -> evaluation.TranslationScale:
+    """Reporting scale: metres when the data has a metric scale, else relative to the camera distance."""
+    centres = data.nerf_T_cam[:, :3, 3].double().numpy()
+    aabb = np.asarray(model.metadata.aabb, dtype=np.float64)
+    mean_distance = float(np.linalg.norm(centres - aabb.mean(axis=0), axis=1).mean())
+    return evaluation.TranslationScale(float(data.metres_per_unit), metric, mean_distance)
+
+
+def has_metric_scale(data_path, split) -> bool:
+    """A transforms.json is metric when it says so (``metres_per_unit``); SfM and Blender files do not."""
+    import json
+
+    from inerf_ros.datasets.transforms import resolve_transforms_path
+
+    return "metres_per_unit" in json.loads(resolve_transforms_path(data_path, split).read_text())
+
+
+def run_trials(model, data, scale: evaluation.TranslationScale, optimizer_config: OptimizerConfig,
+               sampling_config: SamplingConfig, strategies, hypotheses, protocol: str, trials: int, seed: int,
+               device: str) -> list[evaluation.Trial]:
+    """Every (strategy, K) configuration on the same start poses, so columns compare like with like."""
+    units_per_reported = scale.units_per_reported
+    protocol_unit = scale.mean_camera_distance / 4.0 if not scale.metric else 1.0 / scale.metres_per_unit
+    rng = np.random.default_rng(seed)
+    cases = []
+    for trial in range(trials):
+        view = trial % len(data)
+        nerf_T_gt = frames.opengl_to_optical(data.nerf_T_cam[view].double().numpy())
+        cases.append((view, nerf_T_gt, perturb(nerf_T_gt, protocol, protocol_unit, rng)))
+    results = []
+    combos = list(itertools.product(strategies, hypotheses))
+    progress = tqdm(total=len(combos) * len(cases), desc="eval-poses", unit="trial")
+    for strategy, k in combos:
+        group = f"{strategy}, K={k}"
+        optimizer = PoseOptimizer(model, dataclasses.replace(optimizer_config, num_hypotheses=k),
+                                  dataclasses.replace(sampling_config, strategy=strategy), device=device)
+        for view, nerf_T_gt, start in cases:
+            image = (data.images[view].numpy() * 255).round().astype(np.uint8)
+            estimate = optimizer.estimate(image, data.intrinsics[view], start, keep_history=True)
+            gt = torch.from_numpy(nerf_T_gt)
+
+            def errors(pose):
+                rot, trans = lie.pose_error(torch.from_numpy(pose), gt)
+                return float(rot), float(trans) / units_per_reported
+
+            rot, trans = errors(estimate.nerf_T_optical)
+            start_rot, start_trans = errors(start)
+            results.append(evaluation.Trial(
+                group=group, rotation_error_deg=rot, translation_error=trans, iterations=estimate.iterations,
+                converged=estimate.converged, seconds=estimate.time_s, start_rotation_error_deg=start_rot,
+                start_translation_error=start_trans, frame=data.file_names[view],
+                error_history=[errors(p) for p in estimate.history]))
+            progress.update(1)
+            progress.set_postfix(group=group, rot=f"{rot:.2f}", cm=f"{100 * trans:.1f}")
+    progress.close()
+    return results
+
+
+def run(args) -> int:
+    from inerf_ros.datasets.transforms import load_transforms
+    from inerf_ros.nerf.checkpoint import load_model
+
+    model = load_model(args.model_dir, device=args.device)
+    downscale = args.downscale or float(model.metadata.extra.get("downscale", 1.0))
+    data = load_transforms(args.data, downscale=downscale, background=tuple(model.metadata.background),
+                           split=args.split)
+    if args.split is None:
+        _, held_out = data.holdout_indices(args.holdout_every)
+        data = data.subset(held_out)
+    optimizer_config = config_tools.from_args(OptimizerConfig, args, seed=args.seed)
+    sampling_config = config_tools.from_args(SamplingConfig, args, strategy="random")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for strategy in strategies:
+        dataclasses.replace(sampling_config, strategy=strategy).check()
+    hypotheses = [int(k) for k in args.hypotheses.split(",")]
+    scale = translation_scale(data, model, has_metric_scale(args.data, args.split))
+
+    trials = run_trials(model, data, scale, optimizer_config, sampling_config, strategies, hypotheses,
+                        args.protocol, args.trials, args.seed, args.device)
+    out = Path(args.out or Path(args.model_dir) / f"eval_poses_{args.protocol}")
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = evaluation.summarize_groups(trials)
+    table = evaluation.markdown_table(summaries)
+    plot = evaluation.plot_error_vs_iteration(trials, out / "error_vs_iteration.png",
+                                              f"{Path(args.data).name}: protocol {args.protocol}")
+    report = (f"# eval-poses: {args.protocol} protocol on {args.data}\n\n"
+              f"{len(data)} held-out views, {args.trials} trials per configuration, seed {args.seed}; "
+              f"{scale.describe()}.\n\n{table}\n\n![error vs iteration](error_vs_iteration.png)\n")
+    (out / "report.md").write_text(report)
+    evaluation.write_json(out / "results.json", {
+        "protocol": args.protocol, "data": str(args.data), "model": str(args.model_dir),
+        "scale": dataclasses.asdict(scale), "optimizer": dataclasses.asdict(optimizer_config),
+        "sampling": dataclasses.asdict(sampling_config), "summaries": summaries,
+        "trials": [dataclasses.asdict(t) | {"error_history": None} for t in trials]})
+    print(table)
+    print(f"\nreport: {out / 'report.md'}" + (f", plot: {plot}" if plot else ""))
+    return 0
