@@ -52,8 +52,8 @@ class InerfNodeConfig:
 
 
 class InerfNode(Node):
-    def __init__(self, pipeline: InerfPipeline | None = None):
-        super().__init__("inerf_node")
+    def __init__(self, pipeline: InerfPipeline | None = None, **node_kwargs):
+        super().__init__("inerf_node", **node_kwargs)
         self._config = parameters.declare_config(self, InerfNodeConfig)
         optimizer = parameters.declare_config(self, OptimizerConfig)
         sampling = parameters.declare_config(self, SamplingConfig)

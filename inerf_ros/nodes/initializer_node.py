@@ -27,8 +27,8 @@ class InitializerNodeConfig:
 
 
 class InitializerNode(Node):
-    def __init__(self):
-        super().__init__("initializer_node")
+    def __init__(self, **node_kwargs):
+        super().__init__("initializer_node", **node_kwargs)
         self._node_config = parameters.declare_config(self, InitializerNodeConfig)
         self._config = parameters.declare_config(self, InitializerConfig)
         self._estimator = CameraPriorEstimator(self._config)

@@ -26,8 +26,8 @@ class PosecnnNodeConfig:
 
 
 class PosecnnNode(Node):
-    def __init__(self, detector=None):
-        super().__init__("posecnn_node")
+    def __init__(self, detector=None, **node_kwargs):
+        super().__init__("posecnn_node", **node_kwargs)
         self._config = parameters.declare_config(self, PosecnnNodeConfig)
         parameters.on_parameters_updated(self, PosecnnNodeConfig, lambda: self._config, self._set_config)
         if detector is None:

@@ -1,0 +1,27 @@
+"""Where the package's shared files (config/, launch/, models/) are: the ament share directory of
+an installed package, else the source checkout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def share_dir() -> Path:
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        try:
+            return Path(get_package_share_directory("inerf_ros"))
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    return SOURCE_ROOT
+
+
+def config_file(name: str) -> Path:
+    return share_dir() / "config" / name
+
+
+def model_dir(name: str) -> Path:
+    return share_dir() / "models" / name
