@@ -1,0 +1,157 @@
+"""Scene configs: one dataclass for the world and its camera sets, one for each object entry."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from inerf_ros import config as cfg
+from inerf_ros.config import option
+from inerf_ros.scene.objects import OBJECT_TYPES
+
+SPLIT_NAMES = ("nerf", "posecnn_train", "posecnn_test", "arm")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "scenes" / "tabletop.yaml"
+
+
+@dataclasses.dataclass
+class ObjectSpec:
+    """One object on the table (an entry of ``objects:``)."""
+
+    name: str = option("", "class name (unique in the scene)")
+    type: str = option("box", "shape: procedural box/can/mug/bottle, or a mesh file", choices=OBJECT_TYPES)
+    size: list = option([], "box: [x, y, z]; can, bottle, mug: [diameter, height]; metres")
+    color: list = option([], "main colour, rgb in [0, 1]; empty = from the seed")
+    text: str = option("", "name printed on its label; empty = the class name")
+    mesh: str = option("", "type mesh: .obj, .ply or .msh file, relative to mesh_dir (or absolute)")
+    texture: str = option("", "type mesh: texture image (PNG/JPEG), relative to mesh_dir; empty = from the OBJ/PLY")
+    scale: float = option(1.0, "type mesh: factor from file units to metres", range=(1e-6, 1e6))
+    symmetry: str = option("", "none | continuous_z; empty = from the type (can, bottle: continuous_z)",
+                           choices=("", "none", "continuous_z"))
+    position: list = option([0.0, 0.0], "[x, y] (resting on the table top) or [x, y, z] of the origin, metres")
+    rpy_deg: list = option([0.0, 0.0, 0.0], "orientation: extrinsic roll, pitch, yaw about world x, y, z, degrees")
+
+    def check(self) -> None:
+        if not self.name:
+            raise ValueError("every object needs a name")
+        if len(self.position) not in (2, 3):
+            raise ValueError(f"position must be [x, y] or [x, y, z], got {self.position}")
+        if len(self.rpy_deg) != 3:
+            raise ValueError(f"rpy_deg must have 3 angles, got {self.rpy_deg}")
+        if self.type == "mesh" and not self.mesh:
+            raise ValueError("type mesh needs `mesh: <file>`")
+
+
+@dataclasses.dataclass
+class SceneConfig:
+    """The demo world: table, objects, camera, and how many views of each camera set to render."""
+
+    seed: int = option(0, "seed of every random choice (textures, cameras, lights, distractors)",
+                       range=(0, 2 ** 31 - 1))
+    width: int = option(640, "image width of the nerf and arm views, pixels", range=(1, 8192))
+    height: int = option(480, "image height of the nerf and arm views, pixels", range=(1, 8192))
+    fx: float = option(0.0, "focal length x, pixels (0: from fov_x_deg); rendered with fx = fy", range=(0.0, 1e6))
+    fy: float = option(0.0, "focal length y, pixels (0: = fx)", range=(0.0, 1e6))
+    cx: float = option(-1.0, "principal point x, pixels, (0, 0) = centre of the top-left pixel; -1: image centre")
+    cy: float = option(-1.0, "principal point y, pixels; -1: image centre")
+    fov_x_deg: float = option(60.0, "horizontal field of view when fx is 0, degrees", range=(1.0, 170.0))
+    mesh_dir: str = option("", "folder that relative `mesh`/`texture` paths of the objects are read from")
+    max_texture_size: int = option(1024, "textures larger than this (pixels) are downscaled", range=(16, 8192))
+    table_size: list = option([1.0, 0.7], "table top size along x and y, metres")
+    table_height: float = option(0.74, "table top height above the floor, metres", range=(0.05, 5.0))
+    objects: list = option([], "objects on the table (list of ObjectSpec mappings; see config/scenes/tabletop.yaml)")
+    splits: list = option(list(SPLIT_NAMES), "camera sets to render (nerf, posecnn_train, posecnn_test, arm)")
+    look_at: list = option([0.0, 0.0, 0.05], "point the nerf and arm cameras aim at, world frame, metres")
+    nerf_views: int = option(100, "hemisphere views of the nerf set", range=(1, 100000))
+    nerf_radius: list = option([0.75, 0.95], "min, max distance of nerf views from look_at, metres")
+    nerf_elevation_deg: list = option([15.0, 75.0], "min, max elevation of nerf views above the table, degrees")
+    nerf_test_every: int = option(8, "every n-th nerf view goes to transforms_test.json", range=(2, 100000))
+    posecnn_train_views: int = option(400, "randomised views of posecnn_train", range=(1, 1000000))
+    posecnn_test_views: int = option(60, "randomised views of posecnn_test (held out)", range=(1, 1000000))
+    posecnn_scale: float = option(0.5, "image size of the posecnn sets relative to width x height", range=(0.01, 4.0))
+    posecnn_radius: list = option([0.35, 1.0], "min, max camera distance of posecnn views, metres")
+    posecnn_elevation_deg: list = option([15.0, 80.0], "min, max elevation of posecnn views, degrees")
+    max_distractors: int = option(4, "up to this many random distractor shapes per posecnn view", range=(0, 16))
+    arm_duration_s: float = option(20.0, "length of the wrist-camera trajectory, seconds", range=(0.1, 3600.0))
+    arm_fps: float = option(15.0, "frame rate of the wrist-camera trajectory, Hz", range=(15.0, 30.0))
+    arm_radius: list = option([1.1, 0.55], "start and circling horizontal distance from look_at, metres")
+    arm_height: list = option([0.75, 0.4], "start and circling camera height above the table top, metres")
+
+    def check(self) -> None:
+        unknown = set(self.splits) - set(SPLIT_NAMES)
+        if unknown:
+            raise ValueError(f"splits: unknown {sorted(unknown)}; choose from {list(SPLIT_NAMES)}")
+        for name in ("table_size", "nerf_radius", "nerf_elevation_deg", "posecnn_radius",
+                     "posecnn_elevation_deg", "arm_radius", "arm_height"):
+            value = getattr(self, name)
+            if len(value) != 2 or any(not isinstance(v, (int, float)) for v in value):
+                raise ValueError(f"{name} must be two numbers, got {value}")
+        if min(self.table_size) <= 0:
+            raise ValueError(f"table_size must be positive, got {self.table_size}")
+        if len(self.look_at) != 3:
+            raise ValueError(f"look_at must be [x, y, z], got {self.look_at}")
+        if not self.objects:
+            raise ValueError("objects: the scene needs at least one object")
+        if len(self.objects) > 254:
+            raise ValueError("objects: at most 254 objects (uint8 masks)")
+
+    def object_specs(self) -> list[ObjectSpec]:
+        specs, names = [], set()
+        for k, entry in enumerate(self.objects):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            label = f"objects[{k}]" + (f" ({name})" if name else "")
+            if not isinstance(entry, dict):
+                raise ValueError(f"{label}: expected a mapping, got {entry!r}")
+            try:
+                spec = cfg.from_dict(ObjectSpec, entry)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{label}: {err}") from None
+            if spec.name in names:
+                raise ValueError(f"{label}: duplicate object name {spec.name!r}")
+            names.add(spec.name)
+            specs.append(spec)
+        return specs
+
+
+# Small and quick: what tests and smoke runs use (--quick).
+QUICK = {"width": 80, "height": 60, "nerf_views": 6, "nerf_test_every": 3, "posecnn_train_views": 4,
+         "posecnn_test_views": 2, "posecnn_scale": 1.0, "arm_duration_s": 0.4, "arm_fps": 15.0,
+         "max_texture_size": 256}
+
+
+def _coerce_list(value, default):
+    """CLI lists arrive as strings: convert them to the type of the default's elements."""
+    if not isinstance(value, list) or not default:
+        return value
+    kind = type(default[0])
+    if kind in (int, float):
+        return [kind(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def load_scene_config(path=None, overrides: dict | None = None) -> SceneConfig:
+    """Read a scene YAML (default ``config/scenes/tabletop.yaml``), apply overrides, validate.
+
+    Errors are ``ValueError`` naming the file and the field.
+    """
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"scene config {path} does not exist")
+    with open(path) as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    data.update(overrides or {})
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(SceneConfig)}
+    data = {k: _coerce_list(v, defaults.get(k)) for k, v in data.items()}
+    try:
+        config = cfg.from_dict(SceneConfig, data)
+        config.object_specs()
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    return config
+
+
+def config_to_yaml(config: SceneConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
