@@ -63,6 +63,9 @@ class InerfNode(Node):
                 raise ValueError("parameter model_dir is empty: point it at a NeRF model directory")
             pipeline = InerfPipeline.from_model_dir(self._config.model_dir, self._config.device, optimizer,
                                                     sampling, localizer)
+        else:  # an injected pipeline (tests, offline replay) still follows this node's parameters
+            for config in (optimizer, sampling, localizer):
+                pipeline.update_config(config)
         self._pipeline = pipeline
         for cls in (OptimizerConfig, SamplingConfig, LocalizerConfig):  # safe to change at run time
             parameters.on_parameters_updated(self, cls, lambda c=cls: pipeline.config_of(c), pipeline.update_config)

@@ -40,6 +40,7 @@ def declare_config(node, cls, prefix: str = ""):
     Lists of strings become string arrays; an empty list default is declared as a string array.
     Raises ValueError (with the field's name) when a value given by the user is out of range.
     """
+    from rclpy.exceptions import ParameterUninitializedException
     from rclpy.parameter import Parameter
 
     values = {}
@@ -48,8 +49,12 @@ def declare_config(node, cls, prefix: str = ""):
         default = _default(f)
         tp = config_tools.field_type(cls, f)
         if tp is list and not default:
+            # An empty list has no ROS type: declare a string array, left unset until a user sets it.
             node.declare_parameter(name, Parameter.Type.STRING_ARRAY, _descriptor(cls, f))
-            value = node.get_parameter(name).value
+            try:
+                value = node.get_parameter(name).value
+            except ParameterUninitializedException:
+                value = None
             values[f.name] = list(value) if value is not None else []
         else:
             node.declare_parameter(name, default, _descriptor(cls, f))

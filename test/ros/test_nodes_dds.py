@@ -1,0 +1,180 @@
+"""Real nodes over real DDS in this process: Image + CameraInfo in, ObjectPoseArray and TF out.
+
+The networks here are small and untrained: these tests check the plumbing (topics, QoS, stamps,
+frames, message contents and the node's survival), not accuracy (see test_localize_scene.py).
+"""
+import numpy as np
+import pytest
+import rclpy
+import torch
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
+
+from conftest import spin_until
+from inerf_ros.camera import Intrinsics
+from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
+from inerf_ros.ros import camera_info, image, pose_msgs
+from inerf_ros.ros.stamps import seconds_to_stamp
+from inerf_ros.ros.tf import TF_QOS
+
+INTRINSICS = Intrinsics(64, 48, 60.0, 60.0, 31.5, 23.5)
+STAMP_S = 1700000000.25
+
+
+def tiny_detector():
+    from inerf_ros.posecnn.model import PoseCNNDetector
+    from inerf_ros.posecnn.network import PoseCNN
+
+    torch.manual_seed(0)
+    meta = {"classes": [{"name": "mug"}, {"name": "box"}], "input_width": 64, "input_height": 48,
+            "reference_focal": 60.0}
+    return PoseCNNDetector(PoseCNN(2, backbone="light", width=8, decoder_width=16, fc_width=32), meta, {})
+
+
+def tiny_pipeline():
+    from inerf_ros.nerf.model import NerfMetadata, NerfModel
+    from inerf_ros.optim.inerf import OptimizerConfig
+    from inerf_ros.optim.localizer import LocalizerConfig
+    from inerf_ros.optim.sampling import SamplingConfig
+    from inerf_ros.pipeline import InerfPipeline
+
+    torch.manual_seed(0)
+    model = NerfModel(NerfMetadata(aabb=[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], n_samples=16))
+    return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())
+
+
+FAST = [Parameter("max_iterations", value=3), Parameter("num_rays", value=64),
+        Parameter("covariance_rays", value=64), Parameter("overlay_scale", value=0.25),
+        Parameter("prior_wait_s", value=2.0)]
+
+
+class Probe:
+    """A test node: publishes camera data and a prior, records everything the pipeline sends back."""
+
+    def __init__(self, context):
+        self.node = rclpy.create_node("probe", context=context)
+        self.image_pub = self.node.create_publisher(Image, "image_raw", qos_profile_sensor_data)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.prior_pub = self.node.create_publisher(PoseWithCovarianceStamped, "camera_prior", QoSProfile(depth=5))
+        self.received = {"detections": [], "tf": [], "status": [], "pose": [], "overlay": []}
+        self.node.create_subscription(ObjectPoseArray, "detections", self.received["detections"].append,
+                                      QoSProfile(depth=5))
+        self.node.create_subscription(TFMessage, "/tf", self.received["tf"].append, TF_QOS)
+        self.node.create_subscription(LocalizationStatus, "localization_status", self.received["status"].append,
+                                      QoSProfile(depth=5))
+        self.node.create_subscription(PoseWithCovarianceStamped, "camera_pose", self.received["pose"].append,
+                                      QoSProfile(depth=5))
+        self.node.create_subscription(Image, "overlay", self.received["overlay"].append, qos_profile_sensor_data)
+
+    def send_frame(self, stamp_s=STAMP_S, rgb=None, encoding="rgb8", info=INTRINSICS, prior=None):
+        stamp = seconds_to_stamp(stamp_s)
+        header_info = camera_info.intrinsics_to_camera_info(info)
+        header_info.header.stamp, header_info.header.frame_id = stamp, "camera_optical"
+        self.info_pub.publish(header_info)
+        if prior is not None:
+            self.prior_pub.publish(pose_msgs.pose_with_covariance_stamped(prior, np.eye(6) * 1e-3, "nerf", stamp))
+        rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8) if rgb is None else rgb
+        msg = image.numpy_to_image(rgb, encoding)
+        msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
+        self.image_pub.publish(msg)
+
+
+@pytest.fixture
+def graph(ros_context):
+    from inerf_ros.nodes.inerf_node import InerfNode
+    from inerf_ros.nodes.posecnn_node import PosecnnNode
+
+    executor = SingleThreadedExecutor(context=ros_context)
+    posecnn = PosecnnNode(tiny_detector(), context=ros_context, parameter_overrides=[
+        Parameter("score_threshold", value=0.0)])
+    inerf = InerfNode(tiny_pipeline(), context=ros_context, parameter_overrides=FAST)
+    probe = Probe(ros_context)
+    for node in (posecnn, inerf, probe.node):
+        executor.add_node(node)
+    yield executor, probe, posecnn, inerf
+    inerf.close()
+    for node in (posecnn, inerf, probe.node):
+        executor.remove_node(node)
+        node.destroy_node()
+
+
+def camera_prior():
+    nerf_T_cam = np.eye(4)
+    nerf_T_cam[:3, 3] = [0.0, 0.0, -3.0]  # 3 units in front of the box, looking along +z (optical)
+    return nerf_T_cam
+
+
+def test_image_and_camera_info_in_detections_and_tf_out(graph):
+    executor, probe, _, _ = graph
+    spin_until(executor, lambda: False, timeout_s=0.5)  # discovery
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: probe.received["detections"] and probe.received["tf"], timeout_s=20)
+
+    detections = probe.received["detections"][0]
+    assert (detections.header.stamp.sec, detections.header.stamp.nanosec) == (1700000000, 250000000)
+    assert detections.header.frame_id == "camera_optical"
+    assert (detections.label_image.width, detections.label_image.height) == (64, 48)
+    assert detections.label_image.encoding == "mono8"
+    assert all(0 <= o.score <= 1 and o.class_name in ("mug", "box") for o in detections.objects)
+
+    transform = probe.received["tf"][0].transforms[0]
+    assert transform.header.frame_id == "nerf" and transform.child_frame_id == "camera_optical"
+    assert transform.header.stamp == detections.header.stamp  # outputs carry the input's stamp
+    nerf_T_cam = pose_msgs.transform_to_matrix(transform.transform)
+    assert np.isfinite(nerf_T_cam).all()
+    assert np.linalg.norm(nerf_T_cam[:3, 3] - camera_prior()[:3, 3]) < 0.5  # 3 small steps from the prior
+
+    assert spin_until(executor, lambda: probe.received["status"] and probe.received["overlay"], timeout_s=10)
+    status = probe.received["status"][0]
+    assert status.iterations == 3 and status.prior_source == "posecnn" and status.num_hypotheses == 1
+    overlay = probe.received["overlay"][0]
+    assert (overlay.width, overlay.height, overlay.encoding) == (16, 12, "rgb8")
+    covariance = np.array(probe.received["pose"][0].pose.covariance).reshape(6, 6)
+    assert np.allclose(covariance, covariance.T) and np.isfinite(covariance).all()
+
+
+def test_bad_frames_are_reported_and_the_node_keeps_running(graph):
+    executor, probe, _, _ = graph
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    probe.send_frame(stamp_s=STAMP_S, rgb=np.zeros((48, 64), np.float32), encoding="32FC1", prior=camera_prior())
+    assert spin_until(executor, lambda: probe.received["status"], timeout_s=10)
+    assert "not a colour encoding" in probe.received["status"][-1].message
+
+    small = Intrinsics(32, 24, 30.0, 30.0, 15.5, 11.5)
+    probe.send_frame(stamp_s=STAMP_S + 1, info=small, prior=camera_prior())
+    assert spin_until(executor, lambda: len(probe.received["status"]) >= 2, timeout_s=10)
+    assert "image is 64x48 but camera_info says 32x24" in probe.received["status"][-1].message
+
+    nan_prior = camera_prior()
+    nan_prior[0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):  # a NaN prior cannot even be encoded by our helpers
+        pose_msgs.matrix_to_pose(nan_prior)
+
+    probe.send_frame(stamp_s=STAMP_S + 2, prior=camera_prior())  # a good frame is still localized
+    assert spin_until(executor, lambda: probe.received["tf"], timeout_s=20)
+    assert probe.received["tf"][-1].transforms[0].header.stamp.sec == 1700000002
+
+
+def test_no_prior_is_an_outcome_not_a_crash(graph):
+    executor, probe, _, inerf = graph
+    inerf.set_parameters([Parameter("prior_wait_s", value=0.1)])
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    probe.send_frame(stamp_s=STAMP_S + 10)
+    assert spin_until(executor, lambda: probe.received["status"], timeout_s=10)
+    status = probe.received["status"][-1]
+    assert status.prior_source == "none" and "no prior" in status.message
+    assert not probe.received["tf"]
+
+
+def test_parameters_are_validated_at_run_time(graph):
+    _, _, _, inerf = graph
+    result = inerf.set_parameters([Parameter("max_iterations", value=0)])[0]
+    assert not result.successful and "out of range" in result.reason  # the descriptor's range
+    result = inerf.set_parameters([Parameter("strategy", value="grid")])[0]
+    assert not result.successful and "unknown sampling strategy" in result.reason
+    assert inerf.set_parameters([Parameter("num_rays", value=128)])[0].successful
+    assert inerf.set_parameters([Parameter("model_dir", value="/elsewhere")])[0].successful is False
