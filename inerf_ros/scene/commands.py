@@ -16,7 +16,7 @@ from tqdm import tqdm
 from inerf_ros import config as cfg
 from inerf_ros.frames import optical_to_opengl
 from inerf_ros.scene import cameras
-from inerf_ros.scene.config import QUICK, SceneConfig, config_to_yaml, load_scene_config
+from inerf_ros.scene.config import QUICK, QUICK_WIDTH, SceneConfig, config_to_yaml, load_scene_config, shrink_image
 from inerf_ros.scene.dataset import DEPTH_SCALE_MM, write_ply
 
 _SKIP_FLAGS = ("objects",)
@@ -193,7 +193,10 @@ def config_from_args(args: argparse.Namespace) -> SceneConfig:
         value = getattr(args, f.name, None)
         if value is not None:
             overrides[f.name] = value
-    return load_scene_config(args.config, overrides)
+    config = load_scene_config(args.config, overrides)
+    if args.quick and args.width is None:
+        config = shrink_image(config, QUICK_WIDTH)
+    return config
 
 
 def run(args: argparse.Namespace) -> int:

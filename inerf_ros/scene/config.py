@@ -26,6 +26,7 @@ class ObjectSpec:
     mesh: str = option("", "type mesh: .obj, .ply or .msh file, relative to mesh_dir (or absolute)")
     texture: str = option("", "type mesh: texture image (PNG/JPEG), relative to mesh_dir; empty = from the OBJ/PLY")
     scale: float = option(1.0, "type mesh: factor from file units to metres", range=(1e-6, 1e6))
+    recentre: bool = option(False, "type mesh: put the model origin at the centre of its bounding box")
     symmetry: str = option("", "none | continuous_z; empty = from the type (can, bottle: continuous_z)",
                            choices=("", "none", "continuous_z"))
     position: list = option([0.0, 0.0], "[x, y] (resting on the table top) or [x, y, z] of the origin, metres")
@@ -113,10 +114,23 @@ class SceneConfig:
         return specs
 
 
-# Small and quick: what tests and smoke runs use (--quick).
-QUICK = {"width": 80, "height": 60, "nerf_views": 6, "nerf_test_every": 3, "posecnn_train_views": 4,
-         "posecnn_test_views": 2, "posecnn_scale": 1.0, "arm_duration_s": 0.4, "arm_fps": 15.0,
-         "max_texture_size": 256}
+# Small and quick: what tests and smoke runs use (--quick); the image shrinks to QUICK_WIDTH pixels wide.
+QUICK = {"nerf_views": 6, "nerf_test_every": 3, "posecnn_train_views": 4, "posecnn_test_views": 2,
+         "posecnn_scale": 1.0, "arm_duration_s": 0.4, "arm_fps": 15.0, "max_texture_size": 256}
+QUICK_WIDTH = 80
+
+
+def shrink_image(config: SceneConfig, width: int) -> SceneConfig:
+    """The same camera at another image width (intrinsics scaled, pixel centres kept)."""
+    factor = width / config.width
+    height = max(1, round(config.height * factor))
+    sx, sy = width / config.width, height / config.height
+    changes = {"width": width, "height": height, "fx": config.fx * sx, "fy": config.fy * sy}
+    if config.cx >= 0:
+        changes["cx"] = (config.cx + 0.5) * sx - 0.5
+    if config.cy >= 0:
+        changes["cy"] = (config.cy + 0.5) * sy - 0.5
+    return dataclasses.replace(config, **changes)
 
 
 def _coerce_list(value, default):

@@ -12,6 +12,7 @@ import io
 import os
 import zlib
 
+import cv2
 import numpy as np
 
 
@@ -135,6 +136,10 @@ class World:
         self.object_geoms = {
             obj.instance_id: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"obj_{obj.instance_id}")
             for obj in self.objects}
+        distractor_geoms = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"distractor_{k}")
+                            for k in range(config.max_distractors)]
+        # Geoms that can hide an object from a camera above the table: objects and distractors.
+        self.occluder_geoms = np.array(list(self.object_geoms.values()) + distractor_geoms, dtype=np.int64)
         self.distractor_bodies = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"distractor_{k}")
                                   for k in range(config.max_distractors)]
         self.camera_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, "camera")
@@ -154,6 +159,10 @@ class World:
                                         "give the folder holding it with --mesh-dir")
             model = obj_lib.load_mesh_model(mesh_path, texture, spec.scale, spec.symmetry or "none",
                                             self.config.max_texture_size, color)
+            if spec.recentre:
+                lo, hi = model.bbox
+                model.params["recentre_offset"] = [float(v) for v in -(lo + hi) / 2]
+                model.vertices = model.vertices - (lo + hi) / 2
         else:
             model = obj_lib.make_procedural(spec.type, list(spec.size), spec.text or spec.name.replace("_", " "),
                                             color, rng, min(1024, self.config.max_texture_size))
@@ -319,8 +328,9 @@ class RenderOutput:
 class SceneRenderer:
     """Off-screen renderer of a :class:`World`; one GL context per image size. Close it (or use ``with``)."""
 
-    def __init__(self, world: World):
+    def __init__(self, world: World, always_silhouettes: bool = False):
         self.world = world
+        self.always_silhouettes = always_silhouettes  # draw every object alone, even when nothing touches it
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
 
     def __enter__(self):
@@ -381,28 +391,61 @@ class SceneRenderer:
         label = self.world.class_of_instance[instance]
         px_all = {}
         if visibility:
-            px_all = self._silhouettes(renderer, instance)
+            px_all = self._silhouettes(renderer, instance, geom_ids, world_T_cam, intrinsics)
         renderer.disable_segmentation_rendering()
         return RenderOutput(rgb, depth, label, instance, px_all)
 
-    def _silhouettes(self, renderer: mujoco.Renderer, instance: np.ndarray) -> dict:
-        """Pixels of each object drawn alone (others moved out of view), for the visible fraction."""
+    def _needs_silhouette(self, inst: int, instance: np.ndarray, geom_ids: np.ndarray, world_T_cam: np.ndarray,
+                          intrinsics: Intrinsics) -> bool:
+        """Whether an object may be occluded: visible pixels next to another object or distractor (or
+        none visible while its model projects into the image). Otherwise all its pixels are visible."""
+        mask = instance == inst
+        if not mask.any():
+            obj = self.world.objects[inst - 1]
+            cam_T_obj = np.linalg.inv(world_T_cam) @ obj.world_T_obj
+            p = obj.model.vertices @ cam_T_obj[:3, :3].T + cam_T_obj[:3, 3]
+            p = p[p[:, 2] > 1e-3]
+            if len(p) == 0:
+                return False
+            u = intrinsics.fx * p[:, 0] / p[:, 2] + intrinsics.cx
+            v = intrinsics.fy * p[:, 1] / p[:, 2] + intrinsics.cy
+            return bool(u.max() >= -0.5 and u.min() <= intrinsics.width - 0.5
+                        and v.max() >= -0.5 and v.min() <= intrinsics.height - 0.5)
+        ring = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~mask
+        neighbours = np.unique(geom_ids[ring])
+        if world_T_cam[2, 3] <= 0.0:  # below the table top: the table may hide objects
+            return bool(np.any(neighbours >= 0))
+        own = self.world.object_geoms[inst]
+        return bool(np.any(np.isin(neighbours, self.world.occluder_geoms[self.world.occluder_geoms != own])))
+
+    def _silhouettes(self, renderer: mujoco.Renderer, instance: np.ndarray, geom_ids: np.ndarray,
+                     world_T_cam: np.ndarray, intrinsics: Intrinsics) -> dict:
+        """Pixels of each object drawn alone (others moved out of view), for the visible fraction.
+
+        Drawn only for objects that may be occluded (see ``_needs_silhouette``); for the others the
+        silhouette is their visible mask.
+        """
         scene = renderer.scene
         geoms = [scene.geoms[j] for j in range(scene.ngeom)]
         saved = [g.pos.copy() for g in geoms]
         out = {}
         for inst, geom_id in self.world.object_geoms.items():
+            visible = int(np.count_nonzero(instance == inst))
+            may_be_hidden = self._needs_silhouette(inst, instance, geom_ids, world_T_cam, intrinsics)
+            if not (self.always_silhouettes or may_be_hidden):
+                out[inst] = visible
+                continue
             own = [j for j, g in enumerate(geoms) if g.objtype == int(mujoco.mjtObj.mjOBJ_GEOM) and g.objid == geom_id]
             if not own:
-                out[inst] = 0
+                out[inst] = visible
                 continue
             for j, g in enumerate(geoms):
                 if j not in own:
                     g.pos[2] = saved[j][2] + 1.0e4
             seg = renderer.render()
-            out[inst] = int(np.count_nonzero((seg[..., 0] == geom_id) & (seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM))))
+            drawn = int(np.count_nonzero((seg[..., 0] == geom_id) & (seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM))))
             for j, g in enumerate(geoms):
                 g.pos[:] = saved[j]
             # Drawn alone, an object covers at least what is visible of it with occluders.
-            out[inst] = max(out[inst], int(np.count_nonzero(instance == inst)))
+            out[inst] = max(drawn, visible)
         return out

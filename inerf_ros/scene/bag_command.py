@@ -1,0 +1,143 @@
+"""``inerf-ros make-bag``: a ROS 2 bag (MCAP) of a rendered camera trajectory, standard messages only.
+
+Topics (see ``README.md`` here): ``/camera/image_raw`` (sensor_msgs/Image, rgb8), ``/camera/camera_info``
+(sensor_msgs/CameraInfo, plumb_bob, zero distortion), ``/tf_static`` (``world -> nerf``, identity) and
+``/tf`` with the ground-truth camera pose as ``world -> camera_optical_gt`` (a separate child frame,
+never the estimate's ``camera_optical``). Stamps = ``--start-time`` + the trajectory's ``time``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from inerf_ros.config import option
+from inerf_ros import config as cfg
+
+
+@dataclasses.dataclass
+class BagConfig:
+    """What goes into the bag and under which names."""
+
+    trajectory: str = option("arm", "split of the scene to replay (arm: the wrist-camera trajectory)",
+                             choices=("arm", "nerf", "posecnn_train", "posecnn_test"))
+    start_time: float = option(1.7e9, "stamp of the first frame, seconds since the epoch (fixed: reproducible bags)",
+                               range=(0.0, 4.0e9))
+    fps: float = option(0.0, "stamp spacing for splits without `time` (nerf, posecnn), Hz; 0 = 15", range=(0.0, 1000.0))
+    world_frame: str = option("world", "TF parent of the ground-truth camera and of the NeRF frame")
+    nerf_frame: str = option("nerf", "the NeRF frame (identity to world in the demo world), on /tf_static")
+    camera_frame: str = option("camera_optical", "header.frame_id of images and camera info")
+    gt_frame: str = option("camera_optical_gt", "child frame of the ground-truth camera pose on /tf")
+    image_topic: str = option("/camera/image_raw", "sensor_msgs/Image topic")
+    info_topic: str = option("/camera/camera_info", "sensor_msgs/CameraInfo topic")
+
+
+def _stamp(types, seconds: float):
+    nanoseconds = int(round(seconds * 1e9))
+    return types["builtin_interfaces/msg/Time"](sec=nanoseconds // 10 ** 9, nanosec=nanoseconds % 10 ** 9)
+
+
+def _transform(types, stamp, parent: str, child: str, parent_T_child: np.ndarray):
+    import torch
+
+    from inerf_ros.lie import matrix_to_quat
+
+    q = matrix_to_quat(torch.from_numpy(np.asarray(parent_T_child[:3, :3], dtype=np.float64))).tolist()
+    t = parent_T_child[:3, 3]
+    header = types["std_msgs/msg/Header"](stamp=stamp, frame_id=parent)
+    transform = types["geometry_msgs/msg/Transform"](
+        translation=types["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
+        rotation=types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]))
+    return types["geometry_msgs/msg/TransformStamped"](header=header, child_frame_id=child, transform=transform)
+
+
+def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bool = True) -> int:
+    """Write the bag; returns the number of images. ``out_path`` ending in ``.mcap`` gives a single MCAP
+    file (``ros2 bag info FILE.mcap`` and Foxglove open it); otherwise a rosbag2 directory."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from tqdm import tqdm
+
+    from inerf_ros.scene.dataset import load_frames
+
+    config = config or BagConfig()
+    out_path = Path(out_path)
+    if out_path.exists():
+        raise FileExistsError(f"{out_path} exists; remove it or choose another --out")
+    store = get_typestore(Stores.ROS2_KILTED)
+    types = store.types
+    frames = list(load_frames(scene_dir, config.trajectory, images=False))
+    if not frames:
+        raise ValueError(f"{scene_dir}/{config.trajectory} has no frames")
+    period = 1.0 / (config.fps or 15.0)
+    single_file = out_path.suffix == ".mcap"
+    bag_dir = Path(tempfile.mkdtemp(dir=out_path.parent or ".", prefix=".bag-")) / "bag" if single_file else out_path
+    writer = Writer(bag_dir, version=9, storage_plugin=StoragePlugin.MCAP)
+    with writer:
+        image_conn = writer.add_connection(config.image_topic, "sensor_msgs/msg/Image", typestore=store)
+        info_conn = writer.add_connection(config.info_topic, "sensor_msgs/msg/CameraInfo", typestore=store)
+        static_conn = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=store)
+        tf_conn = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=store)
+        first = config.start_time
+        static = types["tf2_msgs/msg/TFMessage"](
+            transforms=[_transform(types, _stamp(types, first), config.world_frame, config.nerf_frame, np.eye(4))])
+        writer.write(static_conn, int(round(first * 1e9)), store.serialize_cdr(static, "tf2_msgs/msg/TFMessage"))
+        for k, frame in enumerate(tqdm(frames, desc="make-bag", disable=not progress, unit="frame")):
+            seconds = first + (frame.time if frame.time is not None else k * period)
+            stamp = _stamp(types, seconds)
+            nanoseconds = int(round(seconds * 1e9))
+            rgb = _read_rgb(frame.rgb_path)
+            k_mat = frame.intrinsics.K
+            header = types["std_msgs/msg/Header"](stamp=stamp, frame_id=config.camera_frame)
+            image = types["sensor_msgs/msg/Image"](
+                header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
+                step=3 * rgb.shape[1], data=np.ascontiguousarray(rgb).reshape(-1))
+            p_mat = np.zeros((3, 4))
+            p_mat[:3, :3] = k_mat
+            roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+            info = types["sensor_msgs/msg/CameraInfo"](
+                header=header, height=rgb.shape[0], width=rgb.shape[1], distortion_model="plumb_bob",
+                d=np.zeros(5), k=k_mat.ravel().astype(np.float64), r=np.eye(3).ravel(), p=p_mat.ravel(),
+                binning_x=0, binning_y=0, roi=roi)
+            tf = types["tf2_msgs/msg/TFMessage"](
+                transforms=[_transform(types, stamp, config.world_frame, config.gt_frame, frame.world_T_cam_optical)])
+            writer.write(image_conn, nanoseconds, store.serialize_cdr(image, "sensor_msgs/msg/Image"))
+            writer.write(info_conn, nanoseconds, store.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
+            writer.write(tf_conn, nanoseconds, store.serialize_cdr(tf, "tf2_msgs/msg/TFMessage"))
+    if single_file:
+        (mcap,) = list(bag_dir.glob("*.mcap"))
+        shutil.move(str(mcap), out_path)
+        shutil.rmtree(bag_dir.parent)
+    return len(frames)
+
+
+def _read_rgb(path: str) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read {path}")
+    return bgr[:, :, ::-1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scene_dir", help="a directory written by `inerf-ros make-scene`")
+    parser.add_argument("--out", required=True, help="output: FILE.mcap (one MCAP file) or a rosbag2 directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cfg.add_arguments(parser, BagConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = cfg.from_args(BagConfig, args)
+    try:
+        count = write_bag(args.scene_dir, args.out, config, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"make-bag: error: {err}", file=sys.stderr)
+        return 2
+    print(f"make-bag: wrote {count} images of {args.scene_dir}/{config.trajectory} to {args.out}")
+    return 0
