@@ -1,0 +1,197 @@
+"""``inerf-ros train-posecnn``: train PoseCNN on a rendered scene's ``posecnn_train`` split.
+
+Example (the shipped model, see inerf_ros/posecnn/RESULTS.md for the exact command)::
+
+    inerf-ros train-posecnn --scene demo_world --out models/posecnn_tabletop --max-minutes 40
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inerf_ros import config as config_tools
+from inerf_ros.config import option
+from inerf_ros.posecnn.data import SceneTensors, augment, jitter_boxes, load_split, sample_surface, vertex_targets
+from inerf_ros.posecnn.losses import label_loss, point_matching_loss, vertex_loss
+from inerf_ros.posecnn.model import check_class_table, read_meta, save_checkpoint
+from inerf_ros.posecnn.network import BACKBONES, PoseCNN, normalise, quat_to_matrix, ray_rotation
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training of PoseCNN on a scene written by ``inerf-ros make-scene``."""
+
+    scene: str = option("", "scene directory (make-scene --out)", read_only=True)
+    out: str = option("models/posecnn", "model directory to write (posecnn.safetensors + posecnn.json)")
+    split: str = option("posecnn_train", "split to train on")
+    backbone: str = option("light", "network backbone (light: for CPUs; vgg16: the paper's)", choices=BACKBONES)
+    width: int = option(16, "base channels of the backbone (light 16, vgg16 64)", range=(4, 256))
+    decoder_width: int = option(64, "channels of the label / vertex branches and RoI features", range=(8, 512))
+    fc_width: int = option(256, "width of the rotation head's fully connected layers", range=(16, 4096))
+    input_width: int = option(320, "network input width, pixels (images are resized)", range=(32, 4096))
+    input_height: int = option(240, "network input height, pixels", range=(32, 4096))
+    batch_size: int = option(8, "frames per step", range=(1, 1024))
+    learning_rate: float = option(2e-3, "AdamW peak learning rate (cosine decay)", range=(0.0, 1.0))
+    max_steps: int = option(20000, "stop after this many steps", range=(1, 10**9))
+    max_minutes: float = option(30.0, "stop after this much wall time (the cosine schedule follows whichever "
+                                "of steps / minutes runs out first)", range=(0.0, 1e6))
+    max_frames: int = option(0, "use at most this many training frames (0: all)", range=(0, 10**9))
+    augment: bool = option(True, "photometric augmentation (brightness, contrast, saturation, noise)")
+    vertex_weight: float = option(1.0, "weight of the centre-direction / depth loss", range=(0.0, 1e6))
+    pose_weight: float = option(1.0, "weight of the point-matching rotation loss", range=(0.0, 1e6))
+    model_points: int = option(500, "surface points per class for the point-matching loss", range=(10, 100000))
+    threads: int = option(2, "torch CPU threads", range=(1, 256))
+    seed: int = option(0, "random seed", range=(0, 2**31 - 1))
+    resume: bool = option(False, "start from the weights in --out (same class table required)")
+
+
+@dataclasses.dataclass
+class ClassSpec:
+    """What the trainer needs per class (label id i+1 for index i)."""
+
+    name: str
+    symmetry: str
+    diameter: float
+    points: np.ndarray  # (m, 3) metres, object frame
+
+
+def classes_from_scene(scene_dir, n_points: int) -> list[ClassSpec]:
+    from inerf_ros.scene.dataset import load_class_table, load_model
+
+    table = load_class_table(scene_dir)
+    ids = sorted(table)
+    if ids != list(range(1, len(ids) + 1)):
+        raise ValueError(f"{scene_dir}/classes.json: class ids must be 1..N, got {ids}")
+    specs = []
+    for class_id in ids:
+        info = table[class_id]
+        vertices, faces = load_model(scene_dir, class_id)
+        specs.append(ClassSpec(info.name, info.symmetry, info.diameter, sample_surface(vertices, faces, n_points)))
+    return specs
+
+
+def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], network: PoseCNN | None = None,
+        reference_focal: float | None = None, progress: bool = True, log_every: int = 50):
+    """Train ``network`` (new unless given) on ``data``; returns (network, meta, history of losses)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    generator = torch.Generator().manual_seed(config.seed)
+    n_classes = len(classes)
+    if network is None:
+        network = PoseCNN(n_classes, config.backbone, config.width, config.decoder_width, fc_width=config.fc_width)
+    if reference_focal is None:
+        reference_focal = float(data.K[0, 1, 1])
+    scale = max(c.diameter for c in classes)  # point-matching loss on points / largest diameter: O(1)
+    points = torch.tensor(np.stack([c.points for c in classes]) / scale, dtype=torch.float32)
+    symmetric = torch.tensor([c.symmetry != "none" for c in classes])
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    n_frames = data.rgb.shape[0]
+    history = []
+    start = time.monotonic()
+    limit_s = config.max_minutes * 60 if config.max_minutes > 0 else math.inf
+    bar = tqdm(total=config.max_steps, desc="train-posecnn", unit="step", disable=not progress)
+    network.train()
+    step = 0
+    while step < config.max_steps:
+        elapsed = time.monotonic() - start
+        fraction = max(step / config.max_steps, elapsed / limit_s)
+        if fraction >= 1.0:
+            break
+        warmup = min(1.0, (step + 1) / min(100, max(1, config.max_steps // 10)))
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * warmup * 0.5 * (1 + math.cos(math.pi * fraction))
+        frames = torch.randperm(n_frames, generator=generator)[:config.batch_size]
+        losses = _step(network, data, frames, points, symmetric, reference_focal, config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
+        optimizer.step()
+        record = {k: float(v.detach()) for k, v in losses.items()}
+        if not math.isfinite(record["total"]):
+            raise FloatingPointError(f"training diverged at step {step}: {record}")
+        history.append(record)
+        step += 1
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{np.mean([h[k] for h in history[-10:]]):.3f}" for k in record})
+        if progress and log_every and step % log_every == 0:
+            bar.write(f"step {step} {elapsed / 60:.1f} min " + " ".join(
+                f"{k}={np.mean([h[k] for h in history[-log_every:]]):.4f}" for k in record))
+    bar.close()
+    network.eval()
+    meta = {
+        "classes": [{"id": i + 1, "name": c.name, "symmetry": c.symmetry, "diameter": c.diameter}
+                    for i, c in enumerate(classes)],
+        "backbone": config.backbone, "width": config.width, "decoder_width": config.decoder_width,
+        "fc_width": config.fc_width, "roi_size": network.roi_size,
+        "input_width": config.input_width, "input_height": config.input_height,
+        "reference_focal": reference_focal,
+        "training": {"steps": step, "minutes": round((time.monotonic() - start) / 60, 2),
+                     "config": dataclasses.asdict(config),
+                     "final_losses": {k: float(np.mean([h[k] for h in history[-20:]])) for k in history[-1]}
+                     if history else {}},
+    }
+    return network, meta, history
+
+
+def _step(network, data, frames, points, symmetric, reference_focal, config, generator):
+    n_classes = network.num_classes
+    rgb = augment(data.rgb[frames], generator) if config.augment else data.rgb[frames].float()
+    outputs = network(normalise(rgb))
+    label = data.label[frames].long()
+    target = vertex_targets(data, frames, reference_focal)
+    losses = {"label": label_loss(outputs["logits"], label),
+              "vertex": vertex_loss(outputs["vertex"], target, label, n_classes)}
+    rows_mask = torch.isin(data.objects[:, 0].long(), frames)
+    rows = data.objects[rows_mask]
+    if rows.shape[0]:
+        position = {int(f): k for k, f in enumerate(frames.tolist())}
+        batch_index = torch.tensor([position[int(f)] for f in rows[:, 0]])
+        class_index = rows[:, 2].long() - 1
+        boxes = jitter_boxes(rows[:, 7:11], generator) if config.augment else rows[:, 7:11]
+        quats = network.quaternions(outputs, boxes.float(), batch_index, class_index)
+        ray_R = ray_rotation(rows[:, 3:5], data.K[rows[:, 0].long()]).float()
+        pred_R = ray_R @ quat_to_matrix(quats)
+        true_R = data.rotations[rows_mask].float()
+        losses["pose"] = point_matching_loss(pred_R, true_R, points[class_index], symmetric[class_index])
+    else:
+        losses["pose"] = outputs["roi8"].sum() * 0.0
+    losses["total"] = losses["label"] + config.vertex_weight * losses["vertex"] + config.pose_weight * losses["pose"]
+    return losses
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    config_tools.add_arguments(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inerf_ros.posecnn.model import load_posecnn
+
+    config = config_tools.from_args(TrainConfig, args)
+    if not config.scene:
+        raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
+    classes = classes_from_scene(config.scene, config.model_points)
+    network, reference_focal = None, None
+    if config.resume:
+        meta = read_meta(config.out)
+        check_class_table(meta, [c.name for c in classes], f"{config.out}/posecnn.json")
+        network = load_posecnn(config.out).network
+        reference_focal = float(meta["reference_focal"])
+    data = load_split(config.scene, config.split, config.input_width, config.input_height, config.max_frames)
+    print(f"{data.rgb.shape[0]} frames, {data.objects.shape[0]} visible objects, classes "
+          f"{[c.name for c in classes]}")
+    network, meta, history = fit(config, data, classes, network, reference_focal)
+    meta["training"]["scene"] = str(Path(config.scene))
+    save_checkpoint(config.out, network, meta, {i + 1: c.points for i, c in enumerate(classes)})
+    n_params = sum(p.numel() for p in network.parameters())
+    print(f"wrote {config.out} ({n_params / 1e6:.2f} M parameters, {meta['training']['steps']} steps, "
+          f"{meta['training']['minutes']} min; final losses {meta['training']['final_losses']})")
+    return 0
