@@ -1,17 +1,9 @@
 """A small rendered scene shared by the scene tests (rendered once per session)."""
-from pathlib import Path
-
 import pytest
 
 from inerf_ros.scene.config import load_scene_config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-YCB_SIM = REPO_ROOT.parent / "shared" / "data" / "ycb_sim"
-
-# 320x240 keeps object silhouettes large enough for an exact IoU test; few frames keep it fast.
-SMALL = {"width": 320, "height": 240, "nerf_views": 4, "nerf_test_every": 2, "posecnn_train_views": 3,
-         "posecnn_test_views": 2, "posecnn_scale": 0.5, "arm_duration_s": 0.4, "arm_fps": 15.0,
-         "max_texture_size": 256}
+from scene_testdata import SMALL
 
 
 @pytest.fixture(scope="session")
