@@ -1,7 +1,6 @@
 """Ground truth of a rendered scene is consistent: masks, poses, intrinsics, depth, visibility, files."""
 import json
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -9,28 +8,7 @@ import yaml
 from inerf_ros.frames import opengl_to_optical
 from inerf_ros.scene.dataset import SPLITS, intrinsics_from_transforms, load_class_table, load_frames, load_model
 
-
-def project_silhouette(vertices, faces, cam_T_obj, intrinsics, supersample=8):
-    """Rasterise the model's triangles into a boolean mask of the pixels (OpenCV centres) they cover.
-
-    Drawn at ``supersample`` x resolution and averaged: a pixel is in when half of it is covered
-    (OpenCV's polygon fill includes every pixel an edge touches, a bias of up to one pixel).
-    """
-    p = vertices @ cam_T_obj[:3, :3].T + cam_T_obj[:3, 3]
-    assert np.all(p[:, 2] > 0), "model behind the camera"
-    uv = np.stack([intrinsics.fx * p[:, 0] / p[:, 2] + intrinsics.cx,
-                   intrinsics.fy * p[:, 1] / p[:, 2] + intrinsics.cy], axis=1)
-    s, shift = supersample, 4
-    polys = np.round(((uv + 0.5) * s - 0.5)[faces] * (1 << shift)).astype(np.int32)
-    fine = np.zeros((intrinsics.height * s, intrinsics.width * s), np.uint8)
-    for triangle in polys:  # one by one: fillPoly of many polygons would XOR their overlaps
-        cv2.fillConvexPoly(fine, triangle, 1, lineType=cv2.LINE_8, shift=shift)
-    coverage = fine.reshape(intrinsics.height, s, intrinsics.width, s).mean(axis=(1, 3))
-    return coverage >= 0.5
-
-
-def iou(a, b):
-    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+from scene_testdata import iou, project_silhouette
 
 
 @pytest.mark.parametrize("split", SPLITS)
