@@ -37,8 +37,7 @@ class BagConfig:
     info_topic: str = option("/camera/camera_info", "sensor_msgs/CameraInfo topic")
 
 
-def _stamp(types, seconds: float):
-    nanoseconds = int(round(seconds * 1e9))
+def _stamp(types, nanoseconds: int):
     return types["builtin_interfaces/msg/Time"](sec=nanoseconds // 10 ** 9, nanosec=nanoseconds % 10 ** 9)
 
 
@@ -83,14 +82,14 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
         info_conn = writer.add_connection(config.info_topic, "sensor_msgs/msg/CameraInfo", typestore=store)
         static_conn = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=store)
         tf_conn = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=store)
-        first = config.start_time
+        first_ns = int(round(config.start_time * 1e9))  # integer nanoseconds: no float rounding at 1e18
         static = types["tf2_msgs/msg/TFMessage"](
-            transforms=[_transform(types, _stamp(types, first), config.world_frame, config.nerf_frame, np.eye(4))])
-        writer.write(static_conn, int(round(first * 1e9)), store.serialize_cdr(static, "tf2_msgs/msg/TFMessage"))
+            transforms=[_transform(types, _stamp(types, first_ns), config.world_frame, config.nerf_frame, np.eye(4))])
+        writer.write(static_conn, first_ns, store.serialize_cdr(static, "tf2_msgs/msg/TFMessage"))
         for k, frame in enumerate(tqdm(frames, desc="make-bag", disable=not progress, unit="frame")):
-            seconds = first + (frame.time if frame.time is not None else k * period)
-            stamp = _stamp(types, seconds)
-            nanoseconds = int(round(seconds * 1e9))
+            offset = frame.time if frame.time is not None else k * period
+            nanoseconds = first_ns + int(round(offset * 1e9))
+            stamp = _stamp(types, nanoseconds)
             rgb = _read_rgb(frame.rgb_path)
             k_mat = frame.intrinsics.K
             header = types["std_msgs/msg/Header"](stamp=stamp, frame_id=config.camera_frame)

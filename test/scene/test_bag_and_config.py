@@ -45,7 +45,7 @@ def test_bag_camera_poses_agree_with_transforms_json(small_scene, tmp_path):
     assert len(messages["/camera/image_raw"]) == len(frames) == len(messages["/tf"])
     for frame, entry, (t_img, _, image), (_, _, info), (t_tf, _, tf) in zip(
             frames, meta["frames"], messages["/camera/image_raw"], messages["/camera/camera_info"], messages["/tf"]):
-        expected_ns = round((1.7e9 + frame.time) * 1e9)
+        expected_ns = 1_700_000_000 * 10 ** 9 + round(frame.time * 1e9)
         assert t_img == t_tf == expected_ns
         assert image.header.stamp.sec * 10 ** 9 + image.header.stamp.nanosec == expected_ns
         assert image.header.frame_id == "camera_optical" and image.encoding == "rgb8"
