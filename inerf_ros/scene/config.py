@@ -14,6 +14,21 @@ SPLIT_NAMES = ("nerf", "posecnn_train", "posecnn_test", "arm")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "scenes" / "tabletop.yaml"
 
 
+def default_config_path() -> Path:
+    """``config/scenes/tabletop.yaml`` of the source tree, else of the installed ROS package's share."""
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("inerf_ros")) / "config" / "scenes" / "tabletop.yaml"
+        if installed.is_file():
+            return installed
+    except (ImportError, LookupError):
+        pass
+    raise FileNotFoundError(f"the default scene config {DEFAULT_CONFIG} is missing; pass --config")
+
+
 @dataclasses.dataclass
 class ObjectSpec:
     """One object on the table (an entry of ``objects:``)."""
@@ -148,7 +163,7 @@ def load_scene_config(path=None, overrides: dict | None = None) -> SceneConfig:
 
     Errors are ``ValueError`` naming the file and the field.
     """
-    path = Path(path) if path else DEFAULT_CONFIG
+    path = Path(path) if path else default_config_path()
     if not path.is_file():
         raise FileNotFoundError(f"scene config {path} does not exist")
     with open(path) as handle:

@@ -142,3 +142,17 @@ def test_same_config_and_seed_give_identical_bytes_and_another_seed_does_not(tmp
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert (tmp_path / "a" / "nerf" / "rgb" / "000000.png").read_bytes() != \
         (tmp_path / "c" / "nerf" / "rgb" / "000000.png").read_bytes()
+
+
+def test_cli_flags_override_the_yaml(tmp_path):
+    import yaml
+
+    out = tmp_path / "w"
+    done = subprocess.run([sys.executable, "-m", "inerf_ros.cli", "make-scene", "--out", str(out), "--quick",
+                           "--splits", "nerf", "--nerf-views", "2", "--nerf-radius", "0.8", "0.9", "--seed", "3",
+                           "--no-progress"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load((out / "scene.yaml").read_text())
+    assert (resolved["seed"], resolved["nerf_views"], resolved["nerf_radius"]) == (3, 2, [0.8, 0.9])
+    assert resolved["width"] == 80 and resolved["table_height"] == 0.74  # --quick size; the rest from the YAML
+    assert len(list((out / "nerf" / "rgb").glob("*.png"))) == 2 and not (out / "arm").exists()
