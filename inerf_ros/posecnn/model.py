@@ -88,7 +88,7 @@ class PoseCNNDetector:
     """A trained PoseCNN with its geometry: ``detect(image_rgb, K) -> DetectionResult``."""
 
     def __init__(self, network: PoseCNN, meta: dict, model_points: dict[int, np.ndarray],
-                 device: str | torch.device = "cpu", min_pixels: int = 40) -> None:
+                 device: str | torch.device = "cpu", min_pixels: int = 20) -> None:
         self.network = network.to(device).eval()
         self.meta = meta
         self.device = torch.device(device)
@@ -150,7 +150,8 @@ class PoseCNNDetector:
             vs, us = torch.nonzero(mask, as_tuple=True)
             directions = vertex[class_id - 1, :2, vs, us].T
             pixels = torch.stack([us, vs], dim=1).float()
-            vote = hough_vote(pixels, directions, in_w, in_h, margin=in_w // 4, generator=self._generator)
+            vote = hough_vote(pixels, directions, in_w, in_h, margin=in_w // 4, max_voters=400,
+                              generator=self._generator)
             if vote is None:
                 continue
             depth_norm = vertex[class_id - 1, 2, vs, us][vote.inliers].mean()

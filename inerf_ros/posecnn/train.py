@@ -32,11 +32,14 @@ class TrainConfig:
     split: str = option("posecnn_train", "split to train on")
     backbone: str = option("light", "network backbone (light: for CPUs; vgg16: the paper's)", choices=BACKBONES)
     width: int = option(16, "base channels of the backbone (light 16, vgg16 64)", range=(4, 256))
-    decoder_width: int = option(64, "channels of the label / vertex branches and RoI features", range=(8, 512))
+    decoder_width: int = option(32, "channels of the label / vertex branches and RoI features", range=(8, 512))
     fc_width: int = option(256, "width of the rotation head's fully connected layers", range=(16, 4096))
     input_width: int = option(320, "network input width, pixels (images are resized)", range=(32, 4096))
     input_height: int = option(240, "network input height, pixels", range=(32, 4096))
     batch_size: int = option(8, "frames per step", range=(1, 1024))
+    crop_width: int = option(192, "train on random crops this wide (0: whole frames); a multiple of 16 saves "
+                             "the most time", range=(0, 4096))
+    crop_height: int = option(144, "height of the random training crops (0: whole frames)", range=(0, 4096))
     learning_rate: float = option(2e-3, "AdamW peak learning rate (cosine decay)", range=(0.0, 1.0))
     max_steps: int = option(20000, "stop after this many steps", range=(1, 10**9))
     max_minutes: float = option(30.0, "stop after this much wall time (the cosine schedule follows whichever "
@@ -44,7 +47,7 @@ class TrainConfig:
     max_frames: int = option(0, "use at most this many training frames (0: all)", range=(0, 10**9))
     augment: bool = option(True, "photometric augmentation (brightness, contrast, saturation, noise)")
     vertex_weight: float = option(1.0, "weight of the centre-direction / depth loss", range=(0.0, 1e6))
-    pose_weight: float = option(1.0, "weight of the point-matching rotation loss", range=(0.0, 1e6))
+    pose_weight: float = option(10.0, "weight of the point-matching rotation loss", range=(0.0, 1e6))
     model_points: int = option(500, "surface points per class for the point-matching loss", range=(10, 100000))
     threads: int = option(2, "torch CPU threads", range=(1, 256))
     seed: int = option(0, "random seed", range=(0, 2**31 - 1))
@@ -77,8 +80,12 @@ def classes_from_scene(scene_dir, n_points: int) -> list[ClassSpec]:
 
 
 def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], network: PoseCNN | None = None,
-        reference_focal: float | None = None, progress: bool = True, log_every: int = 50):
-    """Train ``network`` (new unless given) on ``data``; returns (network, meta, history of losses)."""
+        reference_focal: float | None = None, progress: bool = True, log_every: int = 50, on_checkpoint=None,
+        checkpoint_minutes: float = 10.0):
+    """Train ``network`` (new unless given) on ``data``; returns (network, meta, history of losses).
+
+    ``on_checkpoint(network, meta)`` (optional) is called every ``checkpoint_minutes`` of training.
+    """
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
@@ -100,6 +107,7 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
     bar = tqdm(total=config.max_steps, desc="train-posecnn", unit="step", disable=not progress)
     network.train()
     step = 0
+    last_checkpoint = start
     while step < config.max_steps:
         elapsed = time.monotonic() - start
         fraction = max(step / config.max_steps, elapsed / limit_s)
@@ -125,9 +133,18 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
         if progress and log_every and step % log_every == 0:
             bar.write(f"step {step} {elapsed / 60:.1f} min " + " ".join(
                 f"{k}={np.mean([h[k] for h in history[-log_every:]]):.4f}" for k in record))
+        if on_checkpoint is not None and time.monotonic() - last_checkpoint > checkpoint_minutes * 60:
+            network.eval()
+            on_checkpoint(network, _meta(config, network, classes, reference_focal, step, start, history))
+            network.train()
+            last_checkpoint = time.monotonic()
     bar.close()
     network.eval()
-    meta = {
+    return network, _meta(config, network, classes, reference_focal, step, start, history), history
+
+
+def _meta(config, network, classes, reference_focal, step, start, history) -> dict:
+    return {
         "classes": [{"id": i + 1, "name": c.name, "symmetry": c.symmetry, "diameter": c.diameter}
                     for i, c in enumerate(classes)],
         "backbone": config.backbone, "width": config.width, "decoder_width": config.decoder_width,
@@ -139,24 +156,39 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
                      "final_losses": {k: float(np.mean([h[k] for h in history[-20:]])) for k in history[-1]}
                      if history else {}},
     }
-    return network, meta, history
 
 
 def _step(network, data, frames, points, symmetric, reference_focal, config, generator):
     n_classes = network.num_classes
     rgb = augment(data.rgb[frames], generator) if config.augment else data.rgb[frames].float()
-    outputs = network(normalise(rgb))
     label = data.label[frames].long()
     target = vertex_targets(data, frames, reference_focal)
+    height, width = label.shape[-2:]
+    crop_w = min(config.crop_width or width, width)
+    crop_h = min(config.crop_height or height, height)
+    # One random crop per frame: the objects keep their scale, the step costs crop / frame area.
+    x0 = torch.randint(0, width - crop_w + 1, (len(frames),), generator=generator)
+    y0 = torch.randint(0, height - crop_h + 1, (len(frames),), generator=generator)
+    rgb = torch.stack([r[y:y + crop_h, x:x + crop_w] for r, x, y in zip(rgb, x0, y0)])
+    label = torch.stack([m[y:y + crop_h, x:x + crop_w] for m, x, y in zip(label, x0, y0)])
+    target = torch.stack([t[:, y:y + crop_h, x:x + crop_w] for t, x, y in zip(target, x0, y0)])
+    outputs = network(normalise(rgb))
     losses = {"label": label_loss(outputs["logits"], label),
               "vertex": vertex_loss(outputs["vertex"], target, label, n_classes)}
     rows_mask = torch.isin(data.objects[:, 0].long(), frames)
+    position = {int(f): k for k, f in enumerate(frames.tolist())}
+    batch_index = torch.tensor([position[int(f)] for f in data.objects[rows_mask, 0]], dtype=torch.long)
+    boxes = data.objects[rows_mask, 7:11] - torch.stack([x0, y0, x0, y0], 1)[batch_index].double()
+    clipped = torch.stack([boxes[:, 0].clamp(-0.5, crop_w - 0.5), boxes[:, 1].clamp(-0.5, crop_h - 0.5),
+                           boxes[:, 2].clamp(-0.5, crop_w - 0.5), boxes[:, 3].clamp(-0.5, crop_h - 0.5)], 1)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1]) >= 0.7 * area
+    rows_mask[rows_mask.clone()] = kept  # RoIs mostly inside their crop
     rows = data.objects[rows_mask]
     if rows.shape[0]:
-        position = {int(f): k for k, f in enumerate(frames.tolist())}
-        batch_index = torch.tensor([position[int(f)] for f in rows[:, 0]])
+        batch_index, boxes = batch_index[kept], clipped[kept]
         class_index = rows[:, 2].long() - 1
-        boxes = jitter_boxes(rows[:, 7:11], generator) if config.augment else rows[:, 7:11]
+        boxes = jitter_boxes(boxes, generator) if config.augment else boxes
         quats = network.quaternions(outputs, boxes.float(), batch_index, class_index)
         ray_R = ray_rotation(rows[:, 3:5], data.K[rows[:, 0].long()]).float()
         pred_R = ray_R @ quat_to_matrix(quats)
@@ -188,9 +220,14 @@ def run(args: argparse.Namespace) -> int:
     data = load_split(config.scene, config.split, config.input_width, config.input_height, config.max_frames)
     print(f"{data.rgb.shape[0]} frames, {data.objects.shape[0]} visible objects, classes "
           f"{[c.name for c in classes]}")
-    network, meta, history = fit(config, data, classes, network, reference_focal)
-    meta["training"]["scene"] = str(Path(config.scene))
-    save_checkpoint(config.out, network, meta, {i + 1: c.points for i, c in enumerate(classes)})
+    points = {i + 1: c.points for i, c in enumerate(classes)}
+
+    def checkpoint(net, meta):
+        meta["training"]["scene"] = str(Path(config.scene))
+        save_checkpoint(config.out, net, meta, points)
+
+    network, meta, history = fit(config, data, classes, network, reference_focal, on_checkpoint=checkpoint)
+    checkpoint(network, meta)
     n_params = sum(p.numel() for p in network.parameters())
     print(f"wrote {config.out} ({n_params / 1e6:.2f} M parameters, {meta['training']['steps']} steps, "
           f"{meta['training']['minutes']} min; final losses {meta['training']['final_losses']})")
