@@ -1,0 +1,99 @@
+"""``NerfModel``: a radiance field, its occupancy grid and the metadata needed to use it."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from inerf_ros.nerf.field import FieldConfig, OccupancyGrid, RadianceField
+from inerf_ros.nerf.render import render_rays
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class NerfMetadata:
+    """Everything besides the weights that a user of the model needs.
+
+    Attributes:
+        aabb: scene box [[xmin, ymin, zmin], [xmax, ymax, zmax]] in NeRF units.
+        near, far: sample range along a unit ray, NeRF units (also clipped to the box).
+        metres_per_unit: metres per NeRF unit (1.0 when the data did not say).
+        background: RGB in [0, 1] behind the scene (what transparent training pixels were composited over).
+        convention: camera axes of poses, always "opengl" (x right, y up, z back).
+        format_version: version of the checkpoint layout.
+        field: :class:`FieldConfig` as a dict.
+        n_samples: samples per ray used when a caller does not say.
+        occupancy_resolution: cells per axis of the occupancy grid.
+        extra: free-form information (data set, training steps, scores).
+    """
+
+    aabb: list
+    near: float = 0.05
+    far: float = 1e3
+    metres_per_unit: float = 1.0
+    background: tuple = (1.0, 1.0, 1.0)
+    convention: str = "opengl"
+    format_version: int = FORMAT_VERSION
+    field: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(FieldConfig()))
+    n_samples: int = 128
+    occupancy_resolution: int = 64
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def field_config(self) -> FieldConfig:
+        return FieldConfig(**self.field)
+
+
+class NerfModel(nn.Module):
+    """A trained (or training) NeRF: ``field`` + ``occupancy`` + ``metadata``."""
+
+    def __init__(self, metadata: NerfMetadata):
+        super().__init__()
+        self.metadata = metadata
+        aabb = torch.tensor(metadata.aabb, dtype=torch.float32)
+        self.field = RadianceField(metadata.field_config(), aabb)
+        self.occupancy = OccupancyGrid(aabb, metadata.occupancy_resolution)
+        self.register_buffer("background", torch.tensor(metadata.background, dtype=torch.float32))
+
+    @property
+    def aabb(self) -> Tensor:
+        return self.field.aabb
+
+    def render_rays(self, origins: Tensor, directions: Tensor, max_level: float | None = None, *,
+                    n_samples: int | None = None, skip_empty: bool = True, jitter: bool = False,
+                    background: Tensor | None = None, generator: torch.Generator | None = None,
+                    check: bool = True) -> dict[str, Tensor]:
+        """Render rays; differentiable with respect to ``origins`` and ``directions``.
+
+        Args:
+            origins: (R, 3) ray origins, NeRF units.
+            directions: (R, 3) ray directions (any length; normalised here).
+            max_level: highest field level used (None: all; fractional values fade the next level in).
+            n_samples: samples per ray (default ``metadata.n_samples``).
+            skip_empty: skip samples in unoccupied cells of the occupancy grid (faster; shapes then
+                depend on the data, so pass False to capture the call in a CUDA graph).
+            jitter: stratified random sample positions (training).
+            background: (3,) or (R, 3) colour behind the scene (default: the model's).
+        Returns:
+            dict: ``rgb`` (R, 3), ``depth`` (R,) (expected distance along the unit ray), ``opacity``
+            (R,), ``weights`` (R, S), ``t`` (R, S) sample distances.
+        """
+        field = self.field
+
+        def sigma_fn(x):
+            return field.density(x, max_level)
+
+        return render_rays(
+            sigma_fn, field.color, origins, directions, self.field.aabb,
+            n_samples=n_samples or self.metadata.n_samples, near=self.metadata.near, far=self.metadata.far,
+            background=self.background if background is None else background,
+            occupancy_fn=self.occupancy.query if skip_empty else None, jitter=jitter, generator=generator,
+            check=check)
+
+    def density_fn(self, x: Tensor) -> Tensor:
+        """Density (N,) of points (N, 3) with all levels (used to refresh the occupancy grid)."""
+        return self.field.density(x)[0]
+
+    def size_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.state_dict().values())

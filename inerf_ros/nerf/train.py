@@ -1,0 +1,272 @@
+"""``inerf-ros train-nerf DATA --out MODEL_DIR``: train a NeRF on posed images (transforms.json).
+
+Every ``holdout_every``-th view is held out of training and used for evaluation (PSNR / SSIM). The
+model directory gets ``model.safetensors`` + ``model.json`` (see :mod:`inerf_ros.nerf.checkpoint`),
+``report.md``, ``metrics.json`` and ``previews/*.png`` (ground truth | render | depth).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inerf_ros import config as cfg
+from inerf_ros.datasets.transforms import PosedImages, load_transforms
+from inerf_ros.nerf.checkpoint import save_model
+from inerf_ros.nerf.field import FieldConfig, density_threshold
+from inerf_ros.nerf.metrics import psnr, ssim
+from inerf_ros.nerf.model import NerfMetadata, NerfModel
+from inerf_ros.nerf.rays import image_pixels, pixel_rays
+from inerf_ros.nerf.render import render_image
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = cfg.option(0, "optimisation steps (0: until --minutes run out)", range=(0, 10_000_000))
+    minutes: float = cfg.option(0.0, "training budget in minutes (0: until --steps); see --budget-clock",
+                                range=(0.0, 1e5))
+    budget_clock: str = cfg.option("cpu", "what --minutes counts: 'cpu' = this process's CPU time / torch threads "
+                                   "(the wall time of a dedicated machine; fair on a shared one) or 'wall'",
+                                   choices=("cpu", "wall"))
+    batch_rays: int = cfg.option(4096, "rays per step", range=(16, 1 << 20))
+    n_samples: int = cfg.option(128, "samples per ray over the scene box", range=(8, 4096))
+    lr_planes: float = cfg.option(0.02, "Adam learning rate of the feature planes", range=(0.0, 1.0))
+    lr_mlp: float = cfg.option(0.005, "Adam learning rate of the MLPs", range=(0.0, 1.0))
+    lr_final_factor: float = cfg.option(0.1, "learning rates decay exponentially to this factor", range=(1e-4, 1.0))
+    tv_weight: float = cfg.option(0.0, "weight of the plane total-variation regulariser", range=(0.0, 10.0))
+    downscale: float = cfg.option(1.0, "shrink images by this factor (e.g. 4: 800x800 -> 200x200)", range=(1.0, 64.0))
+    holdout_every: int = cfg.option(8, "every k-th view (0, k, 2k, ...) is held out for evaluation", range=(2, 1000))
+    background: list = cfg.option([1.0, 1.0, 1.0], "RGB behind the scene / under transparent pixels")
+    near: float = cfg.option(0.05, "nearest sample distance, NeRF units", range=(0.0, 1e6))
+    occupancy_resolution: int = cfg.option(64, "occupancy grid cells per axis", range=(8, 512))
+    occupancy_every: int = cfg.option(16, "refresh the occupancy grid every N steps", range=(1, 100000))
+    occupancy_warmup: int = cfg.option(16, "steps before the first occupancy refresh", range=(0, 100000))
+    coarse_fraction: float = cfg.option(0.125, "share of rays rendered with fine levels masked (coarse-to-fine)",
+                                        range=(0.0, 0.9))
+    eval_views: int = cfg.option(0, "held-out views to evaluate at the end (0: all)", range=(0, 100000))
+    preview_every: int = cfg.option(0, "write a preview every N steps (0: only at the end)", range=(0, 10_000_000))
+    device: str = cfg.option("cpu", "torch device", choices=("cpu", "cuda"))
+    threads: int = cfg.option(0, "CPU threads for torch (0: all cores)", range=(0, 512))
+    seed: int = cfg.option(0, "random seed", range=(0, 2 ** 31 - 1))
+
+
+@dataclasses.dataclass
+class RaySet:
+    """All training pixels as rays: origins (P, 3), directions (P, 3), colours (P, 3)."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    colors: torch.Tensor
+
+
+def build_rays(data: PosedImages) -> RaySet:
+    origins, directions, colors = [], [], []
+    for i in range(len(data)):
+        intr = data.intrinsics[i]
+        pixels = image_pixels(intr)
+        keep = data.valid[i].reshape(-1)
+        o, d = pixel_rays(intr, data.nerf_T_cam[i], pixels[keep])
+        origins.append(o)
+        directions.append(d)
+        colors.append(data.images[i].reshape(-1, 3)[keep])
+    return RaySet(torch.cat(origins), torch.cat(directions), torch.cat(colors))
+
+
+def make_model(data: PosedImages, train: TrainConfig, field: FieldConfig) -> NerfModel:
+    metadata = NerfMetadata(
+        aabb=data.aabb.tolist(), near=train.near, metres_per_unit=data.metres_per_unit,
+        background=tuple(float(c) for c in train.background), field=dataclasses.asdict(field),
+        n_samples=train.n_samples, occupancy_resolution=train.occupancy_resolution)
+    return NerfModel(metadata)
+
+
+def evaluate(model: NerfModel, data: PosedImages, device, limit: int = 0) -> dict:
+    """PSNR / SSIM on (the first ``limit`` of) ``data``'s views; also returns the renders."""
+    n = len(data) if limit <= 0 else min(limit, len(data))
+    scores, renders = [], []
+    model.eval()
+    for i in range(n):
+        out = render_image(model, data.intrinsics[i], data.nerf_T_cam[i].to(device))
+        rgb = out["rgb"].clamp(0, 1).cpu()
+        gt = data.images[i]
+        valid = data.valid[i]
+        if bool(valid.all()):
+            p = psnr(rgb, gt)
+        else:
+            p = psnr(rgb[valid], gt[valid])
+        scores.append((p, ssim(rgb, gt)))
+        renders.append({k: v.cpu() for k, v in out.items()})
+    model.train()
+    psnrs = [s[0] for s in scores]
+    ssims = [s[1] for s in scores]
+    return {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
+            "ssim": float(np.mean(ssims)) if ssims else float("nan"),
+            "per_view_psnr": psnrs, "views": n, "renders": renders}
+
+
+def save_preview(path: Path, gt: torch.Tensor, render: dict) -> None:
+    from PIL import Image
+
+    depth = render["depth"].clone()
+    opacity = render["opacity"]
+    d = depth[opacity > 0.5]
+    lo, hi = (float(d.min()), float(d.max())) if d.numel() else (0.0, 1.0)
+    depth_img = ((depth - lo) / max(hi - lo, 1e-6)).clamp(0, 1) * (opacity > 0.5)
+    row = torch.cat([gt, render["rgb"].clamp(0, 1), depth_img[..., None].expand(-1, -1, 3)], 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((row.numpy() * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, progress: bool = True) -> dict:
+    """Train a model on ``data_path`` and write it to ``out_dir``; returns the final metrics."""
+    if train_cfg.steps <= 0 and train_cfg.minutes <= 0:
+        raise ValueError("give --steps or --minutes (or both)")
+    if train_cfg.threads > 0:
+        torch.set_num_threads(train_cfg.threads)
+    device = torch.device(train_cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available in this torch build")
+    torch.manual_seed(train_cfg.seed)
+    torch.set_flush_denormal(True)  # denormals in exp(-tau) slow CPU kernels down a lot
+    gen = torch.Generator().manual_seed(train_cfg.seed)
+    out_dir = Path(out_dir)
+    t_load = time.time()
+    data = load_transforms(data_path, downscale=train_cfg.downscale, background=tuple(train_cfg.background))
+    train_data, held_out = data.split_holdout(train_cfg.holdout_every)
+    rays = build_rays(train_data)
+    rays = RaySet(*(t.to(device) for t in (rays.origins, rays.directions, rays.colors)))
+    load_seconds = time.time() - t_load
+    model = make_model(data, train_cfg, field_cfg).to(device)
+    planes = list(model.field.planes.parameters())
+    mlps = list(model.field.density_mlp.parameters()) + list(model.field.color_mlp.parameters())
+    optimizer = torch.optim.Adam([{"params": planes, "lr": train_cfg.lr_planes},
+                                  {"params": mlps, "lr": train_cfg.lr_mlp}], betas=(0.9, 0.99), eps=1e-15,
+                                 fused=device.type == "cpu" or None)
+    base_lrs = [train_cfg.lr_planes, train_cfg.lr_mlp]
+    extent = (model.aabb[1] - model.aabb[0]).norm().item()
+    threshold = density_threshold(extent / train_cfg.n_samples)
+    n_pixels = rays.colors.shape[0]
+    budget = train_cfg.minutes * 60.0
+    total_steps = train_cfg.steps if train_cfg.steps > 0 else None
+    n_coarse = int(round(train_cfg.batch_rays * train_cfg.coarse_fraction))
+    n_fine = train_cfg.batch_rays - n_coarse
+    bar = tqdm(total=total_steps, disable=not progress, desc="train-nerf", unit="step", dynamic_ncols=True, mininterval=2.0)
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    start, cpu_start = time.time(), time.process_time()
+
+    def clock() -> float:
+        if train_cfg.budget_clock == "cpu":
+            return (time.process_time() - cpu_start) / threads
+        return time.time() - start
+
+    step, rays_done, occupied = 0, 0, 1.0
+    history = []
+    while True:
+        elapsed = clock()
+        progress_frac = max(step / total_steps if total_steps else 0.0, elapsed / budget if budget > 0 else 0.0)
+        if progress_frac >= 1.0:
+            break
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * train_cfg.lr_final_factor ** progress_frac
+        idx = torch.randint(0, n_pixels, (train_cfg.batch_rays,), generator=gen).to(device)
+        origins, directions, target = rays.origins[idx], rays.directions[idx], rays.colors[idx]
+        out = model.render_rays(origins[:n_fine], directions[:n_fine], jitter=True)
+        loss = torch.nn.functional.mse_loss(out["rgb"], target[:n_fine])
+        mse_fine = float(loss.detach())
+        if n_coarse > 0:
+            level = float(torch.randint(0, model.field.n_levels - 1, (1,), generator=gen)) if \
+                model.field.n_levels > 1 else None
+            out_c = model.render_rays(origins[n_fine:], directions[n_fine:], max_level=level, jitter=True)
+            loss = loss + torch.nn.functional.mse_loss(out_c["rgb"], target[n_fine:]) * (n_coarse / n_fine)
+        if train_cfg.tv_weight > 0:
+            loss = loss + train_cfg.tv_weight * model.field.plane_tv()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        rays_done += train_cfg.batch_rays
+        if step >= train_cfg.occupancy_warmup and step % train_cfg.occupancy_every == 0:
+            with torch.no_grad():
+                occupied = model.occupancy.update(model.density_fn, threshold, generator=gen)
+        if step % 10 == 0 or step == 1:
+            elapsed = clock()
+            train_psnr = -10 * math.log10(max(mse_fine, 1e-10))
+            history.append({"step": step, "seconds": round(elapsed, 1), "loss": mse_fine, "psnr": train_psnr})
+            bar.set_postfix(loss=f"{mse_fine:.4f}", psnr=f"{train_psnr:.2f}",
+                            rays_s=f"{rays_done / max(elapsed, 1e-9):.0f}", occ=f"{occupied:.2f}")
+        bar.update(1)
+        if train_cfg.preview_every and step % train_cfg.preview_every == 0 and len(held_out):
+            render = render_image(model, held_out.intrinsics[0], held_out.nerf_T_cam[0].to(device))
+            save_preview(out_dir / "previews" / f"step_{step:06d}.png", held_out.images[0],
+                         {k: v.cpu() for k, v in render.items()})
+    bar.close()
+    train_seconds = clock()
+    wall_seconds = time.time() - start
+    cpu_seconds = time.process_time() - cpu_start
+    model.eval()
+    t_eval = time.time()
+    result = evaluate(model, held_out, device, train_cfg.eval_views) if len(held_out) else \
+        {"psnr": float("nan"), "ssim": float("nan"), "per_view_psnr": [], "views": 0, "renders": []}
+    eval_seconds = time.time() - t_eval
+    for i, render in enumerate(result.pop("renders")[:4]):
+        save_preview(out_dir / "previews" / f"heldout_{i:02d}.png", held_out.images[i], render)
+    metrics = {
+        "data": str(data.source), "image_size": [data.intrinsics[0].width, data.intrinsics[0].height],
+        "train_views": len(train_data), "held_out_views": len(held_out), "evaluated_views": result["views"],
+        "heldout_psnr": result["psnr"], "heldout_ssim": result["ssim"], "per_view_psnr": result["per_view_psnr"],
+        "steps": step, "rays": rays_done, "train_seconds": round(train_seconds, 1), "budget_clock": train_cfg.budget_clock,
+        "wall_seconds": round(wall_seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+        "rays_per_second": round(rays_done / max(train_seconds, 1e-9)), "load_seconds": round(load_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1), "occupied_fraction": occupied, "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    json_path = save_model(model, out_dir, extra={"training": {k: v for k, v in metrics.items()
+                                                              if k != "per_view_psnr"},
+                                                  "train_config": dataclasses.asdict(train_cfg)})
+    metrics["model_bytes"] = (out_dir / "model.safetensors").stat().st_size + json_path.stat().st_size
+    (out_dir / "metrics.json").write_text(json.dumps({**metrics, "history": history}, indent=2))
+    (out_dir / "report.md").write_text(_report(metrics, train_cfg, field_cfg))
+    return metrics
+
+
+def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
+    return "\n".join([
+        "# NeRF training report", "",
+        f"- data: `{m['data']}` at {m['image_size'][0]}x{m['image_size'][1]}",
+        f"- views: {m['train_views']} for training, {m['held_out_views']} held out "
+        f"(every {train_cfg.holdout_every}th), {m['evaluated_views']} evaluated",
+        f"- held-out PSNR: **{m['heldout_psnr']:.2f} dB**, SSIM: **{m['heldout_ssim']:.4f}**",
+        f"- training: {m['steps']} steps, {m['rays']} rays in {m['train_seconds']:.0f} s "
+        f"({m['rays_per_second']} rays/s; clock: {m['budget_clock']}; wall {m['wall_seconds']:.0f} s, "
+        f"process CPU {m['cpu_seconds']:.0f} s) on {m['device']} with {m['torch_threads']} threads",
+        f"- model size: {m['model_bytes'] / 1e6:.2f} MB", f"- occupied fraction of the box: {m['occupied_fraction']:.3f}",
+        f"- field: `{json.dumps(dataclasses.asdict(field_cfg))}`", "",
+        "Previews: `previews/heldout_*.png` (ground truth | render | depth).", ""])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="transforms.json or the folder holding it")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cfg.add_arguments(parser, TrainConfig)
+    cfg.add_arguments(parser, FieldConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    train_cfg = cfg.from_args(TrainConfig, args, background=[float(c) for c in args.background])
+    field_cfg = cfg.from_args(FieldConfig, args)
+    if train_cfg.threads == 0:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    metrics = train(args.data, args.out, train_cfg, field_cfg, progress=not args.quiet)
+    print(f"held-out PSNR {metrics['heldout_psnr']:.2f} dB, SSIM {metrics['heldout_ssim']:.4f} on "
+          f"{metrics['evaluated_views']} views; {metrics['steps']} steps in {metrics['train_seconds']:.0f} s; "
+          f"model {metrics['model_bytes'] / 1e6:.2f} MB -> {args.out}")
+    return 0

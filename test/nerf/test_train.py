@@ -1,0 +1,32 @@
+"""A short training run on a tiny generated scene must reach a PSNR threshold on held-out views."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from inerf_ros.nerf.checkpoint import load_model
+from inerf_ros.nerf.field import FieldConfig
+from inerf_ros.nerf.train import TrainConfig, train
+
+
+def test_short_training_reaches_psnr(sphere_scene, tmp_path):
+    train_cfg = TrainConfig(steps=150, batch_rays=1024, n_samples=48, lr_planes=0.03, lr_mlp=0.01,
+                            occupancy_resolution=16, holdout_every=6, coarse_fraction=0.0, seed=0)
+    field_cfg = FieldConfig(n_levels=2, base_resolution=16, max_resolution=32, channels=4, hidden=32,
+                            geo_features=7, sh_degree=1)
+    metrics = train(sphere_scene, tmp_path / "model", train_cfg, field_cfg, progress=False)
+    assert metrics["held_out_views"] == 4 and metrics["steps"] == 150
+    assert metrics["heldout_psnr"] > 24.0, metrics["heldout_psnr"]
+    model = load_model(tmp_path / "model")
+    assert model.metadata.extra["training"]["heldout_psnr"] == metrics["heldout_psnr"]
+    assert (tmp_path / "model" / "report.md").read_text().count("held-out PSNR") == 1
+    assert (tmp_path / "model" / "previews" / "heldout_00.png").is_file()
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["model_bytes"] < 20e6
+
+
+def test_commands_have_help():
+    for command in ("train-nerf", "render", "sfm"):
+        out = subprocess.run([sys.executable, "-m", "inerf_ros.cli", command, "--help"], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and "usage: inerf-ros " + command in out.stdout, out.stderr
