@@ -9,8 +9,9 @@ What is read:
 * Distortion ``k1, k2, p1, p2`` (+ ``k3``, OpenCV ``plumb_bob``): the images are undistorted on load
   (same camera matrix; pixels that fall outside the photo are flagged in ``valid``).
 * ``transform_matrix``: camera-to-world, OpenGL camera axes (x right, y up, z back) = ``nerf_T_cam``.
-* ``aabb_scale`` (instant-ngp), optional ``scale``/``offset``; our own optional keys ``aabb``
-  ([[xmin, ymin, zmin], [xmax, ymax, zmax]] in NeRF units) and ``metres_per_unit`` (default 1.0).
+* ``aabb_scale`` (instant-ngp), optional ``scale``/``offset``; our own optional keys ``aabb`` (or
+  ``scene_aabb``: [[xmin, ymin, zmin], [xmax, ymax, zmax]] in NeRF units) and ``metres_per_unit``
+  (default 1.0).
 * RGBA images are composited over ``background``; ``downscale`` shrinks images and intrinsics.
 """
 from __future__ import annotations
@@ -192,9 +193,10 @@ def scene_aabb(data: dict, json_path: Path) -> tuple[np.ndarray, float]:
     ``ngp = x * scale + offset`` (defaults 0.33 and 0.5), grown ``aabb_scale`` times about its centre.
     """
     aabb_scale = float(data.get("aabb_scale", 1.0))
-    if "aabb" in data:
+    key = "aabb" if "aabb" in data else "scene_aabb" if "scene_aabb" in data else None
+    if key is not None:
         try:
-            aabb = np.asarray(data["aabb"], dtype=np.float64)
+            aabb = np.asarray(data[key], dtype=np.float64)
         except (TypeError, ValueError):
             raise DatasetError(f"{json_path}: 'aabb' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]") from None
         if aabb.shape != (2, 3) or not np.all(aabb[1] > aabb[0]):
@@ -208,7 +210,7 @@ def scene_aabb(data: dict, json_path: Path) -> tuple[np.ndarray, float]:
 
 
 def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0), split: str | None = None,
-                    undistort: bool = True) -> PosedImages:
+                    undistort: bool = True, stride: int = 1) -> PosedImages:
     """Read a transforms.json and its images.
 
     Args:
@@ -218,6 +220,7 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
         split: with a folder, prefer ``transforms_{split}.json``.
         undistort: undistort images with ``k1, k2, p1, p2, k3`` (otherwise keep the distortion model
             in the intrinsics, and :func:`inerf_ros.nerf.rays.pixel_rays` applies it).
+        stride: keep every ``stride``-th frame only (large data sets).
     Raises:
         DatasetError: naming the file and the problem (malformed JSON, missing image, size mismatch, ...).
     """
@@ -230,6 +233,8 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
     top = {k: v for k, v in data.items() if k != "frames"}
     images, poses, intrinsics, names, valids = [], [], [], [], []
     for i, frame in enumerate(data["frames"]):
+        if i % stride:
+            continue
         if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
             raise DatasetError(f"{json_path}: frame {i} needs 'file_path' and 'transform_matrix'")
         try:

@@ -32,11 +32,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: NerfModel, model_dir, extra: dict | None = None) -> Path:
+def save_model(model: NerfModel, model_dir, extra: dict | None = None, half_planes: bool = False) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into ``model_dir`` (created); returns the json path.
 
     Args:
         model: the model; its metadata is written as is, ``extra`` merged into ``metadata.extra``.
+        half_planes: store the feature planes as float16 (half the file; loaded back as float32).
     """
     from safetensors.torch import save_file
 
@@ -44,6 +45,8 @@ def save_model(model: NerfModel, model_dir, extra: dict | None = None) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     tensors = {name: (t.to(torch.uint8) if t.dtype == torch.bool else t) for name, t in tensors.items()}
+    if half_planes:
+        tensors = {name: (t.half() if name.startswith("field.planes.") else t) for name, t in tensors.items()}
     weights_path = model_dir / WEIGHTS_FILE
     save_file(tensors, str(weights_path), metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)})
     metadata = dataclasses.replace(model.metadata, extra={**model.metadata.extra, **(extra or {})})
@@ -125,7 +128,9 @@ def load_model(model_dir, device: str | torch.device = "cpu", verify_hash: bool 
                                   f"the configuration needs {tuple(expected[name].shape)}")
         if expected[name].dtype == torch.bool:
             tensors[name] = tensor.bool()
-        elif not torch.isfinite(tensor.float()).all():
+        elif tensor.dtype != expected[name].dtype:
+            tensors[name] = tensor.to(expected[name].dtype)
+        if expected[name].dtype != torch.bool and not torch.isfinite(tensors[name]).all():
             raise CheckpointError(f"{weights_path}: tensor {name} holds NaN or infinite values")
     model.load_state_dict(tensors)
     return model.to(device).eval()

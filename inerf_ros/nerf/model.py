@@ -10,6 +10,7 @@ from inerf_ros.nerf.field import FieldConfig, OccupancyGrid, RadianceField
 from inerf_ros.nerf.render import render_rays
 
 FORMAT_VERSION = 1
+BACKGROUND_FREQS = 6  # positional-encoding frequencies of the learned background's direction input
 
 
 @dataclasses.dataclass
@@ -21,6 +22,8 @@ class NerfMetadata:
         near, far: sample range along a unit ray, NeRF units (also clipped to the box).
         metres_per_unit: metres per NeRF unit (1.0 when the data did not say).
         background: RGB in [0, 1] behind the scene (what transparent training pixels were composited over).
+        background_model: "constant" (``background``) or "learned" (a small MLP of the ray direction: the
+            distant surroundings of a real or rendered scene that the box does not hold).
         convention: camera axes of poses, always "opengl" (x right, y up, z back).
         format_version: version of the checkpoint layout.
         field: :class:`FieldConfig` as a dict.
@@ -34,6 +37,7 @@ class NerfMetadata:
     far: float = 1e3
     metres_per_unit: float = 1.0
     background: tuple = (1.0, 1.0, 1.0)
+    background_model: str = "constant"
     convention: str = "opengl"
     format_version: int = FORMAT_VERSION
     field: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(FieldConfig()))
@@ -55,6 +59,20 @@ class NerfModel(nn.Module):
         self.field = RadianceField(metadata.field_config(), aabb)
         self.occupancy = OccupancyGrid(aabb, metadata.occupancy_resolution)
         self.register_buffer("background", torch.tensor(metadata.background, dtype=torch.float32))
+        if metadata.background_model not in ("constant", "learned"):
+            raise ValueError(f"background_model must be 'constant' or 'learned', got {metadata.background_model!r}")
+        self.background_net = nn.Sequential(nn.Linear(3 + 6 * BACKGROUND_FREQS, 64), nn.ReLU(), nn.Linear(64, 64),
+                                            nn.ReLU(), nn.Linear(64, 3)) \
+            if metadata.background_model == "learned" else None
+
+    def background_color(self, directions: Tensor) -> Tensor:
+        """Colour (R, 3) seen along unit directions (R, 3) behind the box (learned), or the constant (3,)."""
+        if self.background_net is None:
+            return self.background
+        enc = [directions]
+        for k in range(BACKGROUND_FREQS):
+            enc += [torch.sin(2.0 ** k * directions), torch.cos(2.0 ** k * directions)]
+        return torch.sigmoid(self.background_net(torch.cat(enc, -1)))
 
     @property
     def aabb(self) -> Tensor:
@@ -74,7 +92,7 @@ class NerfModel(nn.Module):
             skip_empty: skip samples in unoccupied cells of the occupancy grid (faster; shapes then
                 depend on the data, so pass False to capture the call in a CUDA graph).
             jitter: stratified random sample positions (training).
-            background: (3,) or (R, 3) colour behind the scene (default: the model's).
+            background: (3,) or (R, 3) colour behind the scene (default: the model's constant or learned one).
         Returns:
             dict: ``rgb`` (R, 3), ``depth`` (R,) (expected distance along the unit ray), ``opacity``
             (R,), ``weights`` (R, S), ``t`` (R, S) sample distances.
@@ -84,10 +102,12 @@ class NerfModel(nn.Module):
         def sigma_fn(x):
             return field.density(x, max_level)
 
+        if background is None:
+            background = self.background_color(directions / directions.norm(dim=-1, keepdim=True))
         return render_rays(
             sigma_fn, field.color, origins, directions, self.field.aabb,
             n_samples=n_samples or self.metadata.n_samples, near=self.metadata.near, far=self.metadata.far,
-            background=self.background if background is None else background,
+            background=background,
             occupancy_fn=self.occupancy.query if skip_empty else None, jitter=jitter, generator=generator,
             check=check)
 

@@ -38,17 +38,24 @@ class TrainConfig:
                                    choices=("cpu", "wall"))
     batch_rays: int = cfg.option(4096, "rays per step", range=(16, 1 << 20))
     n_samples: int = cfg.option(128, "samples per ray over the scene box", range=(8, 4096))
-    lr_planes: float = cfg.option(0.02, "Adam learning rate of the feature planes", range=(0.0, 1.0))
+    lr_planes: float = cfg.option(0.1, "Adam learning rate of the feature planes", range=(0.0, 1.0))
     lr_mlp: float = cfg.option(0.005, "Adam learning rate of the MLPs", range=(0.0, 1.0))
     lr_final_factor: float = cfg.option(0.1, "learning rates decay exponentially to this factor", range=(1e-4, 1.0))
     tv_weight: float = cfg.option(0.0, "weight of the plane total-variation regulariser", range=(0.0, 10.0))
     downscale: float = cfg.option(1.0, "shrink images by this factor (e.g. 4: 800x800 -> 200x200)", range=(1.0, 64.0))
     holdout_every: int = cfg.option(8, "every k-th view (0, k, 2k, ...) is held out for evaluation", range=(2, 1000))
     background: list = cfg.option([1.0, 1.0, 1.0], "RGB behind the scene / under transparent pixels")
+    background_model: str = cfg.option("constant", "'constant' (--background) or 'learned' (colour of the view "
+                                       "direction outside the box: real or rendered surroundings)",
+                                       choices=("constant", "learned"))
+    aabb: list = cfg.option([], "scene box override: xmin ymin zmin xmax ymax zmax in NeRF units (empty: the data's)")
+    aabb_grow: float = cfg.option(1.0, "grow the scene box about its centre by this factor", range=(0.1, 100.0))
+    view_stride: int = cfg.option(1, "use every k-th frame of the data set only", range=(1, 10000))
+    half_planes: bool = cfg.option(True, "store the feature planes as float16 in the model file (half the size)")
     near: float = cfg.option(0.05, "nearest sample distance, NeRF units", range=(0.0, 1e6))
     occupancy_resolution: int = cfg.option(64, "occupancy grid cells per axis", range=(8, 512))
     occupancy_every: int = cfg.option(16, "refresh the occupancy grid every N steps", range=(1, 100000))
-    occupancy_warmup: int = cfg.option(16, "steps before the first occupancy refresh", range=(0, 100000))
+    occupancy_warmup: int = cfg.option(8, "steps before the first occupancy refresh", range=(0, 100000))
     coarse_fraction: float = cfg.option(0.125, "share of rays rendered with fine levels masked (coarse-to-fine)",
                                         range=(0.0, 0.9))
     eval_views: int = cfg.option(0, "held-out views to evaluate at the end (0: all)", range=(0, 100000))
@@ -83,7 +90,8 @@ def build_rays(data: PosedImages) -> RaySet:
 def make_model(data: PosedImages, train: TrainConfig, field: FieldConfig) -> NerfModel:
     metadata = NerfMetadata(
         aabb=data.aabb.tolist(), near=train.near, metres_per_unit=data.metres_per_unit,
-        background=tuple(float(c) for c in train.background), field=dataclasses.asdict(field),
+        background=tuple(float(c) for c in train.background), background_model=train.background_model,
+        field=dataclasses.asdict(field),
         n_samples=train.n_samples, occupancy_resolution=train.occupancy_resolution)
     return NerfModel(metadata)
 
@@ -139,7 +147,15 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     gen = torch.Generator().manual_seed(train_cfg.seed)
     out_dir = Path(out_dir)
     t_load = time.time()
-    data = load_transforms(data_path, downscale=train_cfg.downscale, background=tuple(train_cfg.background))
+    data = load_transforms(data_path, downscale=train_cfg.downscale, background=tuple(train_cfg.background),
+                           stride=train_cfg.view_stride)
+    if train_cfg.aabb:
+        if len(train_cfg.aabb) != 6:
+            raise ValueError(f"--aabb needs 6 numbers (xmin ymin zmin xmax ymax zmax), got {train_cfg.aabb}")
+        data.aabb = torch.tensor([float(v) for v in train_cfg.aabb]).reshape(2, 3)
+    if train_cfg.aabb_grow != 1.0:
+        centre, half = data.aabb.mean(0), (data.aabb[1] - data.aabb[0]) / 2 * train_cfg.aabb_grow
+        data.aabb = torch.stack([centre - half, centre + half])
     train_data, held_out = data.split_holdout(train_cfg.holdout_every)
     rays = build_rays(train_data)
     rays = RaySet(*(t.to(device) for t in (rays.origins, rays.directions, rays.colors)))
@@ -147,6 +163,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     model = make_model(data, train_cfg, field_cfg).to(device)
     planes = list(model.field.planes.parameters())
     mlps = list(model.field.density_mlp.parameters()) + list(model.field.color_mlp.parameters())
+    if model.background_net is not None:
+        mlps += list(model.background_net.parameters())
     optimizer = torch.optim.Adam([{"params": planes, "lr": train_cfg.lr_planes},
                                   {"params": mlps, "lr": train_cfg.lr_mlp}], betas=(0.9, 0.99), eps=1e-15,
                                  fused=device.type == "cpu" or None)
@@ -158,7 +176,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     total_steps = train_cfg.steps if train_cfg.steps > 0 else None
     n_coarse = int(round(train_cfg.batch_rays * train_cfg.coarse_fraction))
     n_fine = train_cfg.batch_rays - n_coarse
-    bar = tqdm(total=total_steps, disable=not progress, desc="train-nerf", unit="step", dynamic_ncols=True, mininterval=2.0)
+    bar = tqdm(total=total_steps, disable=not progress, desc="train-nerf", unit="step", dynamic_ncols=True,
+               mininterval=2.0)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
     start, cpu_start = time.time(), time.process_time()
 
@@ -193,7 +212,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         optimizer.step()
         step += 1
         rays_done += train_cfg.batch_rays
-        if step >= train_cfg.occupancy_warmup and step % train_cfg.occupancy_every == 0:
+        if step == train_cfg.occupancy_warmup or \
+                (step > train_cfg.occupancy_warmup and step % train_cfg.occupancy_every == 0):
             with torch.no_grad():
                 occupied = model.occupancy.update(model.density_fn, threshold, generator=gen)
         if step % 10 == 0 or step == 1:
@@ -222,15 +242,16 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         "data": str(data.source), "image_size": [data.intrinsics[0].width, data.intrinsics[0].height],
         "train_views": len(train_data), "held_out_views": len(held_out), "evaluated_views": result["views"],
         "heldout_psnr": result["psnr"], "heldout_ssim": result["ssim"], "per_view_psnr": result["per_view_psnr"],
-        "steps": step, "rays": rays_done, "train_seconds": round(train_seconds, 1), "budget_clock": train_cfg.budget_clock,
+        "steps": step, "rays": rays_done, "train_seconds": round(train_seconds, 1),
+        "budget_clock": train_cfg.budget_clock,
         "wall_seconds": round(wall_seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
         "rays_per_second": round(rays_done / max(train_seconds, 1e-9)), "load_seconds": round(load_seconds, 1),
         "eval_seconds": round(eval_seconds, 1), "occupied_fraction": occupied, "device": str(device),
         "torch_threads": torch.get_num_threads(),
     }
-    json_path = save_model(model, out_dir, extra={"training": {k: v for k, v in metrics.items()
-                                                              if k != "per_view_psnr"},
-                                                  "train_config": dataclasses.asdict(train_cfg)})
+    summary = {k: v for k, v in metrics.items() if k != "per_view_psnr"}
+    json_path = save_model(model, out_dir, extra={"training": summary, "train_config": dataclasses.asdict(train_cfg)},
+                           half_planes=train_cfg.half_planes)
     metrics["model_bytes"] = (out_dir / "model.safetensors").stat().st_size + json_path.stat().st_size
     (out_dir / "metrics.json").write_text(json.dumps({**metrics, "history": history}, indent=2))
     (out_dir / "report.md").write_text(_report(metrics, train_cfg, field_cfg))
@@ -247,7 +268,8 @@ def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
         f"- training: {m['steps']} steps, {m['rays']} rays in {m['train_seconds']:.0f} s "
         f"({m['rays_per_second']} rays/s; clock: {m['budget_clock']}; wall {m['wall_seconds']:.0f} s, "
         f"process CPU {m['cpu_seconds']:.0f} s) on {m['device']} with {m['torch_threads']} threads",
-        f"- model size: {m['model_bytes'] / 1e6:.2f} MB", f"- occupied fraction of the box: {m['occupied_fraction']:.3f}",
+        f"- model size: {m['model_bytes'] / 1e6:.2f} MB",
+        f"- occupied fraction of the box: {m['occupied_fraction']:.3f}",
         f"- field: `{json.dumps(dataclasses.asdict(field_cfg))}`", "",
         "Previews: `previews/heldout_*.png` (ground truth | render | depth).", ""])
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+# One thread: on a shared 2-core machine, OpenMP's two threads wait on each other for every small op.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"
