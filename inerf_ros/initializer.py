@@ -36,10 +36,15 @@ Fusion
 2. Consensus: every hypothesis is scored by the total detection score of the hypotheses that agree
    with it (rotation within ``inlier_rotation_deg`` and camera centre within ``inlier_translation_m``);
    the best-supported one seeds the inlier set and the others are rejected as outliers.
-3. Robust averaging of the inliers, weighted by score: rotation by the geodesic L1 mean on SO(3)
-   (Weiszfeld iterations on the tangent space), camera centre by the geometric median.
-4. Covariance: the weighted spread of the inliers about the mean, plus a floor
+3. ``average``: robust averaging of the inliers, weighted by score: rotation by the geodesic L1
+   mean on SO(3) (Weiszfeld iterations on the tangent space), camera centre by the geometric
+   median. Covariance: the weighted spread of the inliers about the mean, plus a floor
    (``min_sigma_*``); a single hypothesis gets ``single_sigma_*``.
+4. ``alignment`` (``auto`` picks it when 3 or more inliers spread in two directions): the camera
+   pose that maps the *detected positions* of the inlier objects onto their known positions
+   (weighted Kabsch). It does not use the detected rotations (the weakest part of PoseCNN) and
+   works in both modes, so ``distance_only`` needs its hint only to gate outliers. Covariance
+   from the fit residuals (plus the floor).
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ from scipy.spatial.transform import Rotation
 from inerf_ros import config as config_tools
 
 MODES = ("full", "distance_only")
+FUSIONS = ("auto", "average", "alignment")
 
 
 @dataclasses.dataclass
@@ -66,6 +72,9 @@ class InitializerConfig:
     object_poses: list = config_tools.option(
         [], "known objects in the NeRF frame, NeRF units: 'class_name x y z [qx qy qz qw]' per entry "
         "(a YAML mapping class_name: [x, y, z, qx, qy, qz, qw], or make-scene's objects.yaml entries, work too)")
+    symmetric_classes: list = config_tools.option(
+        [], "classes symmetric about their z axis (continuous_z): in full mode their detected rotation is not "
+        "used; their positions join the alignment fusion when they agree with the consensus")
     camera_hint: list = config_tools.option(
         [], "distance_only: static camera hint nerf_T_cam as [x, y, z, qx, qy, qz, qw] (NeRF units, ROS optical "
         "camera); a hint passed to estimate() takes precedence")
@@ -76,6 +85,13 @@ class InitializerConfig:
         20.0, "hypotheses whose camera rotations differ by more than this disagree (degrees)", range=(0.0, 180.0))
     inlier_translation_m: float = config_tools.option(
         0.15, "hypotheses whose camera centres differ by more than this disagree (metres)", range=(0.0, 1e6))
+    fusion: str = config_tools.option(
+        "average", "average: robust mean of the per-detection camera poses; alignment: camera pose that best maps "
+        "the detected object positions onto the known ones (Kabsch; ignores detected rotations; needs 3 spread "
+        "objects); auto: alignment when possible, else average", choices=FUSIONS)
+    alignment_min_spread_m: float = config_tools.option(
+        0.05, "alignment needs the objects to spread at least this much in two directions (metres)",
+        range=(0.0, 1e6))
     robust_iterations: int = config_tools.option(20, "Weiszfeld iterations of the robust means", range=(0, 1000))
     min_sigma_translation_m: float = config_tools.option(
         0.01, "floor of the translation standard deviation (metres)", range=(0.0, 1e6))
@@ -258,14 +274,16 @@ class CameraPriorEstimator:
         self.config = config
         self._nerf_T_obj = config.nerf_T_objects()
         self._positions_only = config.positions_only()
+        self._symmetric = set(config.symmetric_classes)
         self._static_hint = pose_from_list(config.camera_hint, "camera_hint") if config.camera_hint else None
 
     def hypotheses(self, detections: Sequence[Any], nerf_T_cam_hint: Optional[np.ndarray] = None
-                   ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-        """Per-detection camera hypotheses ({index: nerf_T_cam}) and rejections ({index: reason})."""
+                   ) -> tuple[dict[int, np.ndarray], dict[int, str], dict[int, np.ndarray]]:
+        """Per-detection camera hypotheses ({index: nerf_T_cam}), rejections ({index: reason}) and, in
+        full mode, the detected positions (NeRF units, camera frame) of symmetric objects ({index: r_cam})."""
         cfg = self.config
         hint = self._static_hint if nerf_T_cam_hint is None else np.asarray(nerf_T_cam_hint, dtype=np.float64)
-        out, rejected = {}, {}
+        out, rejected, positions = {}, {}, {}
         for index, detection in enumerate(detections):
             name = _attr(detection, "class_name")
             score = _attr(detection, "score")
@@ -292,11 +310,13 @@ class CameraPriorEstimator:
             cam_T_obj_nerf = cam_T_obj.copy()
             cam_T_obj_nerf[:3, 3] /= cfg.metres_per_unit
             nerf_T_obj = self._nerf_T_obj[name]
-            if cfg.mode == "full":
+            if cfg.mode == "full" and name in self._symmetric:
+                positions[index] = cam_T_obj_nerf[:3, 3]
+            elif cfg.mode == "full":
                 out[index] = nerf_T_obj @ _invert(cam_T_obj_nerf)
             else:
                 out[index] = _distance_only(nerf_T_obj[:3, 3], cam_T_obj_nerf[:3, 3], hint)
-        return out, rejected
+        return out, rejected, positions
 
     def estimate(self, detections: Sequence[Any], nerf_T_cam_hint: Optional[np.ndarray] = None) -> Prior:
         """Fuse ``detections`` (objects with class_name, score, cam_T_obj, optional visible_fraction,
@@ -305,8 +325,10 @@ class CameraPriorEstimator:
         cfg = self.config
         if len(detections) == 0:
             return Prior("no_prior", "no detections")
-        hypotheses, rejected = self.hypotheses(detections, nerf_T_cam_hint)
+        hypotheses, rejected, positions = self.hypotheses(detections, nerf_T_cam_hint)
         if not hypotheses:
+            for i in positions:
+                rejected[i] = "symmetric object: its rotation cannot give the camera's (needs an asymmetric one)"
             reasons = "; ".join(f"#{i}: {r}" for i, r in sorted(rejected.items()))
             return Prior("no_prior", f"no detection passed the gates ({reasons})", rejected=rejected)
         indices = sorted(hypotheses)
@@ -331,12 +353,43 @@ class CameraPriorEstimator:
 
         mean_rotation = robust_rotation_mean(rotations, weights, poses[seed, :3, :3], cfg.robust_iterations)
         centre = robust_point_mean(centres, weights, cfg.robust_iterations)
+        covariance = self._covariance(rotations, centres, weights, mean_rotation, centre)
+        method = "average"
+        # Symmetric objects: positions only, kept when they agree with the averaged pose.
+        cam_T_nerf = _invert(_pose(mean_rotation, centre))
+        for i, r_cam in sorted(positions.items()):
+            p_nerf = self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3]
+            offset = np.linalg.norm(cam_T_nerf[:3, :3] @ p_nerf + cam_T_nerf[:3, 3] - r_cam)
+            if cfg.fusion == "average":
+                rejected[i] = "symmetric object: its rotation is ambiguous (fusion 'average' uses rotations)"
+            elif offset > threshold:
+                rejected[i] = f"outlier: symmetric object {offset * cfg.metres_per_unit:.3f} m from the consensus"
+            else:
+                used.append(i)
+                weights = np.append(weights, max(float(_attr(detections[i], "score")), 1e-6))
+        used_sorted = sorted(range(len(used)), key=lambda k: used[k])
+        used, weights = [used[k] for k in used_sorted], weights[used_sorted]
+        if cfg.fusion != "average" and len(used) >= 3:
+            p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in used])
+            r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3]
+                              for i in used]) / cfg.metres_per_unit
+            aligned = align_points(r_cam, p_nerf, weights, cfg.alignment_min_spread_m / cfg.metres_per_unit)
+            if aligned is not None:
+                mean_rotation, centre, covariance = aligned[0], aligned[1], self._floored(aligned[2])
+                method = "alignment"
+        if method == "average" and cfg.fusion == "alignment":
+            return Prior("no_prior", f"alignment needs 3 or more spread inlier objects, have {len(used)}",
+                         rejected=rejected)
         nerf_T_cam = np.eye(4)
         nerf_T_cam[:3, :3] = mean_rotation
         nerf_T_cam[:3, 3] = centre
-        covariance = self._covariance(rotations, centres, weights, mean_rotation, centre)
-        reason = f"fused {len(used)} of {len(detections)} detections ({cfg.mode})"
+        reason = f"fused {len(used)} of {len(detections)} detections ({cfg.mode}, {method})"
         return Prior("ok", reason, nerf_T_cam, covariance, used, rejected)
+
+    def _floored(self, covariance: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        floor = [cfg.min_sigma_translation_m / cfg.metres_per_unit] * 3 + [math.radians(cfg.min_sigma_rotation_deg)] * 3
+        return covariance + np.diag(np.square(floor))
 
     def _covariance(self, rotations, centres, weights, mean_rotation, centre) -> np.ndarray:
         cfg = self.config
@@ -349,9 +402,39 @@ class CameraPriorEstimator:
         w = weights / weights.sum()
         # Reliability weights: unbiased for the weighted spread (reduces to n / (n - 1) for equal weights).
         correction = 1.0 / max(1.0 - float((w * w).sum()), 1e-9)
-        covariance = correction * (w[:, None] * residuals).T @ residuals
-        floor = [cfg.min_sigma_translation_m / unit] * 3 + [math.radians(cfg.min_sigma_rotation_deg)] * 3
-        return covariance + np.diag(np.square(floor))
+        return self._floored(correction * (w[:, None] * residuals).T @ residuals)
+
+
+def align_points(r_cam: np.ndarray, p_nerf: np.ndarray, weights: np.ndarray, min_spread: float):
+    """Camera pose (nerf_R_cam, centre, 6x6 covariance) with ``p_nerf ~ R @ r_cam + centre`` (weighted
+    Kabsch), or None when the points do not spread at least ``min_spread`` in two directions.
+
+    The covariance is a first-order estimate from the fit residuals: translation sigma^2 / n per axis,
+    rotation sigma^2 / (n * spread^2) per axis (spread: RMS distance of the points to their centroid).
+    """
+    w = weights / weights.sum()
+    r_mean, p_mean = w @ r_cam, w @ p_nerf
+    r_c, p_c = r_cam - r_mean, p_nerf - p_mean
+    scatter = (w[:, None] * r_c).T @ r_c
+    if np.sqrt(max(np.linalg.eigvalsh(scatter)[1], 0.0)) < min_spread:
+        return None
+    u, _, vt = np.linalg.svd((w[:, None] * r_c).T @ p_c)
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    centre = p_mean - rotation @ r_mean
+    n = len(weights)
+    residual = p_nerf - (r_cam @ rotation.T + centre)
+    sigma_sq = float(w @ (residual ** 2).sum(1)) * n / max(n - 2, 1) / 3
+    spread_sq = float(np.trace(scatter))
+    covariance = np.diag([sigma_sq / n] * 3 + [sigma_sq / (n * max(spread_sq, 1e-12))] * 3)
+    return rotation, centre, covariance
+
+
+def _pose(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3] = rotation
+    pose[:3, 3] = translation
+    return pose
 
 
 def _invert(a_T_b: np.ndarray) -> np.ndarray:

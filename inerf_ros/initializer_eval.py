@@ -7,7 +7,7 @@ frame). Errors: geodesic rotation angle of ``R_est^T R_gt`` (degrees) and the di
 camera centres (metres). A frame without a prior counts as a failure of the 15 deg / 10 cm rate.
 
 Object poses in the NeRF frame come from ``--config`` (an initializer YAML) or, by default, from
-the scene's ``objects.yaml``. In ``distance_only`` mode the camera hint is the true camera pose
+the scene's ``objects.yaml`` (its ``continuous_z`` classes become ``symmetric_classes``). In ``distance_only`` mode the camera hint is the true camera pose
 perturbed by a rotation of ``--hint-rotation-deg`` about a random axis and a shift of
 ``--hint-translation-m`` in a random direction (a stand-in for the previous estimate).
 """
@@ -39,6 +39,7 @@ class PriorEvalConfig:
     detections: str = option("posecnn", "where detections come from", choices=("posecnn", "ground_truth"))
     config: str = option("", "initializer YAML (default: the scene's objects.yaml with default options)")
     mode: str = option("", "override the initializer mode (full | distance_only; empty: from the config)")
+    fusion: str = option("", "override the fusion (average | alignment | auto; empty: from the config)")
     hint_rotation_deg: float = option(10.0, "distance_only: rotation error of the camera hint, degrees",
                                       range=(0.0, 180.0))
     hint_translation_m: float = option(0.1, "distance_only: position error of the camera hint, metres",
@@ -56,8 +57,12 @@ def initializer_config_from_scene(scene_dir) -> InitializerConfig:
         raise FileNotFoundError(f"{path} is missing: is {scene_dir} written by `inerf-ros make-scene`?")
     data = yaml.safe_load(path.read_text())
     poses = {name: {"nerf_T_obj": entry["nerf_T_obj"]} for name, entry in data["objects"].items()}
+    from inerf_ros.scene.dataset import load_class_table
+
+    symmetric = [c.name for c in load_class_table(scene_dir).values() if c.symmetry != "none"]
     return config_tools.from_dict(InitializerConfig, {
-        "object_poses": poses, "metres_per_unit": float(data.get("metres_per_unit", 1.0))})
+        "object_poses": poses, "metres_per_unit": float(data.get("metres_per_unit", 1.0)),
+        "symmetric_classes": symmetric})
 
 
 def _perturbed(pose: np.ndarray, rotation_deg: float, translation: float, rng: np.random.Generator) -> np.ndarray:
@@ -80,6 +85,8 @@ def evaluate(config: PriorEvalConfig, progress: bool = True) -> dict:
     init_config = load_config(config.config) if config.config else initializer_config_from_scene(config.scene)
     if config.mode:
         init_config = dataclasses.replace(init_config, mode=config.mode)
+    if config.fusion:
+        init_config = dataclasses.replace(init_config, fusion=config.fusion)
     estimator = CameraPriorEstimator(init_config)
     mpu = init_config.metres_per_unit
     detector = None

@@ -9,6 +9,7 @@ coarse grid is then refined to sub-pixel precision by the least-squares intersec
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import Tensor
@@ -27,7 +28,8 @@ def hough_vote(pixels: Tensor, directions: Tensor, width: int, height: int, *, s
     """Centre of the object voted by ``pixels`` (n, 2) (u, v) with unit ``directions`` (n, 2).
 
     Candidates lie on a grid of step ``stride`` pixels covering the image extended by ``margin``
-    pixels on each side (centres of partly visible objects can be outside the image). At most
+    pixels on each side (centres of partly visible objects can be outside the image), within the
+    voters' bounding box grown by half its size. At most
     ``max_voters`` random voters score the candidates; all voters are used for the refinement.
     Returns None when there are fewer than 3 voters or no candidate gets 3 votes.
     Not differentiable (used at inference only).
@@ -44,8 +46,18 @@ def hough_vote(pixels: Tensor, directions: Tensor, width: int, height: int, *, s
     voters = torch.arange(n, device=pixels.device)
     if n > max_voters:
         voters = torch.randperm(n, generator=generator, device=pixels.device)[:max_voters]
-    us = torch.arange(-margin, width + margin, stride, device=pixels.device, dtype=torch.float32)
-    vs = torch.arange(-margin, height + margin, stride, device=pixels.device, dtype=torch.float32)
+    # Candidates: the grid inside the image extended by ``margin``, limited to the voters' box grown
+    # by half its size on each side (a centre lies near its own pixels), which keeps voting cheap.
+    low, high = pixels.min(0).values, pixels.max(0).values
+    grow = 0.5 * (high - low) + stride
+    u0 = max(-margin, int(math.floor(float(low[0] - grow[0]) / stride)) * stride)
+    v0 = max(-margin, int(math.floor(float(low[1] - grow[1]) / stride)) * stride)
+    u1 = min(width + margin, float(high[0] + grow[0]))
+    v1 = min(height + margin, float(high[1] + grow[1]))
+    us = torch.arange(u0, u1 + 1e-6, stride, device=pixels.device, dtype=torch.float32)
+    vs = torch.arange(v0, v1 + 1e-6, stride, device=pixels.device, dtype=torch.float32)
+    if us.numel() == 0 or vs.numel() == 0:
+        return None
     grid = torch.stack(torch.meshgrid(us, vs, indexing="xy"), dim=-1).reshape(-1, 2)  # (m, 2)
     votes = _count_votes(grid, pixels[voters], directions[voters], cos_threshold)
     best = int(votes.argmax())
@@ -67,13 +79,17 @@ def hough_vote(pixels: Tensor, directions: Tensor, width: int, height: int, *, s
 
 def _count_votes(candidates: Tensor, pixels: Tensor, directions: Tensor, cos_threshold: float,
                  chunk: int = 8192) -> Tensor:
+    # cos >= t  <=>  dot >= 0 and dot^2 >= t^2 |c - p|^2 (no square roots or divisions).
+    t_sq = cos_threshold * abs(cos_threshold)
     counts = []
     for start in range(0, candidates.shape[0], chunk):
-        to_candidate = candidates[start:start + chunk, None, :] - pixels[None]         # (m, n, 2)
-        dist = to_candidate.norm(dim=-1).clamp_min(1e-6)
-        cos = (to_candidate * directions[None]).sum(-1) / dist
+        dx = candidates[start:start + chunk, 0:1] - pixels[None, :, 0]   # (m, n)
+        dy = candidates[start:start + chunk, 1:2] - pixels[None, :, 1]
+        dot = dx * directions[None, :, 0] + dy * directions[None, :, 1]
+        dist_sq = dx * dx + dy * dy
         # A voter sitting on the candidate agrees with it (its direction is undefined there).
-        counts.append(((cos >= cos_threshold) | (dist < 0.5)).sum(1))
+        agree = ((dot >= 0) & (dot * dot >= t_sq * dist_sq)) | (dist_sq < 0.25)
+        counts.append(agree.sum(1))
     return torch.cat(counts)
 
 

@@ -32,8 +32,11 @@ def point_matching_loss(pred_R: Tensor, true_R: Tensor, points: Tensor, symmetri
     """PLoss / SLoss of the paper, averaged over RoIs.
 
     ``pred_R``, ``true_R`` (R, 3, 3); ``points`` (R, m, 3) model points of each RoI's class
-    (metres); ``symmetric`` (R,) bool. PLoss = mean_x |R x - R* x|^2 / 2; for symmetric classes
-    SLoss = mean_x1 min_x2 |R x1 - R* x2|^2 / 2 (closest point).
+    (metres); ``symmetric`` (R,) bool: symmetric about the object's z axis (``continuous_z``).
+    PLoss = mean_x |R x - R* x|^2 / 2; for symmetric classes SLoss = mean_x1 min_x2
+    |R x1 - R* x2|^2 / 2 (closest point) plus PLoss of the points projected on the z axis. The
+    paper's SLoss alone is also minimal for a cylinder turned upside down, which flips the camera
+    prior; the axis term keeps the z axis and leaves only the rotation about it free.
     """
     if pred_R.shape[0] == 0:
         return pred_R.sum() * 0.0
@@ -42,6 +45,8 @@ def point_matching_loss(pred_R: Tensor, true_R: Tensor, points: Tensor, symmetri
     plain = 0.5 * ((pred - true) ** 2).sum(-1).mean(-1)
     if bool(symmetric.any()):
         closest = torch.cdist(pred[symmetric], true[symmetric]).pow(2).min(-1).values
+        axis_points = points[symmetric] * torch.tensor([0.0, 0.0, 1.0], dtype=points.dtype, device=points.device)
+        axis = 0.5 * ((axis_points @ (pred_R[symmetric] - true_R[symmetric]).transpose(1, 2)) ** 2).sum(-1).mean(-1)
         plain = plain.clone()
-        plain[symmetric] = 0.5 * closest.mean(-1)
+        plain[symmetric] = 0.5 * closest.mean(-1) + axis
     return plain.mean()

@@ -150,7 +150,7 @@ class PoseCNNDetector:
             vs, us = torch.nonzero(mask, as_tuple=True)
             directions = vertex[class_id - 1, :2, vs, us].T
             pixels = torch.stack([us, vs], dim=1).float()
-            vote = hough_vote(pixels, directions, in_w, in_h, margin=in_w // 4, max_voters=400,
+            vote = hough_vote(pixels, directions, in_w, in_h, margin=in_w // 4, max_voters=250,
                               generator=self._generator)
             if vote is None:
                 continue

@@ -101,3 +101,8 @@ def test_point_matching_losses():
     sym = point_matching_loss(about_z, identity, ring, torch.tensor([True, True]))
     assert float(sym) < 1e-4
     assert float(point_matching_loss(about_z, identity, ring, torch.tensor([False, False]))) > 0.1
+    # Upside down (pi about x) fits the cylinder's points too, but not its axis: SLoss + axis term > 0.
+    flipped = quat_to_matrix(torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 2))
+    ring = ring - torch.tensor([0, 0, 0.5])
+    assert float(torch.cdist(ring[0] @ flipped[0].T, ring[0]).min(-1).values.max()) < 1e-3
+    assert float(point_matching_loss(flipped, identity, ring, torch.tensor([True, True]))) > 0.2

@@ -99,6 +99,17 @@ def test_distance_only_reproduces_ground_truth(world):
     prior = estimator.estimate(detections[:1], nerf_T_cam_hint=hint)
     p_cam = np.linalg.inv(prior.nerf_T_cam) @ np.append(nerf_T_objects["cracker_box"][:3, 3], 1.0)
     np.testing.assert_allclose(p_cam[:3] * METRES_PER_UNIT, detections[0].cam_T_obj[:3, 3], atol=1e-9)
+    # Alignment of the detected positions with the known ones needs no right hint: a 25 deg wrong
+    # hint only gates outliers, the fused pose is still exact.
+    aligning = CameraPriorEstimator(InitializerConfig(
+        mode="distance_only", fusion="alignment", metres_per_unit=METRES_PER_UNIT, inlier_rotation_deg=60,
+        inlier_translation_m=1.0, object_poses=config.object_poses))
+    hint = nerf_T_cam.copy()
+    hint[:3, :3] = Rotation.from_rotvec([0.3, 0.25, -0.2]).as_matrix() @ hint[:3, :3]
+    prior = aligning.estimate(detections, nerf_T_cam_hint=hint)
+    assert prior.status == "ok" and "alignment" in prior.reason
+    np.testing.assert_allclose(prior.nerf_T_cam, nerf_T_cam, atol=1e-9)
+    assert aligning.estimate(detections[:2], nerf_T_cam_hint=hint).status == "no_prior"
     # Without a hint there is no prior, and the reason says why.
     prior = estimator.estimate(detections)
     assert prior.status == "no_prior" and "camera hint" in prior.reason
@@ -186,3 +197,24 @@ def test_shipped_config_loads():
     path = Path(__file__).resolve().parents[2] / "config" / "initializer.yaml"
     config = load_config(path)
     assert config.nerf_T_objects(), "config/initializer.yaml lists no objects"
+
+
+def test_symmetric_objects_give_positions_only(world):
+    nerf_T_objects, nerf_T_cam = world
+    entries = [_entry(n, p) for n, p in nerf_T_objects.items()]
+    detections = _detections(nerf_T_objects, nerf_T_cam)
+    # The tuna can is symmetric about its z axis: its detected rotation about z is arbitrary.
+    detections[2].cam_T_obj = detections[2].cam_T_obj @ _pose([0.0, 0.0, 2.0], [0.0, 0.0, 0.0])
+    for fusion, used in (("average", [0, 1]), ("alignment", [0, 1, 2])):
+        config = InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries, fusion=fusion,
+                                   symmetric_classes=["tuna_can"])
+        prior = CameraPriorEstimator(config).estimate(detections)
+        assert prior.status == "ok" and prior.used == used, (fusion, prior)
+        np.testing.assert_allclose(prior.nerf_T_cam, nerf_T_cam, atol=1e-9)
+    # Without the symmetry declared, the scrambled can is an outlier.
+    prior = CameraPriorEstimator(InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries)).estimate(
+        detections)
+    assert prior.used == [0, 1] and "outlier" in prior.rejected[2]
+    config = InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries, symmetric_classes=["tuna_can"])
+    prior = CameraPriorEstimator(config).estimate(detections[2:])
+    assert prior.status == "no_prior" and "symmetric" in prior.reason
