@@ -7,9 +7,10 @@ frame). Errors: geodesic rotation angle of ``R_est^T R_gt`` (degrees) and the di
 camera centres (metres). A frame without a prior counts as a failure of the 15 deg / 10 cm rate.
 
 Object poses in the NeRF frame come from ``--config`` (an initializer YAML) or, by default, from
-the scene's ``objects.yaml`` (its ``continuous_z`` classes become ``symmetric_classes``). In ``distance_only`` mode the camera hint is the true camera pose
-perturbed by a rotation of ``--hint-rotation-deg`` about a random axis and a shift of
-``--hint-translation-m`` in a random direction (a stand-in for the previous estimate).
+the scene's ``objects.yaml`` (its ``continuous_z`` classes become ``symmetric_classes``). In
+``distance_only`` mode the camera hint is the true camera pose perturbed by a rotation of
+``--hint-rotation-deg`` about a random axis and a shift of ``--hint-translation-m`` in a random
+direction (a stand-in for the previous estimate).
 """
 from __future__ import annotations
 

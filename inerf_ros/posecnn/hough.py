@@ -29,7 +29,7 @@ def hough_vote(pixels: Tensor, directions: Tensor, width: int, height: int, *, s
 
     Candidates lie on a grid of step ``stride`` pixels covering the image extended by ``margin``
     pixels on each side (centres of partly visible objects can be outside the image), within the
-    voters' bounding box grown by half its size. At most
+    voters' bounding box grown by its size. At most
     ``max_voters`` random voters score the candidates; all voters are used for the refinement.
     Returns None when there are fewer than 3 voters or no candidate gets 3 votes.
     Not differentiable (used at inference only).
@@ -47,9 +47,9 @@ def hough_vote(pixels: Tensor, directions: Tensor, width: int, height: int, *, s
     if n > max_voters:
         voters = torch.randperm(n, generator=generator, device=pixels.device)[:max_voters]
     # Candidates: the grid inside the image extended by ``margin``, limited to the voters' box grown
-    # by half its size on each side (a centre lies near its own pixels), which keeps voting cheap.
+    # by its size on each side (a centre lies near its own pixels), which keeps voting cheap.
     low, high = pixels.min(0).values, pixels.max(0).values
-    grow = 0.5 * (high - low) + stride
+    grow = (high - low) + stride
     u0 = max(-margin, int(math.floor(float(low[0] - grow[0]) / stride)) * stride)
     v0 = max(-margin, int(math.floor(float(low[1] - grow[1]) / stride)) * stride)
     u1 = min(width + margin, float(high[0] + grow[0]))
