@@ -7,6 +7,9 @@ _inerf_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 case $- in *u*) _inerf_u=1; set +u ;; *) _inerf_u=0 ;; esac
 # shellcheck disable=SC1091
 . "$_inerf_root/install/setup.sh"
+# The source checkout first: edits take effect without a rebuild; inerf_ros/__init__.py extends the
+# package path to the install space for the generated messages (inerf_ros.msg).
+export PYTHONPATH="$_inerf_root${PYTHONPATH:+:$PYTHONPATH}"
 [ "$_inerf_u" = 1 ] && set -u
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
 unset _inerf_root _inerf_u

@@ -1,0 +1,128 @@
+"""The iNeRF optimizer on a field built in the test: recovery, hypotheses, tracking, bad input."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import perturbed
+from inerf_ros import lie
+from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
+from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior
+from inerf_ros.optim.sampling import SamplingConfig
+
+
+def errors(estimate_pose, gt_pose):
+    rot, trans = lie.pose_error(torch.from_numpy(estimate_pose), torch.from_numpy(gt_pose))
+    return float(rot), float(trans)
+
+
+def test_recovers_a_perturbed_pose(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    start = perturbed(gt, 10.0, [0.3, -0.5, 0.8], [0.08, -0.05, 0.06])
+    assert errors(start, gt)[0] > 9.9
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(max_iterations=100, learning_rate=0.02),
+                              SamplingConfig(num_rays=256))
+    estimate = optimizer.estimate(image, intrinsics, start, keep_history=True)
+    rot, trans = errors(estimate.nerf_T_optical, gt)
+    assert rot < 2.0 and trans < 0.06, (rot, trans, estimate.iterations)  # from 10 deg and 0.11 units
+    assert len(estimate.history) == estimate.iterations and estimate.losses[-1] < estimate.losses[0]
+    assert estimate.covariance.shape == (6, 6) and np.all(np.linalg.eigvalsh(estimate.covariance) > -1e-12)
+
+
+def test_hypotheses_find_the_right_basin(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    # 35 degrees about the camera's own down axis: the box leaves most of the view.
+    down = gt[:3, 1]
+    start = perturbed(gt, 35.0, down, [0.0, 0.0, 0.0])
+    config = OptimizerConfig(solver="lm", max_iterations=30, hypothesis_rotation_deg=35.0,
+                             hypothesis_translation=0.05, resample_every=10)
+    sampling = SamplingConfig(num_rays=128)
+    single = PoseOptimizer(box_nerf, config, sampling).estimate(image, intrinsics, start)
+    many = PoseOptimizer(box_nerf, config, sampling).estimate(image, intrinsics, start, num_hypotheses=8)
+    rot_single, _ = errors(single.nerf_T_optical, gt)
+    rot_many, trans_many = errors(many.nerf_T_optical, gt)
+    assert rot_single > 5.0, rot_single  # one hypothesis stays in the wrong basin
+    assert rot_many < 1.0 and trans_many < 0.02, (rot_many, trans_many)
+    assert many.num_hypotheses == 8
+
+
+def test_huber_and_coarse_to_fine_also_recover(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    start = perturbed(gt, 8.0, [1.0, 0.2, 0.0], [0.0, 0.06, -0.04])
+    config = OptimizerConfig(solver="lm", max_iterations=40, loss="huber", coarse_to_fine=True)
+    estimate = PoseOptimizer(box_nerf, config, SamplingConfig(num_rays=256)).estimate(image, intrinsics, start)
+    rot, trans = errors(estimate.nerf_T_optical, gt)
+    assert rot < 1.0 and trans < 0.03, (rot, trans)
+
+
+def test_mask_region_sampling_is_used_and_empty_mask_falls_back(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    start = perturbed(gt, 5.0, [0.0, 0.0, 1.0], [0.02, 0.0, 0.0])
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(solver="lm", max_iterations=20),
+                              SamplingConfig(strategy="mask_region", num_rays=256))
+    mask = (image.astype(int).sum(-1) < 700).astype(np.uint8)  # the box (the background is white)
+    estimate = optimizer.estimate(image, intrinsics, start, label_mask=mask)
+    assert estimate.sampling_strategy == "mask_region" and errors(estimate.nerf_T_optical, gt)[0] < 0.5
+    empty = optimizer.estimate(image, intrinsics, start, label_mask=np.zeros_like(mask), max_iterations=5)
+    assert empty.sampling_strategy == "random" and "empty" in empty.note
+
+
+@pytest.mark.parametrize("bad", [np.full((4, 4), np.nan), np.eye(3)])
+def test_bad_start_poses_are_rejected(box_nerf, box_view, bad):
+    image, intrinsics, _ = box_view
+    with pytest.raises(ValueError, match="NaN|4x4"):
+        PoseOptimizer(box_nerf).estimate(image, intrinsics, bad)
+
+
+def test_wrong_image_size_is_rejected(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    with pytest.raises(ValueError, match="does not match the intrinsics"):
+        PoseOptimizer(box_nerf).estimate(image[:10], intrinsics, gt)
+
+
+def test_localizer_tracks_between_priors_and_reports_no_prior(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(solver="lm", max_iterations=20),
+                              SamplingConfig(num_rays=256))
+    localizer = Localizer(optimizer, LocalizerConfig(tracking_iterations=5, max_tracking_loss=1.0))
+    none = localizer.localize(image, intrinsics, 0.0)
+    assert none.estimate is None and none.prior_source == "none" and "no prior" in none.message
+    first = localizer.localize(image, intrinsics, 1.0, Prior(perturbed(gt, 5.0, [0, 1, 0], [0.03, 0, 0]), 1.0))
+    assert first.prior_source == "posecnn" and errors(first.estimate.nerf_T_optical, gt)[0] < 1.5
+    tracked = localizer.localize(image, intrinsics, 1.1)
+    assert tracked.prior_source == "tracking" and tracked.estimate.iterations <= 5
+    assert errors(tracked.estimate.nerf_T_optical, gt)[0] < 1.5
+    stale = localizer.localize(image, intrinsics, 5.0, Prior(gt, 3.0))
+    assert "ignored" in stale.message and stale.estimate is None  # stale prior, last estimate too old
+    nan_prior = localizer.localize(image, intrinsics, 5.1, Prior(np.full((4, 4), np.nan), 5.1))
+    assert nan_prior.estimate is None and "NaN" in nan_prior.message
+
+
+def test_exact_jacobian_matches_autograd_through_the_pose(box_nerf, box_view):
+    """The per-ray chain rule (R^T g_o, R^T (d x g_d)) equals autograd of each residual w.r.t. the twist."""
+    image, intrinsics, gt = box_view
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(), SamplingConfig(num_rays=64))
+    pose = torch.from_numpy(frames_gl(perturbed(gt, 3.0, [0, 1, 0], [0.02, 0, 0])))[None]
+    uv = torch.tensor([[40.0, 30.0], [35.0, 28.0], [45.0, 33.0], [38.0, 25.0]])
+    target = torch.zeros(4, 3)
+    _, jacobian = optimizer.residual_jacobian(pose.clone(), intrinsics, uv, target)
+    xi = torch.zeros(1, 6, dtype=torch.float64, requires_grad=True)
+    _, residual = optimizer._render_loss(pose, xi, intrinsics, uv, target, None)
+    brute = torch.stack([torch.stack([torch.autograd.grad(residual[0, i, c], xi, retain_graph=True)[0][0]
+                                      for c in range(3)]) for i in range(4)])
+    assert brute.abs().max() > 0.05  # the rays hit the box: a real test
+    torch.testing.assert_close(jacobian[0], brute, atol=1e-5, rtol=1e-4)
+
+
+def frames_gl(nerf_T_optical):
+    from inerf_ros import frames
+    return frames.optical_to_opengl(nerf_T_optical)
+
+
+def test_levenberg_marquardt_converges_in_few_iterations(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    start = perturbed(gt, 10.0, [0.3, -0.5, 0.8], [0.08, -0.05, 0.06])
+    config = OptimizerConfig(solver="lm", max_iterations=60, min_iterations=5, converge_steps=3)
+    estimate = PoseOptimizer(box_nerf, config, SamplingConfig(num_rays=512)).estimate(image, intrinsics, start)
+    rot, trans = errors(estimate.nerf_T_optical, gt)
+    assert rot < 0.3 and trans < 0.005, (rot, trans)
+    assert estimate.converged and estimate.iterations < 40, estimate.iterations
