@@ -66,8 +66,8 @@ def launch_arguments() -> list[LaunchArgument]:
     return [
         LaunchArgument("params_file", str(paths.config_file("localize.yaml")),
                        "YAML with the parameters of every node (sections named after the nodes)"),
-        LaunchArgument("nerf_model", str(paths.model_dir("tabletop_nerf")), "NeRF model directory"),
-        LaunchArgument("posecnn_model", str(paths.model_dir("tabletop_posecnn")), "PoseCNN model directory"),
+        LaunchArgument("nerf_model", str(paths.model_dir("nerf_tabletop")), "NeRF model directory"),
+        LaunchArgument("posecnn_model", str(paths.model_dir("posecnn_tabletop")), "PoseCNN model directory"),
         LaunchArgument("device", "cpu", "torch device of every node: cpu, cuda or cuda:N"),
         LaunchArgument("use_posecnn", "true", "run PoseCNN + initializer for priors (false: tracking from an "
                                               "external prior on camera_prior)"),
