@@ -74,7 +74,8 @@ class InerfNode(Node):
 
         size = self._config.cache_size
         self._camera_infos: StampCache[CameraInfo] = StampCache(size)
-        self._priors: StampCache[PoseWithCovarianceStamped] = StampCache(size)
+        self._priors: StampCache = StampCache(size)  # nerf_T_optical in metres, validated on arrival
+        self._prior_error = ""
         self._masks: StampCache[ObjectPoseArray] = StampCache(size)
         self._frames: LatestSlot[Image] = LatestSlot()
 
@@ -115,7 +116,14 @@ class InerfNode(Node):
             self.get_logger().warning(f"prior in frame '{msg.header.frame_id}', expected "
                                       f"'{self._config.nerf_frame}': ignored", throttle_duration_sec=5.0)
             return
-        self._priors.add(stamp_to_seconds(msg.header.stamp), msg)
+        try:
+            nerf_T_optical, _ = pose_msgs.pose_with_covariance_to_numpy(msg)
+        except ValueError as error:
+            self._prior_error = f"prior rejected: {error}"
+            self.get_logger().warning(self._prior_error, throttle_duration_sec=2.0)
+            return
+        self._prior_error = ""
+        self._priors.add(stamp_to_seconds(msg.header.stamp), nerf_T_optical)
 
     def on_detections(self, msg: ObjectPoseArray) -> None:
         self._masks.add(stamp_to_seconds(msg.header.stamp), msg)
@@ -154,11 +162,8 @@ class InerfNode(Node):
             match = self._priors.wait_for(stamp_s, config.stamp_tolerance_s, config.prior_wait_s)
             match = match or self._priors.latest()  # the localizer decides whether it is too old
             if match is not None:
-                try:
-                    nerf_T_optical, _ = pose_msgs.pose_with_covariance_to_numpy(match[1])
-                    prior = Prior(frames.metres_to_nerf(nerf_T_optical, self._metres_per_unit), match[0], "posecnn")
-                except ValueError as error:
-                    prior_note = f"prior rejected: {error}"
+                prior = Prior(frames.metres_to_nerf(match[1], self._metres_per_unit), match[0], "posecnn")
+            prior_note = self._prior_error
         label_mask = None
         detections = self._masks.nearest(stamp_s, config.stamp_tolerance_s)
         if detections is not None and detections[1].label_image.width:

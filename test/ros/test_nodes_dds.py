@@ -178,3 +178,72 @@ def test_parameters_are_validated_at_run_time(graph):
     assert not result.successful and "unknown sampling strategy" in result.reason
     assert inerf.set_parameters([Parameter("num_rays", value=128)])[0].successful
     assert inerf.set_parameters([Parameter("model_dir", value="/elsewhere")])[0].successful is False
+
+
+def test_nan_prior_on_the_wire_and_stale_prior_are_refused(graph):
+    executor, probe, _, inerf = graph
+    inerf.set_parameters([Parameter("prior_wait_s", value=0.3)])
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    nan_msg = pose_msgs.pose_with_covariance_stamped(camera_prior(), np.eye(6), "nerf", seconds_to_stamp(STAMP_S))
+    nan_msg.pose.pose.orientation.w = float("nan")
+    probe.prior_pub.publish(nan_msg)
+    probe.send_frame(stamp_s=STAMP_S)
+    assert spin_until(executor, lambda: probe.received["status"], timeout_s=10)
+    assert "prior rejected" in probe.received["status"][-1].message and not probe.received["tf"]
+
+    probe.prior_pub.publish(pose_msgs.pose_with_covariance_stamped(
+        camera_prior(), np.eye(6) * 1e-3, "nerf", seconds_to_stamp(STAMP_S - 100)))
+    probe.send_frame(stamp_s=STAMP_S + 1)
+    assert spin_until(executor, lambda: len(probe.received["status"]) >= 2, timeout_s=10)
+    assert "away from the image" in probe.received["status"][-1].message and not probe.received["tf"]
+
+
+def test_empty_mask_falls_back_to_random_sampling(graph):
+    executor, probe, _, inerf = graph
+    inerf.set_parameters([Parameter("strategy", value="mask_region")])
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    detections = ObjectPoseArray()
+    detections.header.stamp, detections.header.frame_id = seconds_to_stamp(STAMP_S), "camera_optical"
+    detections.label_image = image.label_mask_to_image(np.zeros((48, 64), np.uint8), detections.header)
+    mask_pub = probe.node.create_publisher(ObjectPoseArray, "detections", QoSProfile(depth=5))
+    spin_until(executor, lambda: False, timeout_s=0.3)
+    mask_pub.publish(detections)
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: any(s.iterations for s in probe.received["status"]), timeout_s=20)
+    status = [s for s in probe.received["status"] if s.iterations][-1]
+    assert status.sampling_strategy == "random" and "region is empty" in status.message
+
+
+def test_flooding_keeps_memory_bounded_and_the_newest_frame_wins(graph):
+    executor, probe, _, inerf = graph
+    inerf.set_parameters([Parameter("max_iterations", value=20), Parameter("prior_wait_s", value=0.0),
+                          Parameter("overlay_scale", value=0.0)])
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    for i in range(40):  # far faster than one estimate per frame
+        probe.send_frame(stamp_s=STAMP_S + 0.01 * i, prior=camera_prior())
+        executor.spin_once(timeout_sec=0.0)
+    newest = seconds_to_stamp(STAMP_S + 0.39)
+    assert spin_until(executor, lambda: any(t.transforms[0].header.stamp == newest for t in probe.received["tf"]),
+                      timeout_s=30)
+    assert inerf.dropped_frames > 0
+    assert len(probe.received["tf"]) < 40  # frames were dropped, not queued
+    assert len(inerf._priors) <= inerf._config.cache_size
+
+
+@pytest.mark.parametrize("content, reason", [(None, "no such file|not found|No such"), (b"{not json", "JSON|json")])
+def test_missing_or_corrupt_model_exits_cleanly_with_the_reason(tmp_path, ros_domain_id, content, reason):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "model"
+    if content is not None:
+        model_dir.mkdir()
+        (model_dir / "model.json").write_bytes(content)
+        (model_dir / "model.safetensors").write_bytes(b"\x00" * 10)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain_id))
+    result = subprocess.run([sys.executable, "-m", "inerf_ros.nodes.inerf_node", "--ros-args", "-p",
+                             f"model_dir:={model_dir}"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "cannot start" in result.stderr and re.search(reason, result.stderr), result.stderr
