@@ -6,7 +6,15 @@ import torch
 
 from inerf_ros import lie
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64_by_default():
+    """Exact geometry tests in float64, restored afterwards (a global default would leak into other tests)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def random_twists(n, seed=0, scale=1.0):
