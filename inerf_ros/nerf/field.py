@@ -41,12 +41,16 @@ class FieldConfig:
 
 
 class _TruncExp(torch.autograd.Function):
-    """exp whose gradient is clamped (instant-ngp): keeps early training from exploding."""
+    """exp with its argument capped at 15 and a gradient that stays finite (instant-ngp's trunc_exp).
+
+    The cap keeps a density spike from overflowing to inf (inf * 0 = NaN in the compositing);
+    the gradient above the cap is still exp(15), so the optimiser can pull the value back down.
+    """
 
     @staticmethod
     def forward(ctx, x):  # noqa: D102
         ctx.save_for_backward(x)
-        return torch.exp(x)
+        return torch.exp(x.clamp(max=15.0))
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
