@@ -1,0 +1,151 @@
+"""Image-in to TF-out latency of the live inerf_node (real DDS), cold and in tracking mode.
+
+    python bench/pipeline_latency.py [--world data_cache/demo_world] [--model models/nerf_tabletop]
+
+* cold: a frame with a PoseCNN-like prior (truth perturbed by 10 deg / 5 cm) after a pause long
+  enough that nothing can be tracked: the time from publishing the image to receiving its TF;
+* tracking: consecutive arm-trajectory frames published at camera rate with no further priors;
+  throughput = TF messages received per second (the node drops frames it cannot keep up with).
+
+Frames come from the demo world's ``arm`` split (``inerf-ros make-scene``), ground truth from it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TRACKING_RATE_HZ = 15.0
+
+
+def perturbed(pose: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import torch
+
+    from inerf_ros import lie
+
+    rotation = lie.axis_angle_rotation(torch.from_numpy(rng.normal(size=3)), torch.tensor(np.radians(10.0))).numpy()
+    shift = rng.normal(size=3)
+    out = pose.copy()
+    out[:3, :3] = rotation @ pose[:3, :3]
+    out[:3, 3] += shift / np.linalg.norm(shift) * 0.05
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", default=str(ROOT / "data_cache" / "demo_world"), help="demo world folder")
+    parser.add_argument("--model", default=str(ROOT / "models" / "nerf_tabletop"), help="NeRF model folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cold", type=int, default=3, help="cold estimates to time")
+    parser.add_argument("--tracking-frames", type=int, default=30, help="frames published in tracking mode")
+    parser.add_argument("--solver", default="lm", choices=("adam", "lm"))
+    parser.add_argument("--rays", type=int, default=1024)
+    parser.add_argument("--max-iterations", type=int, default=60)
+    parser.add_argument("--tracking-iterations", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import rclpy
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+
+    from inerf_ros.nodes.inerf_node import InerfNode
+    from inerf_ros.ros import camera_info, image, pose_msgs
+    from inerf_ros.ros.stamps import seconds_to_stamp, stamp_to_seconds
+    from inerf_ros.ros.tf import TF_QOS
+    from inerf_ros.scene.dataset import load_frames
+
+    frames = list(load_frames(args.world, "arm"))
+    if not frames:
+        print(f"no arm frames in {args.world}: run `inerf-ros make-scene --out {args.world}`")
+        return 1
+    rng = np.random.default_rng(0)
+    overrides = [Parameter("model_dir", value=args.model), Parameter("device", value=args.device),
+                 Parameter("solver", value=args.solver), Parameter("num_rays", value=args.rays),
+                 Parameter("max_iterations", value=args.max_iterations),
+                 Parameter("tracking_iterations", value=args.tracking_iterations),
+                 Parameter("overlay_scale", value=0.0), Parameter("prior_wait_s", value=0.5),
+                 Parameter("max_tracking_loss", value=0.05), Parameter("reanchor_every_s", value=1000.0)]
+    os.environ.setdefault("ROS_DOMAIN_ID", "77")
+    with rclpy.init():
+        node = InerfNode(parameter_overrides=overrides)
+        probe = rclpy.create_node("latency_probe")
+        image_pub = probe.create_publisher(Image, "image_raw", qos_profile_sensor_data)
+        info_pub = probe.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        prior_pub = probe.create_publisher(PoseWithCovarianceStamped, "camera_prior", QoSProfile(depth=5))
+        received: dict[float, float] = {}
+        probe.create_subscription(TFMessage, "/tf", lambda m: received.setdefault(
+            stamp_to_seconds(m.transforms[0].header.stamp), time.perf_counter()), TF_QOS)
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.add_node(probe)
+
+        def spin_for(seconds: float) -> None:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                executor.spin_once(timeout_sec=0.01)
+
+        def publish(frame, stamp_s: float, prior: bool) -> float:
+            stamp = seconds_to_stamp(stamp_s)
+            info = camera_info.intrinsics_to_camera_info(frame.intrinsics)
+            info.header.stamp, info.header.frame_id = stamp, "camera_optical"
+            info_pub.publish(info)
+            if prior:
+                prior_pub.publish(pose_msgs.pose_with_covariance_stamped(
+                    perturbed(frame.world_T_cam_optical, rng), np.eye(6) * 1e-3, "nerf", stamp))
+            msg = image.numpy_to_image(frame.rgb, "rgb8")
+            msg.header.stamp, msg.header.frame_id = stamp, "camera_optical"
+            sent = time.perf_counter()
+            image_pub.publish(msg)
+            return sent
+
+        spin_for(1.0)
+        cold = []
+        stamp_s = 1000.0
+        for i in range(args.cold):
+            stamp_s += 100.0  # far from the last estimate: nothing to track
+            sent = publish(frames[(i * 37) % len(frames)], stamp_s, prior=True)
+            deadline = time.perf_counter() + 120
+            while stamp_s not in received and time.perf_counter() < deadline:
+                executor.spin_once(timeout_sec=0.01)
+            cold.append(received.get(stamp_s, float("nan")) - sent)
+
+        stamp_s += 100.0
+        publish(frames[0], stamp_s, prior=True)
+        while stamp_s not in received:
+            executor.spin_once(timeout_sec=0.01)
+        start = time.perf_counter()
+        count_before = len(received)
+        for frame in frames[1: 1 + args.tracking_frames]:
+            stamp_s += 1.0 / TRACKING_RATE_HZ
+            publish(frame, stamp_s, prior=False)
+            spin_for(1.0 / TRACKING_RATE_HZ)
+        spin_for(2.0)
+        tracked = len(received) - count_before
+        elapsed = time.perf_counter() - start - 2.0
+        node.close()
+        node.destroy_node()
+        probe.destroy_node()
+
+    print(f"inerf_node on {args.device}, solver {args.solver}, {args.rays} rays, model {args.model}")
+    print(f"cold estimate (prior 10 deg / 5 cm, <= {args.max_iterations} iterations): image-in to TF-out "
+          f"median {statistics.median(cold):.2f} s over {len(cold)} frames ({', '.join(f'{c:.2f}' for c in cold)})")
+    print(f"tracking ({args.tracking_iterations} iterations per frame, frames at {TRACKING_RATE_HZ:g} Hz): "
+          f"{tracked} TF in {elapsed:.1f} s = {tracked / elapsed:.2f} Hz "
+          f"({args.tracking_frames - tracked} frames dropped as the node kept the newest)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
