@@ -22,48 +22,46 @@ def _tf2_ros():
         return None
 
 
-class TransformBroadcaster:
+class _Broadcaster:
+    """tf2_ros' broadcaster of ``kind`` when tf2_ros imports, else a TFMessage publisher on ``topic``."""
+
+    def __init__(self, node, kind: str, topic: str, qos: QoSProfile):
+        tf2_ros = _tf2_ros()
+        self._impl = getattr(tf2_ros, kind)(node, qos=qos) if tf2_ros is not None else None
+        if self._impl is None:
+            from tf2_msgs.msg import TFMessage
+            self._message_type = TFMessage
+            self._publisher = node.create_publisher(TFMessage, topic, qos)
+
+    def _publish(self, transforms: list) -> None:
+        if self._impl is not None:
+            self._impl.sendTransform(transforms)
+        else:
+            self._publisher.publish(self._message_type(transforms=transforms))
+
+
+class TransformBroadcaster(_Broadcaster):
     """Publishes dynamic transforms on ``/tf`` (one TFMessage per call)."""
 
     def __init__(self, node, qos: QoSProfile | None = None):
-        tf2_ros = _tf2_ros()
-        if tf2_ros is not None:
-            self._impl = tf2_ros.TransformBroadcaster(node, qos=qos or TF_QOS)
-            self._publisher = None
-        else:
-            from tf2_msgs.msg import TFMessage
-            self._impl = None
-            self._message_type = TFMessage
-            self._publisher = node.create_publisher(TFMessage, "/tf", qos or TF_QOS)
+        super().__init__(node, "TransformBroadcaster", "/tf", qos or TF_QOS)
 
     def send_transform(self, transforms) -> None:
-        transforms = transforms if isinstance(transforms, (list, tuple)) else [transforms]
-        if self._impl is not None:
-            self._impl.sendTransform(list(transforms))
-        else:
-            self._publisher.publish(self._message_type(transforms=list(transforms)))
+        self._publish(list(transforms) if isinstance(transforms, (list, tuple)) else [transforms])
 
 
-class StaticTransformBroadcaster:
+class StaticTransformBroadcaster(_Broadcaster):
     """Publishes static transforms on ``/tf_static`` (latched); keeps all frames sent so far."""
 
     def __init__(self, node, qos: QoSProfile | None = None):
-        tf2_ros = _tf2_ros()
-        if tf2_ros is not None:
-            self._impl = tf2_ros.StaticTransformBroadcaster(node, qos=qos or TF_STATIC_QOS)
-            self._publisher = None
-        else:
-            from tf2_msgs.msg import TFMessage
-            self._impl = None
-            self._message_type = TFMessage
-            self._publisher = node.create_publisher(TFMessage, "/tf_static", qos or TF_STATIC_QOS)
-            self._by_child: dict[str, object] = {}
+        super().__init__(node, "StaticTransformBroadcaster", "/tf_static", qos or TF_STATIC_QOS)
+        self._by_child: dict[str, object] = {}
 
     def send_transform(self, transforms) -> None:
-        transforms = transforms if isinstance(transforms, (list, tuple)) else [transforms]
-        if self._impl is not None:
-            self._impl.sendTransform(list(transforms))
+        transforms = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
+        if self._impl is not None:  # tf2_ros accumulates by itself
+            self._publish(transforms)
             return
         for transform in transforms:
             self._by_child[transform.child_frame_id] = transform
-        self._publisher.publish(self._message_type(transforms=list(self._by_child.values())))
+        self._publish(list(self._by_child.values()))

@@ -12,7 +12,8 @@ import numpy as np
 
 from inerf_ros.camera import Intrinsics
 from inerf_ros.scene.config import SceneConfig
-from inerf_ros.scene.world import Lighting, World, look_at, random_lighting, rng_for
+from inerf_ros.frames import look_at
+from inerf_ros.scene.world import Lighting, World, random_lighting, rng_for
 
 
 @dataclasses.dataclass

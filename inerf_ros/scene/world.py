@@ -296,26 +296,6 @@ class World:
         return None
 
 
-def look_at(eye, target, up=(0.0, 0.0, 1.0), roll_rad: float = 0.0) -> np.ndarray:
-    """``world_T_cam_optical`` of a camera at ``eye`` looking at ``target`` (optical z forward, y down)."""
-    eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:  # looking straight along up: pick any x
-        x = np.cross(z, [1.0, 0.0, 0.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    rotation = np.stack([x, y, z], axis=1)
-    if roll_rad:
-        c, s = np.cos(roll_rad), np.sin(roll_rad)
-        rotation = rotation @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    pose = np.eye(4)
-    pose[:3, :3] = rotation
-    pose[:3, 3] = eye
-    return pose
-
-
 @dataclasses.dataclass
 class RenderOutput:
     rgb: np.ndarray        # (H, W, 3) uint8

@@ -21,20 +21,6 @@ def box_density_and_colour(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return sigma, colour
 
 
-def look_at_optical(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """nerf_T_optical of a camera at ``eye`` looking at ``target`` (optical z forward, y down)."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, y, z], axis=1)
-    pose[:3, 3] = eye
-    return pose
-
-
 @pytest.fixture(scope="session")
 def box_nerf():
     from inerf_ros.nerf.field import FieldConfig
@@ -69,7 +55,7 @@ def box_view(box_nerf):
     from inerf_ros.nerf.render import render_image
 
     intrinsics = Intrinsics(80, 60, 70.0, 70.0, 39.5, 29.5)
-    nerf_T_optical = look_at_optical([1.8, -1.5, 1.1])
+    nerf_T_optical = frames.look_at([1.8, -1.5, 1.1], (0.0, 0.0, 0.0))
     with torch.no_grad():
         rgb = render_image(box_nerf, intrinsics, torch.from_numpy(frames.optical_to_opengl(nerf_T_optical)).float())
     image = (rgb["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()

@@ -138,3 +138,29 @@ def test_nan_quaternion_and_nan_pose_raise():
         pose_msgs.matrix_to_pose(bad)
     with pytest.raises(ValueError, match="covariance"):
         pose_msgs.pose_with_covariance_stamped(np.eye(4), np.full((6, 6), np.nan), "nerf", msg_stamp())
+
+
+def test_static_tf_reaches_a_late_subscriber_and_accumulates(ros_context):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from tf2_msgs.msg import TFMessage
+
+    from conftest import spin_until
+    from inerf_ros.ros.tf import TF_STATIC_QOS, StaticTransformBroadcaster
+
+    node = rclpy.create_node("static_tf_test", context=ros_context)
+    broadcaster = StaticTransformBroadcaster(node)
+    broadcaster.send_transform(pose_msgs.matrix_to_transform_stamped(np.eye(4), "world", "nerf", msg_stamp()))
+    broadcaster.send_transform(pose_msgs.matrix_to_transform_stamped(np.eye(4), "world", "table", msg_stamp()))
+    received = []
+    late = rclpy.create_node("late_listener", context=ros_context)  # subscribes after both were sent
+    late.create_subscription(TFMessage, "/tf_static", received.append, TF_STATIC_QOS)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(late)
+    try:
+        assert spin_until(executor, lambda: received, timeout_s=10)
+        assert sorted(t.child_frame_id for t in received[-1].transforms) == ["nerf", "table"]
+    finally:
+        node.destroy_node()
+        late.destroy_node()
