@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -188,7 +190,15 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
 
     step, rays_done, occupied = 0, 0, 1.0
     history = []
-    while True:
+    # Ctrl-C / SIGTERM end training early but still evaluate and save what was learned.
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    while stop["signal"] is None:
         elapsed = clock()
         progress_frac = max(step / total_steps if total_steps else 0.0, elapsed / budget if budget > 0 else 0.0)
         if progress_frac >= 1.0:
@@ -228,6 +238,10 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
             save_preview(out_dir / "previews" / f"step_{step:06d}.png", held_out.images[0],
                          {k: v.cpu() for k, v in render.items()})
     bar.close()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    if stop["signal"]:
+        print(f"train-nerf: {stop['signal']} received after {step} steps; evaluating and saving", flush=True)
     train_seconds = clock()
     wall_seconds = time.time() - start
     cpu_seconds = time.process_time() - cpu_start
@@ -247,7 +261,7 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         "wall_seconds": round(wall_seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
         "rays_per_second": round(rays_done / max(train_seconds, 1e-9)), "load_seconds": round(load_seconds, 1),
         "eval_seconds": round(eval_seconds, 1), "occupied_fraction": occupied, "device": str(device),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "stopped_by": stop["signal"],
     }
     summary = {k: v for k, v in metrics.items() if k != "per_view_psnr"}
     json_path = save_model(model, out_dir, extra={"training": summary, "train_config": dataclasses.asdict(train_cfg)},
@@ -268,7 +282,8 @@ def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
         f"- training: {m['steps']} steps, {m['rays']} rays in {m['train_seconds']:.0f} s "
         f"({m['rays_per_second']} rays/s; clock: {m['budget_clock']}; wall {m['wall_seconds']:.0f} s, "
         f"process CPU {m['cpu_seconds']:.0f} s) on {m['device']} with {m['torch_threads']} threads",
-        f"- model size: {m['model_bytes'] / 1e6:.2f} MB",
+        f"- model size: {m['model_bytes'] / 1e6:.2f} MB" +
+        (f"\n- stopped early by {m['stopped_by']}" if m.get("stopped_by") else ""),
         f"- occupied fraction of the box: {m['occupied_fraction']:.3f}",
         f"- field: `{json.dumps(dataclasses.asdict(field_cfg))}`", "",
         "Previews: `previews/heldout_*.png` (ground truth | render | depth).", ""])
