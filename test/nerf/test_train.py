@@ -23,6 +23,12 @@ def test_short_training_reaches_psnr(sphere_scene, tmp_path):
     assert (tmp_path / "model" / "report.md").read_text().count("held-out PSNR") == 1
     assert (tmp_path / "model" / "previews" / "heldout_00.png").is_file()
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["model_bytes"] < 20e6
+    # The render command reads the model back and compares with the json's images.
+    from inerf_ros.cli import main
+    assert main(["render", str(tmp_path / "model"), "--out", str(tmp_path / "renders"), "--poses",
+                 str(sphere_scene), "--limit", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "renders").iterdir()) == [
+        "depth_0000.png", "depth_0001.png", "rgb_0000.png", "rgb_0001.png"]
 
 
 def test_commands_have_help():
