@@ -1,0 +1,260 @@
+"""Live replay: the bag's images and camera_info played over DDS into the three live nodes.
+
+The nodes (posecnn_node, initializer_node, inerf_node: the list and remappings of
+:mod:`inerf_ros.launch_description`) run in this process on one executor, with the launch file's
+parameter file plus overrides (models, the object table, the optimizer settings, ``use_sim_time``).
+A player publishes ``/clock`` from the bag's stamps, then each image's camera_info and the image
+itself (the bag's bytes, unchanged), paced at ``rate`` times bag time. A collector records what the
+nodes publish (camera_pose, localization_status, overlay, detections) by image stamp. inerf_node
+drops frames when it falls behind (the newest image wins), so the report says how many of the
+played frames got an estimate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+
+
+from inerf_ros.replay.offline import FrameRecord, errors
+
+COLUMN = "live"
+TITLE = "live nodes: PoseCNN prior + mask region (+ tracking)"
+
+
+def _ros_value(value):
+    """A config value as a ROS parameter value (None for values ROS cannot type, such as [])."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return None
+        if all(isinstance(v, str) for v in value):
+            return [str(v) for v in value]
+        if all(isinstance(v, bool) for v in value):
+            return list(value)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return [int(v) for v in value]
+        return [float(v) for v in value]
+    return value
+
+
+def _overrides(*configs, **extra) -> list:
+    from rclpy.parameter import Parameter
+
+    values = {}
+    for config in configs:
+        values.update(dataclasses.asdict(config))
+    values.update(extra)
+    out = []
+    for name, value in values.items():
+        value = _ros_value(value)
+        if value is not None:
+            out.append(Parameter(name, value=value))
+    return out
+
+
+class _Collector:
+    """Records the nodes' outputs by image stamp (nanoseconds), with the wall time they arrived."""
+
+    def __init__(self, node):
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
+
+        self.lock = threading.Lock()
+        self.poses, self.statuses, self.overlays, self.detections = {}, {}, {}, {}
+        reliable = QoSProfile(depth=100)
+        node.create_subscription(PoseWithCovarianceStamped, "camera_pose", self._on("poses"), reliable)
+        node.create_subscription(LocalizationStatus, "localization_status", self._on("statuses"), reliable)
+        node.create_subscription(ObjectPoseArray, "detections", self._on("detections"), reliable)
+        node.create_subscription(Image, "overlay", self._on("overlays"), qos_profile_sensor_data)
+
+    def _on(self, kind: str):
+        def callback(msg) -> None:
+            key = int(msg.header.stamp.sec) * 10 ** 9 + int(msg.header.stamp.nanosec)
+            with self.lock:
+                getattr(self, kind)[key] = (time.perf_counter(), msg)
+        return callback
+
+    def count(self, kind: str) -> int:
+        with self.lock:
+            return len(getattr(self, kind))
+
+
+def _stamp_ns(stamp_s: float) -> int:
+    return int(round(stamp_s * 1e9))
+
+
+def replay_live(bag, model, detector, init_config, config, optimizer, sampling, progress: bool = True):
+    """Play ``bag`` into the nodes; returns (records, overlays, names, info)."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from rosgraph_msgs.msg import Clock
+    from scipy.spatial.transform import Rotation
+    from sensor_msgs.msg import CameraInfo, Image
+    from tqdm import tqdm
+
+    from inerf_ros import launch_description
+    from inerf_ros.nodes.inerf_node import InerfNode
+    from inerf_ros.nodes.initializer_node import InitializerNode
+    from inerf_ros.nodes.posecnn_node import PosecnnNode
+    from inerf_ros.optim.localizer import LocalizerConfig
+    from inerf_ros.pipeline import InerfPipeline
+    from inerf_ros.ros import image as image_conv
+    from inerf_ros.ros import pose_msgs
+    from inerf_ros.ros.stamps import seconds_to_stamp
+
+    if detector is None or init_config is None:
+        raise ValueError("live replay runs PoseCNN and the initializer: it needs a PoseCNN model and --objects")
+    topics = bag.topics
+    values = {arg.name: arg.default for arg in launch_description.launch_arguments()}
+    values.update(image_topic=topics.image_topic, camera_info_topic=topics.camera_info_topic, use_sim_time="true",
+                  device=config.device)
+    nodes_to_start, remaps = launch_description.resolve(values)
+    cli_args = ["--ros-args", "--params-file", values["params_file"]]
+    for topic, target in remaps:
+        cli_args += ["-r", f"{topic}:={target}"]
+    world_T_nerf = bag.world_T_nerf
+    quat = Rotation.from_matrix(world_T_nerf[:3, :3]).as_quat()
+    world_T_nerf_list = [float(v) for v in list(world_T_nerf[:3, 3]) + list(quat)]
+    specific = {
+        "posecnn_node": _overrides(),
+        "initializer_node": _overrides(init_config),
+        "inerf_node": _overrides(optimizer, dataclasses.replace(sampling, strategy="mask_region"),
+                                 nerf_frame=topics.nerf_frame, world_frame=topics.world_frame,
+                                 world_T_nerf=world_T_nerf_list,
+                                 overlay_scale=float(config.overlay_scale)),
+    }
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=config.domain_id if config.domain_id >= 0 else None)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    nodes, inerf = [], None
+    try:
+        for spec, launch_overrides in nodes_to_start:
+            params = _overrides(**launch_overrides) + specific[spec.name]
+            params = [p for p in params if p.name not in ("model_dir",)]
+            kwargs = dict(context=context, parameter_overrides=params, cli_args=cli_args)
+            if spec.name == "posecnn_node":
+                node = PosecnnNode(detector, **kwargs)
+            elif spec.name == "initializer_node":
+                node = InitializerNode(**kwargs)
+            else:
+                pipeline = InerfPipeline(model, config.device, optimizer, sampling, LocalizerConfig())
+                node = inerf = InerfNode(pipeline, **kwargs)
+            nodes.append(node)
+            executor.add_node(node)
+        player = rclpy.create_node("replay_player", context=context, cli_args=cli_args)
+        nodes.append(player)
+        collector = _Collector(player)
+        clock_pub = player.create_publisher(Clock, "/clock", 10)
+        image_pub = player.create_publisher(Image, topics.image_topic, qos_profile_sensor_data)
+        info_pub = player.create_publisher(CameraInfo, topics.camera_info_topic, qos_profile_sensor_data)
+        executor.add_node(player)
+        spinner = threading.Thread(target=executor.spin, name="replay_executor", daemon=True)
+        spinner.start()
+        _wait_for_subscribers(image_pub, 2, timeout_s=10.0)
+
+        published: dict[int, tuple[float, object]] = {}  # stamp ns -> (wall time, frame)
+        total = len(range(0, bag.num_images, config.every))
+        total = min(total, config.max_frames) if config.max_frames else total
+        bar = tqdm(total=total, desc=f"replay (live, rate {config.rate:g})", unit="frame", disable=not progress)
+        first_stamp, wall0 = None, None
+        skipped = []
+        for frame in bag.frames(config.every, config.max_frames, decode=False):
+            if not math.isfinite(frame.stamp_s):
+                skipped.append(frame)
+                bar.update(1)
+                continue
+            if first_stamp is None:
+                first_stamp, wall0 = frame.stamp_s, time.perf_counter()
+            delay = wall0 + (frame.stamp_s - first_stamp) / config.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            stamp = seconds_to_stamp(frame.stamp_s)
+            clock_pub.publish(Clock(clock=stamp))
+            if frame.camera_info_raw:
+                info_pub.publish(frame.camera_info_raw)
+            image_pub.publish(frame.raw)
+            published[_stamp_ns(frame.stamp_s)] = (time.perf_counter(), frame)
+            bar.update(1)
+            bar.set_postfix(estimates=collector.count("poses"), dropped=inerf.dropped_frames)
+        bar.close()
+        deadline = time.perf_counter() + config.drain_s
+        while time.perf_counter() < deadline:
+            done = collector.count("statuses") + inerf.dropped_frames
+            if done >= len(published):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)  # the last overlay follows its status
+        dropped = inerf.dropped_frames
+    finally:
+        for node in nodes:
+            getattr(node, "close", lambda: None)()
+        executor.shutdown(timeout_sec=5.0)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+
+    records, overlays = [], {}
+    for key, (sent, frame) in sorted(published.items()):
+        gt = frame.world_T_cam_gt
+        record = FrameRecord(COLUMN, frame.index, frame.stamp_s,
+                             world_T_cam_gt=None if gt is None else gt.tolist())
+        detection = collector.detections.get(key)
+        if detection is not None:
+            record.detector_s = detection[0] - sent
+            record.detections = len(detection[1].objects)
+        status = collector.statuses.get(key)
+        pose = collector.poses.get(key)
+        if status is None:
+            record.status, record.message = "dropped", "inerf_node was busy (newest frame wins) or no output in time"
+        else:
+            s = status[1]
+            record.status = "ok" if pose is not None else ("no prior" if s.prior_source == "none" else "no estimate")
+            record.message = f"prior: {s.prior_source}; {s.message}".strip("; ")
+            record.iterations, record.converged = int(s.iterations), bool(s.converged)
+            record.final_loss, record.optimizer_s = float(s.final_loss), float(s.time_spent)
+            record.sampling = s.sampling_strategy
+        if pose is not None:
+            nerf_T_cam, _ = pose_msgs.pose_with_covariance_to_numpy(pose[1])
+            world_T_cam = world_T_nerf @ nerf_T_cam
+            record.world_T_cam = world_T_cam.tolist()
+            record.latency_s = pose[0] - sent
+            if gt is not None:
+                record.rotation_error_deg, record.translation_error_m = errors(world_T_cam, gt)
+        overlay = collector.overlays.get(key)
+        if overlay is not None:
+            overlays[frame.index] = image_conv.image_to_rgb(overlay[1])
+        records.append(record)
+    for frame in skipped:
+        records.append(FrameRecord(COLUMN, frame.index, frame.stamp_s, status="image rejected", message=frame.problem))
+    sources = {}
+    for r in records:
+        source = r.message.split(";")[0].replace("prior: ", "") if r.message.startswith("prior:") else r.status
+        sources[source] = sources.get(source, 0) + 1
+    info = {"live_published": len(published), "live_estimates": sum(r.has_estimate for r in records),
+            "live_dropped": dropped, "live_rate": config.rate, "live_sources": sources,
+            "live_bag_duration_s": (max(published) - min(published)) * 1e-9 if published else 0.0}
+    info["notes"] = [f"live: {info['live_estimates']} of {info['live_published']} played frames got an estimate "
+                     f"({dropped} dropped by inerf_node while busy) at rate {config.rate:g}"]
+    return records, overlays, {COLUMN: TITLE}, info
+
+
+def _wait_for_subscribers(publisher, count: int, timeout_s: float) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while publisher.get_subscription_count() < count and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the other topics' discovery finish too
+
+
+def describe(info: dict) -> list[str]:
+    if "live_published" not in info:
+        return []
+    sources = ", ".join(f"{k}: {v}" for k, v in sorted(info["live_sources"].items()))
+    return ["## Live replay", "",
+            f"Played {info['live_published']} frames ({info['live_bag_duration_s']:.1f} s of bag time) at "
+            f"{info['live_rate']:g}x; {info['live_estimates']} got an estimate, {info['live_dropped']} were dropped "
+            f"by inerf_node while it was busy. Frames by prior source / outcome: {sources}.", ""]
