@@ -98,6 +98,9 @@ class PoseCNNDetector:
         self.reference_focal = float(meta["reference_focal"])
         # Minimum labelled pixels (at the input size) for an object to be voted for.
         self.min_pixels = min_pixels
+        # Hough voting: a pixel votes for a candidate centre when its predicted direction is within
+        # acos(cos_threshold) of the direction to the candidate.
+        self.cos_threshold = 0.99
         self._generator = torch.Generator().manual_seed(0)
 
     @torch.no_grad()
@@ -151,7 +154,7 @@ class PoseCNNDetector:
             directions = vertex[class_id - 1, :2, vs, us].T
             pixels = torch.stack([us, vs], dim=1).float()
             vote = hough_vote(pixels, directions, in_w, in_h, margin=in_w // 4, max_voters=250,
-                              generator=self._generator)
+                              cos_threshold=self.cos_threshold, generator=self._generator)
             if vote is None:
                 continue
             depth_norm = vertex[class_id - 1, 2, vs, us][vote.inliers].mean()
