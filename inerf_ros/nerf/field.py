@@ -194,6 +194,8 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
         self.register_buffer("density_ema", torch.zeros((resolution,) * 3))
         self.register_buffer("occupied", torch.ones((resolution,) * 3, dtype=torch.bool))
+        # Cells that some training camera sees (not saved: `occupied` already excludes the others).
+        self.register_buffer("visible", torch.ones((resolution,) * 3, dtype=torch.bool), persistent=False)
 
     def cell_index(self, x_nerf: Tensor) -> Tensor:
         """Flat cell index (...) of points (..., 3); points outside the box are clamped to the border cells."""
@@ -225,8 +227,43 @@ class OccupancyGrid(nn.Module):
         density = torch.cat([density_fn(points[i:i + chunk]) for i in range(0, points.shape[0], chunk)])
         ema = self.density_ema.reshape(-1)
         ema.copy_(torch.maximum(ema * decay, density))
-        self.occupied.copy_((ema > threshold).reshape(r, r, r))
+        self.occupied.copy_((ema > threshold).reshape(r, r, r) & self.visible)
         return float(self.occupied.float().mean())
+
+    def cell_centres(self) -> Tensor:
+        """Centres (r^3, 3) of all cells in NeRF units, in the order of the flat cell index."""
+        r = self.resolution
+        idx = torch.arange(r, device=self.aabb.device, dtype=torch.float32) + 0.5
+        grid = torch.stack(torch.meshgrid(idx, idx, idx, indexing="ij"), -1).reshape(-1, 3)
+        return self.aabb[0] + grid / r * (self.aabb[1] - self.aabb[0])
+
+    @torch.no_grad()
+    def mark_visible(self, nerf_T_cams: Tensor, intrinsics: list, near: float = 0.0) -> float:
+        """Keep only cells that at least one camera sees (instant-ngp's "untrained" cells are never trained
+        and would otherwise stay occupied); returns the visible fraction.
+
+        Args:
+            nerf_T_cams: (N, 4, 4) OpenGL camera-to-NeRF poses; intrinsics: one per camera.
+        """
+        centres = self.cell_centres()
+        seen = torch.zeros(centres.shape[0], dtype=torch.bool, device=centres.device)
+        half_cell = float((self.aabb[1] - self.aabb[0]).max()) / self.resolution
+        for pose, intr in zip(nerf_T_cams.to(centres.device), intrinsics):
+            p = (centres - pose[:3, 3]) @ pose[:3, :3]  # camera frame (OpenGL: looking along -z)
+            depth = -p[:, 2]
+            ok = depth > max(near, 1e-6)
+            z = depth.clamp(min=1e-6)
+            # Grow the image by a cell's footprint so that cells straddling the border count as seen.
+            margin_u = intr.fx * half_cell / z
+            margin_v = intr.fy * half_cell / z
+            u = intr.fx * p[:, 0] / z + intr.cx
+            v = -intr.fy * p[:, 1] / z + intr.cy
+            ok &= (u > -0.5 - margin_u) & (u < intr.width - 0.5 + margin_u)
+            ok &= (v > -0.5 - margin_v) & (v < intr.height - 0.5 + margin_v)
+            seen |= ok
+        self.visible.copy_(seen.reshape(self.visible.shape))
+        self.occupied &= self.visible
+        return float(self.visible.float().mean())
 
     def dilate(self) -> None:
         """Grow the occupied set by one cell (a safety margin for thin structures)."""

@@ -171,6 +171,7 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
                                   {"params": mlps, "lr": train_cfg.lr_mlp}], betas=(0.9, 0.99), eps=1e-15,
                                  fused=device.type == "cpu" or None)
     base_lrs = [train_cfg.lr_planes, train_cfg.lr_mlp]
+    visible = model.occupancy.mark_visible(train_data.nerf_T_cam, train_data.intrinsics, train_cfg.near)
     extent = (model.aabb[1] - model.aabb[0]).norm().item()
     threshold = density_threshold(extent / train_cfg.n_samples)
     n_pixels = rays.colors.shape[0]
@@ -260,7 +261,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         "budget_clock": train_cfg.budget_clock,
         "wall_seconds": round(wall_seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
         "rays_per_second": round(rays_done / max(train_seconds, 1e-9)), "load_seconds": round(load_seconds, 1),
-        "eval_seconds": round(eval_seconds, 1), "occupied_fraction": occupied, "device": str(device),
+        "eval_seconds": round(eval_seconds, 1), "occupied_fraction": occupied, "visible_fraction": visible,
+        "device": str(device),
         "torch_threads": torch.get_num_threads(), "stopped_by": stop["signal"],
     }
     summary = {k: v for k, v in metrics.items() if k != "per_view_psnr"}

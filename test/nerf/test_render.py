@@ -125,3 +125,18 @@ def test_skip_empty_matches_dense_render_when_all_occupied():
     model.occupancy.occupied.zero_()
     empty = render_image(model, intr, pose)
     assert torch.equal(empty["rgb"], torch.ones(5, 7, 3)) and torch.equal(empty["opacity"], torch.zeros(5, 7))
+
+
+def test_occupancy_keeps_only_cells_a_camera_sees():
+    from inerf_ros.nerf.field import OccupancyGrid
+
+    grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=8)
+    # A camera at y = -3 looking along +y with a narrow view: it sees a column of cells around the y axis.
+    pose = torch.tensor(look_at((0.0, -3.0, 0.0)), dtype=torch.float32)
+    fraction = grid.mark_visible(pose[None], [Intrinsics(4, 4, 20.0, 20.0, 1.5, 1.5)])
+    assert 0 < fraction < 0.5
+    centres = grid.cell_centres()
+    seen = grid.occupied.reshape(-1)
+    assert bool(seen[(centres[:, 0].abs() < 0.2) & (centres[:, 2].abs() < 0.2)].all())
+    assert not bool(seen[(centres[:, 0].abs() > 0.7)].any())
+    assert grid.update(lambda x: torch.full((x.shape[0],), 10.0), threshold=1.0) == fraction
