@@ -110,12 +110,21 @@ def initializer_config(objects_path: str | Path, metres_per_unit: float | None =
     return config
 
 
+def default_model_dir(name: str) -> Path:
+    """A shipped model: the source checkout's models/NAME when it holds a checkpoint, else the share directory's."""
+    candidates = [paths.SOURCE_ROOT / "models" / name, paths.model_dir(name)]
+    for directory in candidates:
+        if directory.is_dir() and any(directory.glob("*.safetensors")):
+            return directory
+    return candidates[0] if candidates[0].parent.is_dir() else candidates[1]
+
+
 def missing_model_message(kind: str, directory: Path) -> str:
     make = {
-        "nerf": f"inerf-ros make-scene --out demo_out/world && inerf-ros train-nerf demo_out/world/nerf "
+        "nerf": f"inerf-ros make-scene --out demo_world --splits nerf && inerf-ros train-nerf demo_world/nerf "
                 f"--out {directory} --minutes 10 --downscale 2",
-        "posecnn": f"inerf-ros make-scene --out demo_out/world && inerf-ros train-posecnn --scene demo_out/world "
-                   f"--out {directory}",
+        "posecnn": f"inerf-ros make-scene --out demo_world --splits posecnn_train posecnn_test && "
+                   f"inerf-ros train-posecnn --scene demo_world --out {directory}",
     }[kind]
     return f"{kind} model missing: {directory} has no checkpoint; make it with: {make}"
 
@@ -124,7 +133,7 @@ def load_models(config: ReplayConfig, need_posecnn: bool):
     """(nerf model, posecnn detector or None); FileNotFoundError names the missing model and the command."""
     from inerf_ros.nerf.checkpoint import load_model
 
-    nerf_dir = Path(config.nerf_model or paths.model_dir("nerf_tabletop"))
+    nerf_dir = Path(config.nerf_model or default_model_dir("nerf_tabletop"))
     if not nerf_dir.is_dir() or not any(nerf_dir.glob("*.safetensors")):
         raise FileNotFoundError(missing_model_message("nerf", nerf_dir))
     model = load_model(nerf_dir, device=config.device)
@@ -132,7 +141,7 @@ def load_models(config: ReplayConfig, need_posecnn: bool):
     if need_posecnn:
         from inerf_ros.posecnn.model import load_posecnn
 
-        posecnn_dir = Path(config.posecnn_model or paths.model_dir("posecnn_tabletop"))
+        posecnn_dir = Path(config.posecnn_model or default_model_dir("posecnn_tabletop"))
         if not posecnn_dir.is_dir() or not any(posecnn_dir.glob("*.safetensors")):
             raise FileNotFoundError(missing_model_message("posecnn", posecnn_dir))
         detector = load_posecnn(posecnn_dir, device=config.device)
@@ -205,10 +214,8 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
     started = time.perf_counter()
     with CameraBag(bag_path, topics) as bag:
         notes = list(bag.notes)
-        init_config = None
-        if estimator is None and config.objects:
-            init_config = initializer_config(config.objects)
-        elif estimator is None:
+        init_config = initializer_config(config.objects) if config.objects else None
+        if estimator is None and init_config is None:
             notes.append("no object table (--objects): no PoseCNN prior, the prior columns are skipped")
         if model is None:
             model, loaded_detector = load_models(config, need_posecnn=init_config is not None)

@@ -15,7 +15,9 @@ import dataclasses
 import math
 import threading
 import time
+from pathlib import Path
 
+from inerf_ros import paths
 
 from inerf_ros.replay.offline import FrameRecord, errors
 
@@ -114,7 +116,11 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
     values.update(image_topic=topics.image_topic, camera_info_topic=topics.camera_info_topic, use_sim_time="true",
                   device=config.device)
     nodes_to_start, remaps = launch_description.resolve(values)
-    cli_args = ["--ros-args", "--params-file", values["params_file"]]
+    cli_args = ["--ros-args"]
+    for params_file in (Path(values["params_file"]), paths.SOURCE_ROOT / "config" / "localize.yaml"):
+        if params_file.is_file():  # an install space built before the file existed lacks it
+            cli_args += ["--params-file", str(params_file)]
+            break
     for topic, target in remaps:
         cli_args += ["-r", f"{topic}:={target}"]
     world_T_nerf = bag.world_T_nerf
