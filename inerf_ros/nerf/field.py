@@ -22,6 +22,9 @@ from torch import Tensor, nn
 
 from inerf_ros import config as cfg
 
+# Raw density output is shifted by this before exp: a fresh field has density ~exp(-bias) everywhere.
+DENSITY_BIAS = 1.0
+
 
 @dataclasses.dataclass
 class FieldConfig:
@@ -152,7 +155,7 @@ class RadianceField(nn.Module):
             ``sigma`` (N,) >= 0 per NeRF unit and ``features`` (N, geo_features).
         """
         h = self.density_mlp(self.encode(x_nerf, max_level))
-        return trunc_exp(h[:, 0] - 1.0), h[:, 1:]
+        return trunc_exp(h[:, 0] - DENSITY_BIAS), h[:, 1:]
 
     def color(self, features: Tensor, dirs: Tensor) -> Tensor:
         """RGB in (0, 1), shape (N, 3), from geometry features (N, F) and unit view directions (N, 3)."""
