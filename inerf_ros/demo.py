@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-live", action="store_true", help="skip the live replay through the nodes")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline Table II")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: fastest on a shared 2-core machine; 0: torch's default)")
 
 
 def _step(number: int, text: str) -> None:
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"demo: {problem}", file=sys.stderr)
         return 1
     config = ReplayConfig(nerf_model=args.nerf_model, posecnn_model=args.posecnn_model,
-                          objects=str(world / "objects.yaml"), device=args.device)
+                          objects=str(world / "objects.yaml"), device=args.device,
+                          threads=args.threads)
     model, detector = load_models(config, need_posecnn=True)
     estimator = CameraPriorEstimator(initializer_config(world / "objects.yaml", float(model.metadata.metres_per_unit)))
     print(f"models: NeRF {args.nerf_model}, PoseCNN {args.posecnn_model}")

@@ -49,6 +49,8 @@ class ReplayConfig:
     every: int = option(1, "use every N-th image of the bag", range=(1, 100000))
     max_frames: int = option(0, "stop after this many images (0: all)", range=(0, 10 ** 9))
     device: str = option("cpu", "torch device: cpu, cuda or cuda:N")
+    threads: int = option(0, "torch CPU threads (0: torch's default; 1 is fastest on a busy 2-core machine)",
+                          range=(0, 1024))
     perturbation_seed: int = option(0, "seed of the plain-iNeRF start perturbations", range=(0, 2 ** 31 - 1))
     overlay_scale: float = option(0.25, "size of the overlay images in the MCAP (0: none)", range=(0.0, 1.0))
     rate: float = option(1.0, "live: playback speed relative to bag time (0.1 = ten times slower)",
@@ -212,6 +214,10 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
     from inerf_ros.replay import report
 
     started = time.perf_counter()
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     with CameraBag(bag_path, topics) as bag:
         notes = list(bag.notes)
         init_config = initializer_config(config.objects) if config.objects else None
