@@ -77,6 +77,8 @@ class OptimizerConfig:
                                     range=(0.01, 180.0))
     lm_max_step_fraction: float = option(0.01, "trust region: initial largest translation of one LM step, as a "
                                                "fraction of the scene box diagonal", range=(1e-5, 1.0))
+    samples_per_ray: int = option(0, "samples per ray on the pose path (0: the model's own setting); fewer is "
+                                     "faster, the occupancy grid already skips empty space", range=(0, 1024))
     covariance_rays: int = option(2048, "rays for the Gauss-Newton covariance (0: skip it)", range=(0, 65536))
     seed: int = option(0, "random seed (ray sampling, hypotheses)", range=(0, 2**31 - 1))
 
@@ -196,7 +198,8 @@ class PoseOptimizer:
         nerf_T_gl = start_nerf_T_gl @ lie.se3_exp(xi)
         origins, directions = self._pixel_rays(intrinsics, nerf_T_gl.float(), uv)
         k, n = origins.shape[:2]
-        out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level)
+        out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level,
+                                     n_samples=self.config.samples_per_ray or None)
         residual = out["rgb"].reshape(k, n, 3) - target[None]
         return _photometric_loss(residual, self.config), residual
 
@@ -320,7 +323,8 @@ class PoseOptimizer:
         origins, directions = self._pixel_rays(intrinsics, poses.float(), uv)
         origins, directions = origins.detach().requires_grad_(True), directions.detach().requires_grad_(True)
         k, n = origins.shape[:2]
-        out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level)
+        out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level,
+                                     n_samples=self.config.samples_per_ray or None)
         residual = out["rgb"].reshape(k, n, 3) - target[None]
         rotation = poses[:, :3, :3].float()
         rows = []
