@@ -40,11 +40,12 @@ Fusion
    mean on SO(3) (Weiszfeld iterations on the tangent space), camera centre by the geometric
    median. Covariance: the weighted spread of the inliers about the mean, plus a floor
    (``min_sigma_*``); a single hypothesis gets ``single_sigma_*``.
-4. ``alignment`` (``auto`` picks it when 3 or more inliers spread in two directions): the camera
-   pose that maps the *detected positions* of the inlier objects onto their known positions
-   (weighted Kabsch). It does not use the detected rotations (the weakest part of PoseCNN) and
-   works in both modes, so ``distance_only`` needs its hint only to gate outliers. Covariance
-   from the fit residuals (plus the floor).
+4. ``alignment`` (``auto`` tries it first and falls back to ``average``): the camera pose that
+   maps the *detected positions* of the objects onto their known positions (weighted Kabsch inside
+   a RANSAC over triplets of detections, inliers within ``alignment_inlier_m``; 3 inliers spread
+   in two directions needed). It does not use the detected rotations (the weakest part of
+   PoseCNN) and works in both modes; symmetric objects take part. Covariance from the fit
+   residuals (plus the floor).
 """
 from __future__ import annotations
 
@@ -86,12 +87,15 @@ class InitializerConfig:
     inlier_translation_m: float = config_tools.option(
         0.15, "hypotheses whose camera centres differ by more than this disagree (metres)", range=(0.0, 1e6))
     fusion: str = config_tools.option(
-        "average", "average: robust mean of the per-detection camera poses; alignment: camera pose that best maps "
+        "auto", "average: robust mean of the per-detection camera poses; alignment: camera pose that best maps "
         "the detected object positions onto the known ones (Kabsch; ignores detected rotations; needs 3 spread "
         "objects); auto: alignment when possible, else average", choices=FUSIONS)
     alignment_min_spread_m: float = config_tools.option(
         0.05, "alignment needs the objects to spread at least this much in two directions (metres)",
         range=(0.0, 1e6))
+    alignment_inlier_m: float = config_tools.option(
+        0.05, "alignment: an object is an inlier when its detected position is within this of where the "
+        "aligned camera sees it (metres)", range=(0.0, 1e6))
     robust_iterations: int = config_tools.option(20, "Weiszfeld iterations of the robust means", range=(0, 1000))
     min_sigma_translation_m: float = config_tools.option(
         0.01, "floor of the translation standard deviation (metres)", range=(0.0, 1e6))
@@ -331,6 +335,18 @@ class CameraPriorEstimator:
                 rejected[i] = "symmetric object: its rotation cannot give the camera's (needs an asymmetric one)"
             reasons = "; ".join(f"#{i}: {r}" for i, r in sorted(rejected.items()))
             return Prior("no_prior", f"no detection passed the gates ({reasons})", rejected=rejected)
+        if cfg.fusion != "average":
+            aligned = self._ransac_alignment(detections, sorted(list(hypotheses) + list(positions)))
+            if aligned is not None:
+                nerf_T_cam, covariance, used = aligned
+                for i in sorted(set(hypotheses) | set(positions)):
+                    if i not in used:
+                        rejected[i] = "outlier: its position disagrees with the alignment of the others"
+                reason = f"fused {len(used)} of {len(detections)} detections ({cfg.mode}, alignment)"
+                return Prior("ok", reason, nerf_T_cam, covariance, used, rejected)
+            if cfg.fusion == "alignment":
+                return Prior("no_prior", "alignment needs 3 or more spread objects whose positions agree",
+                             rejected=rejected)
         indices = sorted(hypotheses)
         poses = np.stack([hypotheses[i] for i in indices])
         weights = np.array([max(float(_attr(detections[i], "score")), 1e-6) for i in indices])
@@ -354,37 +370,53 @@ class CameraPriorEstimator:
         mean_rotation = robust_rotation_mean(rotations, weights, poses[seed, :3, :3], cfg.robust_iterations)
         centre = robust_point_mean(centres, weights, cfg.robust_iterations)
         covariance = self._covariance(rotations, centres, weights, mean_rotation, centre)
-        method = "average"
-        # Symmetric objects: positions only, kept when they agree with the averaged pose.
+        # Symmetric objects give positions only: not used by the average.
         cam_T_nerf = _invert(_pose(mean_rotation, centre))
         for i, r_cam in sorted(positions.items()):
             p_nerf = self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3]
             offset = np.linalg.norm(cam_T_nerf[:3, :3] @ p_nerf + cam_T_nerf[:3, 3] - r_cam)
-            if cfg.fusion == "average":
-                rejected[i] = "symmetric object: its rotation is ambiguous (fusion 'average' uses rotations)"
-            elif offset > threshold:
-                rejected[i] = f"outlier: symmetric object {offset * cfg.metres_per_unit:.3f} m from the consensus"
-            else:
-                used.append(i)
-                weights = np.append(weights, max(float(_attr(detections[i], "score")), 1e-6))
-        used_sorted = sorted(range(len(used)), key=lambda k: used[k])
-        used, weights = [used[k] for k in used_sorted], weights[used_sorted]
-        if cfg.fusion != "average" and len(used) >= 3:
-            p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in used])
-            r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3]
-                              for i in used]) / cfg.metres_per_unit
-            aligned = align_points(r_cam, p_nerf, weights, cfg.alignment_min_spread_m / cfg.metres_per_unit)
-            if aligned is not None:
-                mean_rotation, centre, covariance = aligned[0], aligned[1], self._floored(aligned[2])
-                method = "alignment"
-        if method == "average" and cfg.fusion == "alignment":
-            return Prior("no_prior", f"alignment needs 3 or more spread inlier objects, have {len(used)}",
-                         rejected=rejected)
+            rejected[i] = (f"symmetric object: its rotation is ambiguous (average fusion; its position is "
+                           f"{offset * cfg.metres_per_unit:.3f} m from the consensus)")
         nerf_T_cam = np.eye(4)
         nerf_T_cam[:3, :3] = mean_rotation
         nerf_T_cam[:3, 3] = centre
-        reason = f"fused {len(used)} of {len(detections)} detections ({cfg.mode}, {method})"
+        reason = f"fused {len(used)} of {len(detections)} detections ({cfg.mode}, average)"
         return Prior("ok", reason, nerf_T_cam, covariance, used, rejected)
+
+    def _ransac_alignment(self, detections, indices: list[int]):
+        """(nerf_T_cam, covariance, inlier indices) from the detected object positions, or None.
+
+        Every triplet of detections gives a camera pose (Kabsch); the one whose inliers (position
+        residual below ``alignment_inlier_m``) have the largest total score wins, and the pose is
+        refitted on its inliers. Needs 3 inliers spread by ``alignment_min_spread_m``.
+        """
+        import itertools
+
+        cfg = self.config
+        if len(indices) < 3:
+            return None
+        unit = cfg.metres_per_unit
+        p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in indices])
+        r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3]
+                          for i in indices]) / unit
+        weights = np.array([max(float(_attr(detections[i], "score")), 1e-6) for i in indices])
+        spread, threshold = cfg.alignment_min_spread_m / unit, cfg.alignment_inlier_m / unit
+        best, best_key = None, None
+        for triplet in itertools.combinations(range(len(indices)), 3):
+            fit = align_points(r_cam[list(triplet)], p_nerf[list(triplet)], weights[list(triplet)], spread)
+            if fit is None:
+                continue
+            residual = np.linalg.norm(p_nerf - (r_cam @ fit[0].T + fit[1]), axis=1)
+            inliers = residual <= threshold
+            key = (float(weights[inliers].sum()), -float(residual[inliers].sum()))
+            if inliers.sum() >= 3 and (best_key is None or key > best_key):
+                best, best_key = inliers, key
+        if best is None:
+            return None
+        fit = align_points(r_cam[best], p_nerf[best], weights[best], spread)
+        if fit is None:
+            return None
+        return _pose(fit[0], fit[1]), self._floored(fit[2]), [i for i, keep in zip(indices, best) if keep]
 
     def _floored(self, covariance: np.ndarray) -> np.ndarray:
         cfg = self.config

@@ -110,6 +110,12 @@ def test_distance_only_reproduces_ground_truth(world):
     assert prior.status == "ok" and "alignment" in prior.reason
     np.testing.assert_allclose(prior.nerf_T_cam, nerf_T_cam, atol=1e-9)
     assert aligning.estimate(detections[:2], nerf_T_cam_hint=hint).status == "no_prior"
+    # A detection 20 cm off is an outlier of the alignment (RANSAC over triplets): still exact.
+    moved = Detection(9, "cracker_box", 1.0, detections[0].cam_T_obj.copy(), 0.9)
+    moved.cam_T_obj[:3, 3] += [0.2, 0.0, 0.0]
+    prior = aligning.estimate(detections[1:] + [moved] + [detections[0]], nerf_T_cam_hint=nerf_T_cam)
+    assert prior.used == [0, 1, 3] and "outlier" in prior.rejected[2]
+    np.testing.assert_allclose(prior.nerf_T_cam, nerf_T_cam, atol=1e-9)
     # Without a hint there is no prior, and the reason says why.
     prior = estimator.estimate(detections)
     assert prior.status == "no_prior" and "camera hint" in prior.reason
@@ -161,7 +167,7 @@ def test_fusion_rejects_an_outlier_and_reports_the_spread(world):
     # The outlier has the highest score: a score-weighted mean alone would follow it.
     detections[5].cam_T_obj = _pose([0.0, 1.2, 0.0], [0.1, 0.0, 0.3]) @ detections[5].cam_T_obj
     detections[5].score = 1.0
-    config = InitializerConfig(metres_per_unit=METRES_PER_UNIT,
+    config = InitializerConfig(metres_per_unit=METRES_PER_UNIT, fusion="average",
                                object_poses=[_entry(n, p) for n, p in nerf_T_objects.items()])
     prior = CameraPriorEstimator(config).estimate(detections)
     assert prior.status == "ok"
@@ -212,8 +218,8 @@ def test_symmetric_objects_give_positions_only(world):
         assert prior.status == "ok" and prior.used == used, (fusion, prior)
         np.testing.assert_allclose(prior.nerf_T_cam, nerf_T_cam, atol=1e-9)
     # Without the symmetry declared, the scrambled can is an outlier.
-    prior = CameraPriorEstimator(InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries)).estimate(
-        detections)
+    prior = CameraPriorEstimator(InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries,
+                                                   fusion="average")).estimate(detections)
     assert prior.used == [0, 1] and "outlier" in prior.rejected[2]
     config = InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries, symmetric_classes=["tuna_can"])
     prior = CameraPriorEstimator(config).estimate(detections[2:])
