@@ -311,7 +311,7 @@ class CameraBag:
                              world_T_cam_gt=self.ground_truth(stamp_s))
             if decode:
                 try:
-                    frame.rgb = image_to_rgb(msg)
+                    frame.rgb = np.array(image_to_rgb(msg))  # writable (the bag buffer is read-only)
                     if intrinsics is not None:
                         check_image_matches(intrinsics, frame.rgb.shape[1], frame.rgb.shape[0])
                 except ValueError as error:
