@@ -60,9 +60,10 @@ CLASSES = [ClassSpec("red_box", "none", 0.1, _cube_points(0.06)),
 
 @pytest.fixture(scope="module")
 def overfitted():
-    data = _synthetic_frames()
+    data = _synthetic_frames(n_frames=2)
+    # One thread: on a small, busy machine two threads of tiny convolutions mostly wait for each other.
     config = TrainConfig(width=8, decoder_width=16, fc_width=32, input_width=WIDTH, input_height=HEIGHT,
-                         batch_size=4, learning_rate=1e-2, max_steps=120, max_minutes=0, augment=False, threads=2)
+                         batch_size=2, learning_rate=1e-2, max_steps=100, max_minutes=0, augment=False, threads=1)
     network, meta, history = fit(config, data, CLASSES, progress=False)
     return data, network, meta, history
 
