@@ -19,7 +19,7 @@ DETECTIONS_QOS = QoSProfile(depth=5)
 
 @dataclasses.dataclass
 class PosecnnNodeConfig:
-    model_dir: str = option("", "PoseCNN model directory (model.safetensors + model.json)", read_only=True)
+    model_dir: str = option("", "PoseCNN model directory (posecnn.safetensors + posecnn.json)", read_only=True)
     device: str = option("cpu", "torch device: cpu, cuda or cuda:N", read_only=True)
     score_threshold: float = option(0.5, "drop detections scoring below this", range=(0.0, 1.0))
     classes: list = option([], "class names to report (empty: every class of the model)")
