@@ -7,7 +7,6 @@ import torch
 from inerf_ros import lie
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def float64_by_default():
     """Exact geometry tests in float64, restored afterwards (a global default would leak into other tests)."""

@@ -10,7 +10,7 @@ from inerf_ros.camera import Intrinsics
 from inerf_ros.nerf.checkpoint import CheckpointError, load_model, save_model
 from inerf_ros.nerf.render import render_image
 
-from conftest import look_at
+from nerf_test_utils import look_at
 from test_render import small_model
 
 

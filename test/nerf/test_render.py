@@ -13,7 +13,7 @@ from inerf_ros.nerf.model import NerfMetadata, NerfModel
 from inerf_ros.nerf.rays import pixel_rays, ray_aabb
 from inerf_ros.nerf.render import composite, render_image, weights_from_density
 
-from conftest import look_at
+from nerf_test_utils import look_at
 
 SMALL = FieldConfig(n_levels=3, base_resolution=4, max_resolution=16, channels=2, hidden=8, geo_features=3,
                     sh_degree=1)

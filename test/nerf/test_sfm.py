@@ -10,7 +10,7 @@ import pytest
 from inerf_ros.datasets.sfm import SfmConfig, _camera_json, normalise_scene, run_sfm
 from inerf_ros.datasets.transforms import load_transforms
 
-from conftest import SHARED, look_at
+from nerf_test_utils import SHARED, look_at
 
 
 def test_normalise_scene_levels_centres_and_scales():

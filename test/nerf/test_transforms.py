@@ -11,7 +11,7 @@ from PIL import Image
 
 from inerf_ros.datasets.transforms import DatasetError, load_transforms
 
-from conftest import look_at
+from nerf_test_utils import look_at
 
 
 def _write(tmp_path, doc, images=None, size=(8, 6)):

@@ -1,8 +1,6 @@
 """A small NeRF *built* in the test: its field is fitted (3-D supervision) to an analytic textured
 box, so the optimizer has a real, differentiable field to invert in seconds, with known truth."""
-import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -60,15 +58,3 @@ def box_view(box_nerf):
         rgb = render_image(box_nerf, intrinsics, torch.from_numpy(frames.optical_to_opengl(nerf_T_optical)).float())
     image = (rgb["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return image, intrinsics, nerf_T_optical
-
-
-def perturbed(nerf_T_optical: np.ndarray, angle_deg: float, axis, shift) -> np.ndarray:
-    """Rotate about the camera centre by ``angle_deg`` about ``axis`` (NeRF axes) and shift."""
-    from inerf_ros import lie
-
-    rotation = lie.axis_angle_rotation(torch.tensor(axis, dtype=torch.float64),
-                                       torch.tensor(math.radians(angle_deg), dtype=torch.float64)).numpy()
-    out = nerf_T_optical.copy()
-    out[:3, :3] = rotation @ nerf_T_optical[:3, :3]
-    out[:3, 3] += np.asarray(shift, dtype=np.float64)
-    return out

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import perturbed
+from optim_test_utils import perturbed
 from inerf_ros import lie
 from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
 from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior

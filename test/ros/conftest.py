@@ -1,7 +1,6 @@
 """rclpy fixtures: each test session gets its own ROS domain so parallel runs never cross-talk."""
 import os
 import random
-import time
 
 import pytest
 
@@ -20,13 +19,3 @@ def ros_context(ros_domain_id):
     rclpy.init(context=context, domain_id=ros_domain_id)
     yield context
     rclpy.shutdown(context=context)
-
-
-def spin_until(executor, condition, timeout_s=10.0):
-    """Spin ``executor`` until ``condition()`` is true; return whether it became true in time."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-        if condition():
-            return True
-    return condition()

@@ -145,7 +145,7 @@ def test_static_tf_reaches_a_late_subscriber_and_accumulates(ros_context):
     from rclpy.executors import SingleThreadedExecutor
     from tf2_msgs.msg import TFMessage
 
-    from conftest import spin_until
+    from ros_test_utils import spin_until
     from inerf_ros.ros.tf import TF_STATIC_QOS, StaticTransformBroadcaster
 
     node = rclpy.create_node("static_tf_test", context=ros_context)

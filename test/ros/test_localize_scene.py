@@ -15,7 +15,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from conftest import spin_until
+from ros_test_utils import spin_until
 from inerf_ros import lie
 from inerf_ros.ros import camera_info, image, pose_msgs
 from inerf_ros.ros.stamps import seconds_to_stamp

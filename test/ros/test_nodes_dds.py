@@ -14,7 +14,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from conftest import spin_until
+from ros_test_utils import spin_until
 from inerf_ros.camera import Intrinsics
 from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
 from inerf_ros.ros import camera_info, image, pose_msgs
