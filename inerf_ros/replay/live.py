@@ -137,7 +137,7 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
     context = rclpy.context.Context()
     rclpy.init(context=context, domain_id=config.domain_id if config.domain_id >= 0 else None)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
-    nodes, inerf = [], None
+    nodes, inerf, spinner = [], None, None
     try:
         for spec, launch_overrides in nodes_to_start:
             params = _overrides(**launch_overrides) + specific[spec.name]
@@ -200,6 +200,8 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
         for node in nodes:
             getattr(node, "close", lambda: None)()
         executor.shutdown(timeout_sec=5.0)
+        if spinner is not None:
+            spinner.join(timeout=5.0)  # no callback may run on a node being destroyed
         for node in nodes:
             node.destroy_node()
         rclpy.shutdown(context=context)
