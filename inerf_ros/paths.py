@@ -8,6 +8,9 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def share_dir() -> Path:
+    """The source checkout when the package runs from one (always current), else the ament share dir."""
+    if (SOURCE_ROOT / "package.xml").is_file():
+        return SOURCE_ROOT
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:

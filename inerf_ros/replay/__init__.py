@@ -30,10 +30,13 @@ from inerf_ros.config import option
 from inerf_ros.optim.inerf import OptimizerConfig
 from inerf_ros.optim.sampling import SamplingConfig
 from inerf_ros.replay.bag import BagTopics, CameraBag
+from inerf_ros.params_yaml import INERF_DEMO_VALUES
 
 # The optimizer settings replay uses unless flags say otherwise (CPU: Levenberg-Marquardt converges
 # in tens of iterations where Adam needs hundreds).
-OPTIMIZER_DEFAULTS = {"solver": "lm", "max_iterations": 60}
+# The live node's shipped optimizer values (config/localize.yaml), so replay measures what runs.
+OPTIMIZER_DEFAULTS = {key: value for key, value in INERF_DEMO_VALUES.items()
+                      if key in ("solver", "learning_rate", "max_iterations", "tracking_iterations")}
 
 
 @dataclasses.dataclass

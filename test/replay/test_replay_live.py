@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from conftest import OBJECTS_YAML, OracleDetector, write_bag
+from replay_fixtures import OBJECTS_YAML, OracleDetector, write_bag
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (run `make test`, which sets it up)")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import OBJECTS_YAML, OracleDetector, write_bag
+from replay_fixtures import OBJECTS_YAML, OracleDetector, write_bag
 from inerf_ros import lie
 from inerf_ros.initializer import CameraPriorEstimator
 from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
@@ -88,7 +88,7 @@ def test_report_numbers_match_a_direct_computation(tmp_path, box_nerf, box_views
 
 
 def view_intrinsics():
-    from conftest import INTRINSICS
+    from replay_fixtures import INTRINSICS
     return INTRINSICS
 
 
