@@ -131,9 +131,14 @@ def main(argv=None) -> int:
             stamp_s += 1.0 / TRACKING_RATE_HZ
             publish(frame, stamp_s, prior=False)
             spin_for(1.0 / TRACKING_RATE_HZ)
-        spin_for(2.0)
+        # The node works through what it kept; wait until it has been quiet for a while.
+        last_count, last_change = len(received), time.perf_counter()
+        while time.perf_counter() - last_change < 20.0 and time.perf_counter() - start < 600:
+            executor.spin_once(timeout_sec=0.05)
+            if len(received) != last_count:
+                last_count, last_change = len(received), time.perf_counter()
         tracked = len(received) - count_before
-        elapsed = time.perf_counter() - start - 2.0
+        elapsed = (max(received.values()) if tracked else time.perf_counter()) - start
         node.close()
         node.destroy_node()
         probe.destroy_node()
