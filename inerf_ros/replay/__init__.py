@@ -36,7 +36,7 @@ from inerf_ros.params_yaml import INERF_DEMO_VALUES
 # in tens of iterations where Adam needs hundreds).
 # The live node's shipped optimizer values (config/localize.yaml), so replay measures what runs.
 OPTIMIZER_DEFAULTS = {key: value for key, value in INERF_DEMO_VALUES.items()
-                      if key in ("solver", "learning_rate", "max_iterations", "tracking_iterations")}
+                      if key in ("solver", "learning_rate", "max_iterations")}
 
 
 @dataclasses.dataclass
