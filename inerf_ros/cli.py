@@ -24,7 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-prior": ("inerf_ros.initializer_eval", "evaluate the fused camera prior"),
     "launch": ("inerf_ros.launch_description", "start the live nodes without `ros2 launch`"),
     "replay": ("inerf_ros.replay", "replay a bag through the pipeline and report accuracy and speed"),
-    "register": ("inerf_ros.register", "pose unregistered photos by inverting the NeRF, then retrain"),
 }
 
 
