@@ -120,6 +120,15 @@ def markdown_table(summaries: dict[str, dict], rows=ROWS) -> str:
     return "\n".join(lines)
 
 
+def print_and_save_report(report: dict, text: str, out: str | None) -> None:
+    """Print a command's text report and, when ``out`` is set, write the JSON report there."""
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(out), report)
+        print(f"wrote {out}")
+
+
 def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, default=_json_default))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.initializer import CameraPriorEstimator, InitializerConfig, load_config, rotation_angle_deg
 from inerf_ros.posecnn.types import Detection
+from inerf_ros.evaluation import print_and_save_report
 
 
 @dataclasses.dataclass
@@ -160,9 +160,5 @@ def run(args: argparse.Namespace) -> int:
     if not config.scene:
         raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
     report = evaluate(config)
-    print(format_report(report))
-    if config.out:
-        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.out).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {config.out}")
+    print_and_save_report(report, format_report(report), config.out)
     return 0

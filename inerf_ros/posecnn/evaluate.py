@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,6 +19,7 @@ from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.posecnn.data import rotation_error_deg
 from inerf_ros.posecnn.model import load_posecnn, scaled_K
+from inerf_ros.evaluation import print_and_save_report
 
 
 @dataclasses.dataclass
@@ -167,9 +166,5 @@ def run(args: argparse.Namespace) -> int:
     if not config.scene:
         raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
     report = evaluate(config)
-    print(format_report(report))
-    if config.out:
-        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.out).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {config.out}")
+    print_and_save_report(report, format_report(report), config.out)
     return 0

@@ -17,7 +17,6 @@ from inerf_ros import frames, lie
 from inerf_ros.camera import Intrinsics
 from inerf_ros.posecnn.types import Detection, DetectionResult
 
-BOX_HALF = 0.5  # metres: the NeRF frame is metric here (1 m per unit), world = nerf
 START_STAMP_S = 1_700_000_000.0
 INTRINSICS = Intrinsics(64, 48, 56.0, 56.0, 31.5, 23.5)
 OBJECTS_YAML = """frame: world
@@ -28,26 +27,6 @@ objects:
     position: [0.0, 0.0, 0.0]
     quaternion_xyzw: [0.0, 0.0, 0.0, 1.0]
 """
-
-
-def box_density_and_colour(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    inside = (x.abs() <= BOX_HALF).all(-1)
-    sigma = inside.float() * 60.0
-    colour = torch.stack([0.5 + 0.4 * torch.sin(5 * x[:, 0] + 1), 0.5 + 0.4 * torch.sin(4 * x[:, 1] - 2 * x[:, 2]),
-                          0.5 + 0.4 * torch.cos(6 * x[:, 2] + x[:, 0])], -1)
-    return sigma, colour
-
-
-def look_at_optical(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    pose[:3, 3] = eye
-    return pose
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,29 +41,9 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def box_nerf(one_torch_thread):
-    from inerf_ros.nerf.field import FieldConfig
-    from inerf_ros.nerf.model import NerfMetadata, NerfModel
+    from inerf_ros.testing import fit_nerf
 
-    torch.manual_seed(0)
-    field = FieldConfig(n_levels=3, base_resolution=16, max_resolution=64, channels=8, hidden=32)
-    model = NerfModel(NerfMetadata(aabb=[[-1.0] * 3, [1.0] * 3], n_samples=32, near=0.1,
-                                   field=dataclasses.asdict(field), occupancy_resolution=32))
-    optimizer = torch.optim.Adam(model.field.parameters(), lr=2e-2)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(100):
-        x = torch.rand(4096, 3, generator=generator) * 2 - 1
-        dirs = torch.nn.functional.normalize(torch.randn(4096, 3, generator=generator), dim=-1)
-        sigma_true, colour_true = box_density_and_colour(x)
-        sigma, features = model.field.density(x)
-        colour = model.field.color(features, dirs)
-        loss = torch.nn.functional.smooth_l1_loss(sigma, sigma_true) / 60 + ((colour - colour_true) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.occupancy.update(model.density_fn, threshold=1.0, decay=0.0)
-    model.occupancy.dilate()
-    model.eval()
-    return model
+    return fit_nerf(steps=100, n_samples=32)
 
 
 @dataclasses.dataclass
@@ -104,7 +63,7 @@ def box_views(box_nerf):
     for k in range(4):
         angle = math.radians(-30 + 12 * k)
         eye = [2.3 * math.cos(angle), 2.3 * math.sin(angle), 1.2]
-        world_T_cam = look_at_optical(eye)
+        world_T_cam = frames.look_at(eye, (0.0, 0.0, 0.0))
         with torch.no_grad():
             out = render_image(box_nerf, INTRINSICS, torch.from_numpy(frames.optical_to_opengl(world_T_cam)).float())
         rgb = (out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
