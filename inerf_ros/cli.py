@@ -1,4 +1,4 @@
-"""``inerf-ros``: one command with a subcommand per job (``inerf-ros --help`` lists them).
+"""inerf-ros: one command with a subcommand per job (`inerf-ros --help` lists them).
 
 Each subcommand lives in the module that owns the job and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only dispatches. Modules are imported lazily so that

@@ -10,6 +10,8 @@ case $- in *u*) _inerf_u=1; set +u ;; *) _inerf_u=0 ;; esac
 # The source checkout first: edits take effect without a rebuild; inerf_ros/__init__.py extends the
 # package path to the install space for the generated messages (inerf_ros.msg).
 export PYTHONPATH="$_inerf_root${PYTHONPATH:+:$PYTHONPATH}"
+# `inerf-ros` and the node executables (installed by colcon into lib/inerf_ros, as `ros2 run` expects).
+export PATH="$_inerf_root/install/inerf_ros/lib/inerf_ros:$PATH"
 [ "$_inerf_u" = 1 ] && set -u
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
 unset _inerf_root _inerf_u
