@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-nerf": ("inerf_ros.nerf.train", "train a NeRF on posed images (transforms.json)"),
     "render": ("inerf_ros.nerf.render_command", "render images from a trained NeRF"),
     "sfm": ("inerf_ros.datasets.sfm", "pose photos with structure from motion (pycolmap) -> transforms.json"),
+    "register": ("inerf_ros.register", "pose new photos by inverting the NeRF; write an extended transforms.json"),
     "eval-poses": ("inerf_ros.optim.evaluate", "iNeRF pose-estimation benchmark on held-out views"),
     "train-posecnn": ("inerf_ros.posecnn.train", "train PoseCNN on a rendered scene"),
     "eval-posecnn": ("inerf_ros.posecnn.evaluate", "evaluate PoseCNN on held-out rendered frames"),

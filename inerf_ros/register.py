@@ -1,0 +1,755 @@
+"""``inerf-ros register MODEL_DIR DATA --images MORE --out NEW_DATA``: pose new photos by inverting a NeRF.
+
+Self-supervised registration: every new photo gets a pose from the current NeRF, a photometric
+verdict, and the accepted ones join the data set (a new ``transforms.json``); optionally a new
+NeRF is trained on it and the held-out PSNR before / after is reported.
+
+Per photo:
+
+1. **Starts.** The registered views nearest in appearance (cosine similarity of a 32x24 grey,
+   zero-mean thumbnail) give their poses as starts; with ``pnp_starts`` each of them also gives a
+   PnP start: SIFT matches between the photo and that view, the matched pixels of the view lifted to
+   3-D with the NeRF's rendered depth, ``solvePnPRansac``. Every start is scored by the photometric
+   error of ``num_rays`` pixels (forward renders only).
+2. **Refinement.** The best ``starts_refined`` starts are refined by iNeRF
+   (:class:`inerf_ros.optim.inerf.PoseOptimizer`, ``num_hypotheses`` pan/tilt hypotheses around each).
+3. **Verdict.** The refined pose with the lowest photometric error on a pixel grid (every
+   ``check_stride``-th pixel in both directions) wins. Accepted when its PSNR reaches ``min_psnr``
+   (0: automatic, the model's PSNR at the known poses of the data's held-out views minus
+   ``psnr_margin_db``) *and* beats the photo's own flat mean colour by ``min_gain_db`` (a render
+   that explains the photo no better than one grey level has not found it).
+
+Frames: transforms.json poses are OpenGL camera-to-NeRF; the optimizer works with ROS optical poses
+(:mod:`inerf_ros.frames` converts). Photos go through the loader's path: undistorted with the data's
+``k1, k2, p1, p2`` at full resolution, then shrunk by the model's training ``downscale``. A photo of
+another size but the same aspect ratio uses scaled intrinsics (and is written resized to the data's
+size); another aspect ratio is rejected.
+
+Output ``NEW_DATA/transforms.json``: the original frames plus the accepted ones, ordered so that
+``train-nerf --holdout-every k`` (k: the model's) holds out the same original views as before (new
+frames fill any extra held-out slot); the images are copied to ``NEW_DATA`` (or referenced by
+relative paths with ``--no-copy-images``). ``NEW_DATA/registration.md`` / ``.json``: the verdict table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inerf_ros import config as cfg
+from inerf_ros import frames, lie
+from inerf_ros.camera import Intrinsics
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class RegistrationError(RuntimeError):
+    """The registration cannot run at all (no model, no data, no images); the message says why."""
+
+
+@dataclasses.dataclass
+class RegisterConfig:
+    images: list = cfg.option([], "photos to register: folders and/or image files")
+    out: str = cfg.option("", "output data folder (NEW_DATA): transforms.json, images, registration.md/json")
+    downscale: float = cfg.option(0.0, "shrink photos by this factor (0: the model's training downscale)",
+                                  range=(0.0, 64.0))
+    neighbours: int = cfg.option(3, "registered views nearest in appearance used as starts", range=(1, 100))
+    pnp_starts: bool = cfg.option(True, "also start from PnP: SIFT matches to each neighbour lifted to 3-D "
+                                        "with the NeRF's depth")
+    match_scale: float = cfg.option(2.0, "SIFT matching for the PnP starts at this multiple of the working size "
+                                         "(at most the photos' size)", range=(0.25, 16.0))
+    starts_refined: int = cfg.option(2, "best-scoring starts refined by iNeRF", range=(1, 100))
+    solver: str = cfg.option("lm", "iNeRF solver", choices=("adam", "lm"))
+    max_iterations: int = cfg.option(60, "iNeRF iterations per refined start", range=(1, 100000))
+    learning_rate: float = cfg.option(0.02, "Adam step size (solver adam)", range=(1e-6, 1.0))
+    num_hypotheses: int = cfg.option(4, "iNeRF hypotheses around each refined start", range=(1, 256))
+    hypothesis_rotation_deg: float = cfg.option(8.0, "spread of the hypotheses (degrees)", range=(0.0, 180.0))
+    hypothesis_translation: float = cfg.option(0.02, "spread of the hypotheses, fraction of the scene-box "
+                                                     "diagonal (per axis)", range=(0.0, 1.0))
+    num_rays: int = cfg.option(512, "rays per iNeRF step and for scoring the starts", range=(16, 65536))
+    samples_per_ray: int = cfg.option(0, "samples per ray on the pose path (0: the model's)", range=(0, 1024))
+    check_stride: int = cfg.option(4, "verdict PSNR on every k-th pixel in both directions", range=(1, 64))
+    min_psnr: float = cfg.option(0.0, "accept at this PSNR or above (0: automatic, see --psnr-margin-db)",
+                                 range=(0.0, 100.0))
+    psnr_margin_db: float = cfg.option(3.0, "automatic threshold: the model's PSNR at the known poses of the "
+                                            "data's held-out views minus this", range=(0.0, 100.0))
+    min_gain_db: float = cfg.option(2.0, "the render must beat the photo's flat mean colour by this (dB)",
+                                    range=(0.0, 100.0))
+    skip_registered: bool = cfg.option(True, "skip photos whose file name is already a frame of DATA")
+    check_views: int = cfg.option(0, "also re-register this many of the data's held-out views (poses known) "
+                                     "and report their errors", range=(0, 1000))
+    metres_per_unit: float = cfg.option(0.0, "metres per NeRF unit for the check errors (0: the data's "
+                                             "metres_per_unit when it has one, else NeRF units only)",
+                                        range=(0.0, 1e6))
+    holdout_every: int = cfg.option(0, "held-out split of the data (0: the model's training setting, else 8)",
+                                    range=(0, 1000))
+    copy_images: bool = cfg.option(True, "copy every image into NEW_DATA (else relative paths to the originals)")
+    retrain_minutes: float = cfg.option(0.0, "train a new NeRF on NEW_DATA for this many minutes (the model's "
+                                             "training settings) and report held-out PSNR before/after",
+                                        range=(0.0, 1e5))
+    retrain_out: str = cfg.option("", "model folder of the retrained NeRF (default NEW_DATA/model)")
+    threads: int = cfg.option(1, "torch CPU threads (0: torch's default)", range=(0, 512))
+    device: str = cfg.option("cpu", "torch device", choices=("cpu", "cuda"))
+    seed: int = cfg.option(0, "random seed", range=(0, 2**31 - 1))
+    progress: bool = cfg.option(True, "progress bar over the photos")
+
+    def check(self) -> None:
+        if not self.images:
+            raise ValueError("--images: give at least one folder or image file")
+        if not self.out:
+            raise ValueError("--out: give the output data folder")
+
+
+@dataclasses.dataclass
+class Verdict:
+    """One photo's outcome (a row of the table)."""
+
+    image: str
+    accepted: bool
+    reason: str
+    start: str = ""
+    iterations: int = 0
+    loss: float = float("nan")
+    psnr: float = float("nan")
+    flat_psnr: float = float("nan")
+    seconds: float = 0.0
+    nerf_T_opengl: list | None = None
+    check: bool = False
+    rotation_error_deg: float | None = None
+    translation_error: float | None = None
+    translation_error_diag: float | None = None
+    translation_error_cm: float | None = None
+    source_path: str = ""
+    resized_from: list | None = None
+    candidates: list = dataclasses.field(default_factory=list)
+    """Every start: label, start PSNR (scoring rays), refined PSNR (verdict grid) when refined, start pose."""
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def list_images(sources) -> tuple[list[Path], list[Verdict]]:
+    """Image files named by ``sources`` (folders and files, in order); missing ones come back as rejections."""
+    found, missing = [], []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise RegistrationError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            missing.append(Verdict(image=path.name or str(path), accepted=False, reason=f"not found: {path}",
+                                   source_path=str(path)))
+    if not found and not missing:
+        raise RegistrationError("no images to register")
+    return found, missing
+
+
+def thumbnail(image: np.ndarray, size=(32, 24)) -> np.ndarray:
+    """A unit-norm, zero-mean grey thumbnail of an (H, W, 3) float image: the global appearance descriptor."""
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+    width, height = size if image.shape[1] >= image.shape[0] else size[::-1]
+    small = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA).astype(np.float64).reshape(-1)
+    small -= small.mean()
+    return small / max(np.linalg.norm(small), 1e-9)
+
+
+@dataclasses.dataclass
+class _Camera:
+    """The data's shared camera at full resolution and at the working resolution."""
+
+    full: Intrinsics
+    work: Intrinsics
+
+
+def _data_camera(json_path: Path, data_json: dict) -> Intrinsics:
+    """Full-resolution intrinsics (with distortion) of the data's camera, read as the loader reads them."""
+    from inerf_ros.datasets.transforms import _find_image, _frame_intrinsics
+
+    top = {k: v for k, v in data_json.items() if k != "frames"}
+    first = data_json["frames"][0]
+    meta = {**top, **first}
+    if meta.get("w") and meta.get("h"):
+        width, height = int(meta["w"]), int(meta["h"])
+    else:
+        from PIL import Image
+
+        with Image.open(_find_image(json_path.parent, str(first["file_path"]), json_path)) as im:
+            width, height = im.size
+    return _frame_intrinsics(meta, width, height, json_path, 0)
+
+
+def _scaled_to(intr: Intrinsics, width: int, height: int) -> Intrinsics:
+    """Intrinsics for the same camera at another image size (pixel-centre convention kept)."""
+    sx, sy = width / intr.width, height / intr.height
+    return dataclasses.replace(intr, width=width, height=height, fx=intr.fx * sx, fy=intr.fy * sy,
+                               cx=(intr.cx + 0.5) * sx - 0.5, cy=(intr.cy + 0.5) * sy - 0.5)
+
+
+def load_photo(path: Path, camera: _Camera, background) -> tuple[np.ndarray, list | None]:
+    """A photo as the loader would give it at the working resolution: (H, W, 3) float32 in [0, 1].
+
+    Returns the image and, when its size differed from the data's, its original [width, height].
+    Raises ``ValueError`` with the reason when the photo cannot be used.
+    """
+    from inerf_ros.datasets.transforms import DatasetError, _load_image, _resize, _undistort
+
+    try:
+        rgb = _load_image(path, np.asarray(background, dtype=np.float32))
+    except DatasetError as error:
+        raise ValueError(f"unreadable image ({str(error).split(': ', 1)[-1]})") from None
+    height, width = rgb.shape[:2]
+    full = camera.full
+    resized_from = None
+    if (width, height) != (full.width, full.height):
+        if abs(width / height - full.width / full.height) > 0.01 * full.width / full.height:
+            raise ValueError(f"image is {width}x{height}, the data's camera is {full.width}x{full.height}: "
+                             "another aspect ratio, its intrinsics are unknown")
+        full = _scaled_to(full, width, height)
+        resized_from = [width, height]
+    valid = np.ones((height, width), dtype=bool)
+    if full.is_distorted:
+        rgb, valid = _undistort(rgb, full)
+    if (width, height) != (camera.work.width, camera.work.height):
+        rgb, _ = _resize(rgb, valid, camera.work.width, camera.work.height)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32), resized_from
+
+
+# ------------------------------------------------------------------------------------------ the core
+class Registrar:
+    """Registers photos against a NeRF and a posed data set (all at the working resolution).
+
+    Args:
+        model: a :class:`inerf_ros.nerf.model.NerfModel`.
+        data: the posed images (:class:`inerf_ros.datasets.transforms.PosedImages`) at the working resolution.
+        config: :class:`RegisterConfig`.
+        holdout_every: the data's held-out split (reference PSNR and check views).
+    """
+
+    def __init__(self, model, data, config: RegisterConfig, holdout_every: int = 8, match_image=None):
+        from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
+        from inerf_ros.optim.sampling import SamplingConfig
+
+        self.model, self.data, self.config = model, data, config
+        self.device = torch.device(config.device)
+        self.intrinsics = data.intrinsics[0]
+        aabb = torch.as_tensor(model.metadata.aabb, dtype=torch.float64)
+        self.diagonal = float((aabb[1] - aabb[0]).norm())
+        optimizer_config = OptimizerConfig(
+            solver=config.solver, max_iterations=config.max_iterations, learning_rate=config.learning_rate,
+            num_hypotheses=config.num_hypotheses, hypothesis_rotation_deg=config.hypothesis_rotation_deg,
+            hypothesis_translation=config.hypothesis_translation * self.diagonal,
+            resample_every=max(5, config.max_iterations // 4), samples_per_ray=config.samples_per_ray,
+            covariance_rays=0, seed=config.seed, min_iterations=min(20, config.max_iterations))
+        self.optimizer = PoseOptimizer(model, optimizer_config, SamplingConfig(num_rays=config.num_rays),
+                                       device=self.device)
+        images = data.images.numpy()
+        self.descriptors = np.stack([thumbnail(im) for im in images])
+        self._images_uint8 = (images * 255 + 0.5).astype(np.uint8)
+        self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
+        self._sift = None
+        self._features: dict = {}
+        self.holdout_every = holdout_every
+        _, self.held_out = data.holdout_indices(holdout_every) if len(data) >= 2 else ([], [])
+        self.reference_psnr = self._reference_psnr()
+        self.threshold = config.min_psnr if config.min_psnr > 0 else self.reference_psnr - config.psnr_margin_db
+
+    # -- rendering helpers ---------------------------------------------------------------------
+    def _grid(self, intr: Intrinsics) -> torch.Tensor:
+        s = self.config.check_stride
+        v, u = torch.meshgrid(torch.arange(s // 2, intr.height, s, dtype=torch.float32),
+                              torch.arange(s // 2, intr.width, s, dtype=torch.float32), indexing="ij")
+        return torch.stack([u.reshape(-1), v.reshape(-1)], -1)
+
+    @torch.no_grad()
+    def render_pixels(self, nerf_T_gl: np.ndarray, uv: torch.Tensor, chunk: int = 8192) -> dict:
+        """Colour (N, 3) and depth (N,) of pixels ``uv`` for an OpenGL camera-to-NeRF pose."""
+        from inerf_ros.nerf.rays import pixel_rays
+
+        pose = torch.as_tensor(nerf_T_gl, dtype=torch.float32, device=self.device)
+        origins, directions = pixel_rays(self.intrinsics, pose, uv.to(self.device))
+        rgb, depth, opacity = [], [], []
+        for i in range(0, origins.shape[0], chunk):
+            out = self.model.render_rays(origins[i:i + chunk], directions[i:i + chunk],
+                                         n_samples=self.config.samples_per_ray or None)
+            rgb.append(out["rgb"].clamp(0, 1))
+            depth.append(out["depth"])
+            opacity.append(out["opacity"])
+        return {"rgb": torch.cat(rgb).cpu(), "depth": torch.cat(depth).cpu(), "opacity": torch.cat(opacity).cpu(),
+                "origins": origins.cpu(), "directions": directions.cpu()}
+
+    def photometric(self, image: np.ndarray, nerf_T_gl: np.ndarray, uv: torch.Tensor) -> float:
+        """Mean squared colour error of pixels ``uv`` of ``image`` (H, W, 3 float) at a pose."""
+        target = torch.from_numpy(image)[uv[:, 1].long(), uv[:, 0].long()]
+        return float(((self.render_pixels(nerf_T_gl, uv)["rgb"] - target) ** 2).mean())
+
+    def _reference_psnr(self) -> float:
+        """The model's PSNR (verdict pixel grid) at the known poses of the held-out views."""
+        views = self.held_out[:5] or list(range(min(3, len(self.data))))
+        uv = self._grid(self.intrinsics)
+        mses = [self.photometric(self.data.images[i].numpy(), self.data.nerf_T_cam[i].numpy(), uv) for i in views]
+        return _psnr(float(np.mean(mses)))
+
+    # -- starts --------------------------------------------------------------------------------
+    def neighbours(self, image: np.ndarray, exclude=()) -> list[int]:
+        scores = self.descriptors @ thumbnail(image)
+        order = [int(i) for i in np.argsort(-scores) if int(i) not in set(exclude)]
+        return order[: self.config.neighbours]
+
+    def features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """SIFT keypoints (K, 2) in working-resolution pixels and descriptors of an image of any size."""
+        import cv2
+
+        if self._sift is None:
+            self._sift = cv2.SIFT_create(nfeatures=4000)
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        keypoints, descriptors = self._sift.detectAndCompute(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), None)
+        scale = self.intrinsics.width / image.shape[1]
+        uv = np.array([kp.pt for kp in keypoints], dtype=np.float64).reshape(-1, 2)
+        return (uv + 0.5) * scale - 0.5, descriptors
+
+    def _view_features(self, index: int):
+        if index not in self._features:
+            image = self._match_image(index) if self._match_image else self._images_uint8[index]
+            self._features[index] = self.features(image)
+        return self._features[index]
+
+    def pnp_start(self, image_features, index: int) -> tuple[np.ndarray | None, str]:
+        """OpenGL camera-to-NeRF pose from SIFT matches to view ``index`` lifted with the NeRF depth."""
+        import cv2
+
+        uv_all_new, des_new = image_features
+        uv_all_ref, des_ref = self._view_features(index)
+        if des_new is None or des_ref is None or len(des_new) < 8 or len(des_ref) < 8:
+            return None, "too few features"
+        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(des_new, des_ref, k=2)
+        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+        if len(good) < 12:
+            return None, f"{len(good)} matches"
+        uv_new = uv_all_new[[m.queryIdx for m in good]]
+        uv_ref = torch.tensor(uv_all_ref[[m.trainIdx for m in good]], dtype=torch.float32)
+        out = self.render_pixels(self.data.nerf_T_cam[index].numpy(), uv_ref)
+        keep = (out["opacity"] > 0.5).numpy()
+        points = (out["origins"] + out["depth"][:, None] * out["directions"]).double().numpy()[keep]
+        uv_new = uv_new[keep]
+        if len(points) < 12:
+            return None, f"{len(points)} matches with depth"
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, uv_new, self.intrinsics.K, None,
+                                                     reprojectionError=max(2.0, self.intrinsics.width / 135),
+                                                     iterationsCount=500, confidence=0.999,
+                                                     flags=cv2.SOLVEPNP_EPNP)
+        if not ok or inliers is None or len(inliers) < 12:
+            return None, f"PnP failed ({0 if inliers is None else len(inliers)} inliers of {len(points)})"
+        inliers = inliers[:, 0]
+        ok, rvec, tvec = cv2.solvePnP(points[inliers], uv_new[inliers], self.intrinsics.K, None, rvec, tvec,
+                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+        optical_T_nerf = np.eye(4)
+        optical_T_nerf[:3, :3] = cv2.Rodrigues(rvec)[0]
+        optical_T_nerf[:3, 3] = tvec[:, 0]
+        nerf_T_optical = np.linalg.inv(optical_T_nerf)
+        if not np.all(np.isfinite(nerf_T_optical)):
+            return None, "PnP gave a non-finite pose"
+        return frames.optical_to_opengl(nerf_T_optical), f"{len(inliers)} inliers"
+
+    # -- one photo -----------------------------------------------------------------------------
+    def register(self, image: np.ndarray, name: str, exclude=(), match_image: np.ndarray | None = None) -> Verdict:
+        """Pose one (H, W, 3) float photo at the working resolution; ``exclude``: views not to start from;
+        ``match_image``: the same photo larger (more SIFT matches for the PnP starts)."""
+        started = time.perf_counter()
+        config = self.config
+        intr = self.intrinsics
+        if image.shape != (intr.height, intr.width, 3):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the working size is "
+                             f"{intr.width}x{intr.height}")
+        starts = []  # (label, OpenGL pose)
+        notes = []
+        image_features = self.features(image if match_image is None else match_image) if config.pnp_starts else None
+        for index in self.neighbours(image, exclude):
+            view = Path(self.data.file_names[index]).name
+            starts.append((f"view {view}", self.data.nerf_T_cam[index].double().numpy()))
+            if config.pnp_starts:
+                pose, note = self.pnp_start(image_features, index)
+                if pose is not None:
+                    starts.append((f"pnp {view}", pose))
+                else:
+                    notes.append(f"pnp {view}: {note}")
+        generator = torch.Generator().manual_seed(config.seed)
+        score_uv = torch.stack([torch.randint(0, intr.width, (config.num_rays,), generator=generator),
+                                torch.randint(0, intr.height, (config.num_rays,), generator=generator)],
+                               -1).float()
+        scored = sorted(((self.photometric(image, pose, score_uv), label, pose) for label, pose in starts),
+                        key=lambda s: s[0])
+        image_uint8 = (image * 255 + 0.5).astype(np.uint8)
+        grid = self._grid(intr)
+        target = torch.from_numpy(image)[grid[:, 1].long(), grid[:, 0].long()]
+        flat_mse = float(((target - target.mean(0)) ** 2).mean())
+        best = None
+        iterations = 0
+        candidates = [{"start": label, "start_psnr": _psnr(loss), "pose": pose.tolist()}
+                      for loss, label, pose in scored]
+        for candidate, (start_loss, label, pose) in zip(candidates, scored[: config.starts_refined]):
+            estimate = self.optimizer.estimate(image_uint8, intr, frames.opengl_to_optical(pose))
+            iterations += estimate.iterations
+            final_gl = frames.optical_to_opengl(estimate.nerf_T_optical)
+            mse = float(((self.render_pixels(final_gl, grid)["rgb"] - target) ** 2).mean())
+            candidate.update(refined_psnr=_psnr(mse), iterations=estimate.iterations, refined_pose=final_gl.tolist())
+            if best is None or mse < best[0]:
+                best = (mse, label, final_gl, estimate)
+        mse, label, final_gl, estimate = best
+        psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
+        if psnr < self.threshold:
+            accepted, reason = False, f"PSNR {psnr:.2f} dB < threshold {self.threshold:.2f} dB"
+        elif psnr - flat_psnr < config.min_gain_db:
+            accepted, reason = False, (f"render explains the photo no better than its mean colour "
+                                       f"({psnr:.2f} vs {flat_psnr:.2f} dB)")
+        else:
+            accepted, reason = True, f"PSNR {psnr:.2f} dB >= {self.threshold:.2f} dB"
+        if notes and not any(s[0].startswith("pnp") for s in starts):
+            reason += "; no PnP start (" + "; ".join(notes) + ")"
+        return Verdict(image=name, accepted=accepted, reason=reason, start=label, iterations=iterations,
+                       loss=estimate.final_loss, psnr=psnr, flat_psnr=flat_psnr,
+                       seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates)
+
+
+def _psnr(mse: float) -> float:
+    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+
+
+# ---------------------------------------------------------------------------------------- the output
+def _frame_order(original: list, new: list, every: int) -> list:
+    """Original frames plus new ones, so that index % every == 0 holds the originally held-out frames."""
+    held = [f for i, f in enumerate(original) if i % every == 0]
+    train = [f for i, f in enumerate(original) if i % every != 0]
+    pool = train + list(new)
+    out = []
+    while held or pool:
+        if len(out) % every == 0:
+            out.append(held.pop(0) if held else pool.pop())  # extra held-out slots: the last new frame
+        else:
+            if pool:
+                out.append(pool.pop(0))
+            else:  # only held-out frames left: cannot keep them at held slots; keep them anyway
+                out.append(held.pop(0))
+    return out
+
+
+def _unique_name(directory: Path, name: str, taken: set) -> str:
+    stem, suffix = os.path.splitext(name)
+    candidate, n = name, 1
+    while candidate in taken or (directory / candidate).exists():
+        candidate = f"{stem}_{n}{suffix}"
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def write_transforms(json_path: Path, data_json: dict, verdicts: list[Verdict], out_dir: Path, config: RegisterConfig,
+                     camera: _Camera, every: int, extra: dict) -> Path:
+    """NEW_DATA/transforms.json: the data's frames plus the accepted photos."""
+    from PIL import Image
+
+    from inerf_ros.datasets.transforms import _find_image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = json_path.parent
+    copy = config.copy_images
+    image_dir = out_dir / "images"
+    taken: set = set()
+
+    def place(source: Path, preferred: str) -> str:
+        if not copy:
+            return os.path.relpath(source.resolve(), out_dir.resolve())
+        image_dir.mkdir(parents=True, exist_ok=True)
+        name = _unique_name(image_dir, preferred, taken)
+        shutil.copy2(source, image_dir / name)
+        return f"images/{name}"
+
+    originals = []
+    for frame in data_json["frames"]:
+        source = _find_image(base, str(frame["file_path"]), json_path)
+        originals.append({**frame, "file_path": place(source, source.name)})
+    new_frames = []
+    for verdict in verdicts:
+        if not verdict.accepted or verdict.check:
+            continue
+        source = Path(verdict.source_path)
+        if verdict.resized_from:  # write it at the data's size so one camera fits every frame
+            image_dir.mkdir(parents=True, exist_ok=True)
+            name = _unique_name(image_dir, Path(source.stem + ".png").name, taken)
+            with Image.open(source) as im:
+                im.resize((camera.full.width, camera.full.height), Image.BICUBIC).save(image_dir / name)
+            file_path = f"images/{name}"
+        else:
+            file_path = place(source, source.name)
+        new_frames.append({"file_path": file_path, "transform_matrix": verdict.nerf_T_opengl,
+                           "registered_by": "inerf", "registration_psnr": round(verdict.psnr, 3)})
+    doc = {k: v for k, v in data_json.items() if k != "frames"}
+    rejected = [v.image for v in verdicts if not v.accepted and not v.check]
+    doc["unregistered"] = sorted(set(data_json.get("unregistered", [])) - {v.image for v in verdicts if v.accepted}
+                                 | set(rejected))
+    photos = [v for v in verdicts if not v.check]
+    doc["registration"] = {**extra, "holdout_every": every, "accepted": [v.image for v in photos if v.accepted],
+                           "rejected": {v.image: v.reason for v in photos if not v.accepted}}
+    doc["frames"] = _frame_order(originals, new_frames, every)
+    path = out_dir / "transforms.json"
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def _fmt(x, spec=".2f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def verdict_table(verdicts: list[Verdict]) -> str:
+    lines = ["| image | start used | iterations | photometric loss | PSNR dB | flat PSNR dB | verdict | why |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for v in verdicts:
+        lines.append(f"| {v.image}{' (check)' if v.check else ''} | {v.start or '-'} | {v.iterations} | "
+                     f"{_fmt(v.loss, '.5f')} | {_fmt(v.psnr)} | {_fmt(v.flat_psnr)} | "
+                     f"{'accepted' if v.accepted else 'rejected'} | {v.reason} |")
+    return "\n".join(lines)
+
+
+def check_table(verdicts: list[Verdict]) -> str:
+    rows = [v for v in verdicts if v.check]
+    if not rows:
+        return ""
+    lines = ["| check view | rotation error deg | translation error (NeRF units) | / scene diagonal | cm | verdict |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for v in rows:
+        lines.append(f"| {v.image} | {_fmt(v.rotation_error_deg)} | {_fmt(v.translation_error, '.4f')} | "
+                     f"{_fmt(v.translation_error_diag, '.4f')} | {_fmt(v.translation_error_cm)} | "
+                     f"{'accepted' if v.accepted else 'rejected'} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- command
+def _model_training(model_dir: Path) -> dict:
+    from inerf_ros.nerf.checkpoint import read_metadata
+
+    _, doc = read_metadata(model_dir)
+    return dict(doc.get("metadata", {}).get("extra", {}) or {})
+
+
+def register(model_dir, data_path, config: RegisterConfig) -> dict:
+    """Run the whole registration; returns a summary dict (also written as NEW_DATA/registration.json)."""
+    from tqdm import tqdm
+
+    from inerf_ros.datasets.transforms import DatasetError, _read_json, load_transforms, resolve_transforms_path
+    from inerf_ros.nerf.checkpoint import CheckpointError, load_model
+
+    started = time.perf_counter()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.set_flush_denormal(True)
+    model_dir, out_dir = Path(model_dir), Path(config.out)
+    try:
+        model = load_model(model_dir, device=config.device)
+        extra = _model_training(model_dir)
+    except CheckpointError as error:
+        raise RegistrationError(f"model: {error}") from None
+    train_config = dict(extra.get("train_config", {}))
+    downscale = config.downscale or float(train_config.get("downscale", 1.0))
+    every = config.holdout_every or int(train_config.get("holdout_every", 8))
+    try:
+        json_path = resolve_transforms_path(data_path)
+        data_json = _read_json(json_path)
+        background = tuple(float(c) for c in model.metadata.background)
+        data = load_transforms(json_path, downscale=downscale, background=background)
+    except DatasetError as error:
+        raise RegistrationError(f"data: {error}") from None
+    if json_path.parent.resolve() == out_dir.resolve():
+        raise RegistrationError(f"--out {out_dir} is the data folder itself; choose a new folder")
+    files, verdicts = list_images(config.images)
+    camera = _Camera(full=_data_camera(json_path, data_json), work=data.intrinsics[0])
+    known = {Path(n).name for n in data.file_names} | {Path(n).stem for n in data.file_names}
+    todo = []
+    skipped = []
+    for path in files:
+        if config.skip_registered and (path.name in known or path.stem in known):
+            skipped.append(path.name)
+        else:
+            todo.append(path)
+
+    match_size = (min(camera.full.width, round(camera.work.width * config.match_scale)),
+                  min(camera.full.height, round(camera.work.height * config.match_scale)))
+    match_camera = _Camera(full=camera.full, work=_scaled_to(camera.work, *match_size))
+
+    def data_match_image(index: int) -> np.ndarray:
+        from inerf_ros.datasets.transforms import _find_image
+
+        return load_photo(_find_image(json_path.parent, data.file_names[index], json_path), match_camera,
+                          model.metadata.background)[0]
+
+    registrar = Registrar(model, data, config, every, match_image=data_match_image)
+    print(f"register: {len(todo)} photos ({len(skipped)} already in the data skipped), working size "
+          f"{camera.work.width}x{camera.work.height} (downscale {downscale:g}); reference PSNR at known poses "
+          f"{registrar.reference_psnr:.2f} dB -> accept at >= {registrar.threshold:.2f} dB", flush=True)
+    checks = registrar.held_out[: config.check_views]
+    if config.check_views and len(checks) < config.check_views:
+        print(f"register: only {len(checks)} held-out views available as checks", file=sys.stderr)
+    mpu = config.metres_per_unit or (data.metres_per_unit if "metres_per_unit" in data_json else 0.0)
+    jobs = [("check", i) for i in checks] + [("photo", p) for p in todo]
+    bar = tqdm(jobs, desc="register", unit="image", disable=not config.progress, dynamic_ncols=True)
+    for kind, item in bar:
+        if kind == "check":
+            name = Path(data.file_names[item]).name
+            bar.set_postfix_str(name)
+            verdict = registrar.register(data.images[item].numpy(), name, exclude=(item,),
+                                         match_image=data_match_image(item) if config.pnp_starts else None)
+            verdict.check = True
+            rot, trans = lie.pose_error(torch.tensor(verdict.nerf_T_opengl), data.nerf_T_cam[item].double())
+            verdict.rotation_error_deg, verdict.translation_error = float(rot), float(trans)
+            verdict.translation_error_diag = float(trans) / registrar.diagonal
+            if mpu:
+                verdict.translation_error_cm = float(trans) * mpu * 100
+        else:
+            bar.set_postfix_str(item.name)
+            try:
+                image, resized_from = load_photo(item, camera, model.metadata.background)
+                match = load_photo(item, match_camera, model.metadata.background)[0] if config.pnp_starts else None
+            except ValueError as error:
+                verdict = Verdict(image=item.name, accepted=False, reason=str(error), source_path=str(item))
+            else:
+                verdict = registrar.register(image, item.name, match_image=match)
+                verdict.source_path, verdict.resized_from = str(item), resized_from
+                if resized_from:
+                    verdict.reason += f"; resized from {resized_from[0]}x{resized_from[1]}"
+        verdicts.append(verdict)
+        tqdm.write(f"  {verdict.image}{' (check)' if verdict.check else ''}: "
+                   f"{'accepted' if verdict.accepted else 'REJECTED'} - {verdict.reason}"
+                   f" [start {verdict.start or '-'}, {verdict.iterations} its, {verdict.seconds:.0f} s]")
+    bar.close()
+    photos = [v for v in verdicts if not v.check]
+    accepted = [v for v in photos if v.accepted]
+    summary = {
+        "model": str(model_dir), "data": str(json_path), "out": str(out_dir), "working_size": [camera.work.width,
+                                                                                               camera.work.height],
+        "downscale": downscale, "holdout_every": every, "reference_psnr": registrar.reference_psnr,
+        "threshold_psnr": registrar.threshold, "min_gain_db": config.min_gain_db,
+        "scene_diagonal": registrar.diagonal, "metres_per_unit": mpu or None,
+        "photos": len(photos), "accepted": len(accepted), "skipped_already_registered": skipped,
+        "config": dataclasses.asdict(config),
+    }
+    transforms = write_transforms(json_path, data_json, verdicts, out_dir, config, camera, every,
+                                  {"model": str(model_dir), "data": str(json_path),
+                                   "threshold_psnr": registrar.threshold})
+    summary["transforms"] = str(transforms)
+    if config.retrain_minutes > 0 and accepted:
+        summary["retrain"] = retrain(model, data, registrar.held_out, transforms, extra, config, out_dir)
+    elif config.retrain_minutes > 0:
+        summary["retrain"] = {"skipped": "no photo was accepted"}
+    summary["seconds"] = time.perf_counter() - started
+    summary["verdicts"] = [dataclasses.asdict(v) for v in verdicts]
+    (out_dir / "registration.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / "registration.md").write_text(report(summary, verdicts))
+    return summary
+
+
+def retrain(model, data, held_out: list[int], transforms: Path, extra: dict, config: RegisterConfig,
+            out_dir: Path) -> dict:
+    """Train a new NeRF on NEW_DATA (the model's settings) and compare held-out PSNR on the same views."""
+    from inerf_ros.datasets.transforms import load_transforms
+    from inerf_ros.nerf.field import FieldConfig
+    from inerf_ros.nerf.train import TrainConfig, evaluate, train
+
+    held_names = [Path(data.file_names[i]).name for i in held_out]
+    before = evaluate(model, data.subset(held_out), torch.device(config.device))
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    train_values = {k: v for k, v in dict(extra.get("train_config", {})).items() if k in names}
+    train_values.update(minutes=config.retrain_minutes, steps=0, threads=config.threads or 0,
+                        device=config.device, eval_views=0)
+    train_cfg = cfg.from_dict(TrainConfig, train_values)
+    field_cfg = cfg.from_dict(FieldConfig, dict(model.metadata.field))
+    model_out = Path(config.retrain_out) if config.retrain_out else out_dir / "model"
+    metrics = train(transforms, model_out, train_cfg, field_cfg, progress=config.progress)
+    new = load_transforms(transforms, downscale=train_cfg.downscale, background=tuple(train_cfg.background))
+    _, new_held = new.holdout_indices(train_cfg.holdout_every)
+    per_view = dict(zip([Path(new.file_names[i]).name for i in new_held], metrics["per_view_psnr"]))
+    after = [per_view.get(n, float("nan")) for n in held_names]
+    extra_views = {n: p for n, p in per_view.items() if n not in held_names}
+    return {"model": str(model_out), "minutes": config.retrain_minutes, "held_out_views": held_names,
+            "psnr_before": before["psnr"], "psnr_after": float(np.mean(after)),
+            "per_view_before": before["per_view_psnr"], "per_view_after": after,
+            "new_views_held_out_psnr": extra_views, "train_metrics": {k: v for k, v in metrics.items()
+                                                                      if k != "per_view_psnr"}}
+
+
+def report(summary: dict, verdicts: list[Verdict]) -> str:
+    photos = summary["photos"]
+    lines = ["# Registration report", "",
+             f"- model `{summary['model']}`, data `{summary['data']}`, working size "
+             f"{summary['working_size'][0]}x{summary['working_size'][1]}",
+             f"- accepted **{summary['accepted']} of {photos}** photos "
+             f"({100 * summary['accepted'] / max(photos, 1):.0f} %); threshold {summary['threshold_psnr']:.2f} dB "
+             f"(reference at known poses {summary['reference_psnr']:.2f} dB), and >= {summary['min_gain_db']:g} dB "
+             "over the photo's flat mean colour",
+             f"- skipped (already in the data): {len(summary['skipped_already_registered'])}",
+             f"- output: `{summary['transforms']}`", "", verdict_table(verdicts), ""]
+    checks = check_table(verdicts)
+    if checks:
+        unit = (f"metres_per_unit {summary['metres_per_unit']:g}" if summary.get("metres_per_unit")
+                else "no metric scale given: cm column empty")
+        lines += ["## Check views (held-out views with known poses, registered as if new)", "",
+                  f"Scene-box diagonal {summary['scene_diagonal']:.3f} NeRF units; {unit}.", "", checks, ""]
+    if "retrain" in summary:
+        r = summary["retrain"]
+        if "skipped" in r:
+            lines += [f"Retraining skipped: {r['skipped']}.", ""]
+        else:
+            lines += ["## Retraining", "",
+                      f"- new model `{r['model']}` ({r['minutes']:g} min budget)",
+                      f"- held-out PSNR on the same {len(r['held_out_views'])} views "
+                      f"({', '.join(r['held_out_views'])}): before **{r['psnr_before']:.2f} dB**, after "
+                      f"**{r['psnr_after']:.2f} dB**",
+                      f"- newly registered views held out by the split: "
+                      f"{json.dumps({k: round(v, 2) for k, v in r['new_views_held_out_psnr'].items()})}", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", type=Path, help="NeRF model folder (inerf-ros train-nerf)")
+    parser.add_argument("data", type=Path, help="the posed data set the model was trained on (transforms.json "
+                                                "or its folder)")
+    cfg.add_arguments(parser, RegisterConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = cfg.from_args(RegisterConfig, args)
+    except ValueError as error:
+        print(f"register: {error}", file=sys.stderr)
+        return 2
+    try:
+        summary = register(args.model_dir, args.data, config)
+    except RegistrationError as error:
+        print(f"register: {error}", file=sys.stderr)
+        return 2
+    out = Path(config.out)
+    verdicts = [Verdict(**v) for v in summary["verdicts"]]
+    print()
+    print(verdict_table(verdicts))
+    checks = check_table(verdicts)
+    if checks:
+        print()
+        print(checks)
+    print(f"\naccepted {summary['accepted']} of {summary['photos']} photos -> {summary['transforms']}; "
+          f"table: {out / 'registration.md'}")
+    retrained = summary.get("retrain")
+    if retrained and "psnr_before" in retrained:
+        print(f"held-out PSNR on the same views: before {retrained['psnr_before']:.2f} dB, "
+              f"after {retrained['psnr_after']:.2f} dB ({retrained['model']})")
+    return 0

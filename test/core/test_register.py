@@ -1,0 +1,149 @@
+"""`inerf-ros register` on a field built in the test: a rendered view the data lacks is accepted with its
+true pose, a noise image is rejected, the written transforms.json loads, bad inputs say why."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inerf_ros import cli, frames, lie
+from inerf_ros.camera import Intrinsics
+
+INTRINSICS = Intrinsics(80, 60, 70.0, 70.0, 39.5, 29.5)
+RING = 16  # data views around the box, every 22.5 degrees
+
+
+def _eye(azimuth_deg, elevation_deg, radius=2.6):
+    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
+    return [radius * math.cos(e) * math.cos(a), radius * math.cos(e) * math.sin(a), radius * math.sin(e)]
+
+
+def _render(model, nerf_T_optical):
+    from inerf_ros.nerf.render import render_image
+
+    with torch.no_grad():
+        out = render_image(model, INTRINSICS, torch.from_numpy(frames.optical_to_opengl(nerf_T_optical)).float())
+    return (out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A model folder, a posed data set (16 rendered views) and photos to register."""
+    from inerf_ros.nerf.checkpoint import save_model
+    from inerf_ros.testing import fit_nerf
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("register")
+    model = fit_nerf(steps=150, n_samples=48)
+    save_model(model, root / "model")
+    (root / "data" / "images").mkdir(parents=True)
+    data_frames = []
+    for i in range(RING):
+        pose = frames.look_at(_eye(360.0 * i / RING, 25.0), (0.0, 0.0, 0.0))
+        Image.fromarray(_render(model, pose)).save(root / "data" / "images" / f"view_{i:02d}.png")
+        data_frames.append({"file_path": f"images/view_{i:02d}", "transform_matrix":
+                            frames.optical_to_opengl(pose).tolist()})
+    doc = {"fl_x": INTRINSICS.fx, "fl_y": INTRINSICS.fy, "cx": INTRINSICS.cx + 0.5, "cy": INTRINSICS.cy + 0.5,
+           "w": INTRINSICS.width, "h": INTRINSICS.height, "aabb": [[-1, -1, -1], [1, 1, 1]], "frames": data_frames}
+    (root / "data" / "transforms.json").write_text(json.dumps(doc))
+    photos = root / "photos"
+    photos.mkdir()
+    truth = frames.look_at(_eye(360.0 * 3 / RING + 8.0, 31.0, 2.5), (0.05, 0.0, 0.0))
+    Image.fromarray(_render(model, truth)).save(photos / "new_view.png")
+    noise = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(photos / "noise.png")
+    (photos / "corrupt.png").write_bytes(b"this is not an image")
+    Image.fromarray(np.zeros((50, 50, 3), np.uint8)).save(photos / "square.png")
+    return {"root": root, "model": root / "model", "data": root / "data", "photos": photos, "truth": truth}
+
+
+def _config(out, images, **overrides):
+    from inerf_ros.register import RegisterConfig
+
+    values = dict(images=[str(p) for p in images], out=str(out), neighbours=2, num_rays=256, max_iterations=40,
+                  num_hypotheses=3, starts_refined=2, min_psnr=25.0, progress=False, seed=0)
+    values.update(overrides)
+    return RegisterConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def registered(scene):
+    from inerf_ros.register import register
+
+    out = scene["root"] / "new_data"
+    photos = scene["photos"]
+    summary = register(scene["model"], scene["data"], _config(
+        out, [photos, photos / "missing.png"], check_views=1))
+    return out, {v["image"]: v for v in summary["verdicts"]}, summary
+
+
+def test_rendered_view_is_accepted_with_its_pose(scene, registered):
+    _, verdicts, _ = registered
+    v = verdicts["new_view.png"]
+    assert v["accepted"], v["reason"]
+    rot, trans = lie.pose_error(torch.tensor(frames.opengl_to_optical(np.array(v["nerf_T_opengl"]))),
+                                torch.from_numpy(scene["truth"]))
+    assert float(rot) < 1.0 and float(trans) < 0.03, (float(rot), float(trans), v)
+    assert v["psnr"] > 25.0 and v["iterations"] > 0 and v["start"]
+
+
+def test_noise_and_bad_files_are_rejected_with_a_reason(registered):
+    _, verdicts, summary = registered
+    assert not verdicts["noise.png"]["accepted"] and "PSNR" in verdicts["noise.png"]["reason"]
+    assert not verdicts["corrupt.png"]["accepted"] and "unreadable" in verdicts["corrupt.png"]["reason"]
+    assert not verdicts["square.png"]["accepted"] and "aspect ratio" in verdicts["square.png"]["reason"]
+    assert not verdicts["missing.png"]["accepted"] and "not found" in verdicts["missing.png"]["reason"]
+    assert summary["photos"] == 5 and summary["accepted"] == 1
+
+
+def test_check_view_agrees_with_its_known_pose(registered):
+    _, verdicts, _ = registered
+    check = verdicts["view_00"]  # named as in the json (no extension there)
+    assert check["check"] and check["accepted"], check
+    assert check["rotation_error_deg"] < 1.0 and check["translation_error"] < 0.03, check
+
+
+def test_written_transforms_load_with_the_loader(scene, registered):
+    from inerf_ros.datasets.transforms import load_transforms
+
+    out, verdicts, _ = registered
+    data = load_transforms(out)
+    names = [n.split("/")[-1] for n in data.file_names]
+    assert len(data) == RING + 1 and "new_view.png" in names and "noise.png" not in names
+    new = names.index("new_view.png")
+    np.testing.assert_allclose(data.nerf_T_cam[new].numpy(), np.array(verdicts["new_view.png"]["nerf_T_opengl"]),
+                               atol=1e-5)
+    assert data.intrinsics[new] == data.intrinsics[0]
+    np.testing.assert_allclose(data.images[new].numpy() * 255,
+                               np.asarray(Image.open(scene["photos"] / "new_view.png")), atol=0.5)
+    # The same views are held out as in the original data (every 8th: view_00, view_08), plus a new one.
+    _, held = data.holdout_indices(8)
+    assert [names[i] for i in held[:2]] == ["view_00.png", "view_08.png"]
+    doc = json.loads((out / "transforms.json").read_text())
+    assert doc["registration"]["accepted"] == ["new_view.png"] and "noise.png" in doc["unregistered"]
+    table = (out / "registration.md").read_text()
+    assert "| new_view.png |" in table and "accepted" in table and "| noise.png |" in table
+    assert json.loads((out / "registration.json").read_text())["accepted"] == 1
+
+
+def test_missing_model_and_empty_folder_are_clear_errors(scene, tmp_path):
+    from inerf_ros.register import RegistrationError, register
+
+    with pytest.raises(RegistrationError, match="model"):
+        register(tmp_path / "no_model", scene["data"], _config(tmp_path / "o1", [scene["photos"]]))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RegistrationError, match="no images"):
+        register(scene["model"], scene["data"], _config(tmp_path / "o2", [empty]))
+    with pytest.raises(RegistrationError, match="data"):
+        register(scene["model"], tmp_path / "no_data", _config(tmp_path / "o3", [scene["photos"]]))
+
+
+def test_cli_reports_errors_and_needs_images(scene, tmp_path, capsys):
+    assert cli.main(["register", str(tmp_path / "no_model"), str(scene["data"]), "--images",
+                     str(scene["photos"]), "--out", str(tmp_path / "o")]) == 2
+    assert "model" in capsys.readouterr().err
+    assert cli.main(["register", str(scene["model"]), str(scene["data"]), "--out", str(tmp_path / "o")]) == 2
+    assert "--images" in capsys.readouterr().err
