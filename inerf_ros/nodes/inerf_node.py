@@ -6,7 +6,9 @@ dropped when it falls behind), so the executor never blocks on the optimizer.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
+import time
 
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
@@ -49,6 +51,9 @@ class InerfNodeConfig:
     cache_size: int = option(30, "stamped priors / masks / camera_infos kept for matching", range=(1, 1000))
     overlay_scale: float = option(0.25, "debug overlay size relative to the image (0: no overlay)",
                                   range=(0.0, 1.0))
+    overlay_period_s: float = option(1.0, "least time between two debug overlays (s); rendering one costs "
+                                          "about as much as an estimate on a CPU, so it is rate-limited and "
+                                          "skipped while nobody subscribes", range=(0.0, 3600.0))
 
 
 class InerfNode(Node):
@@ -76,6 +81,7 @@ class InerfNode(Node):
         self._camera_infos: StampCache[CameraInfo] = StampCache(size)
         self._priors: StampCache = StampCache(size)  # nerf_T_optical in metres, validated on arrival
         self._prior_error = ""
+        self._last_overlay_time = -math.inf
         self._masks: StampCache[ObjectPoseArray] = StampCache(size)
         self._frames: LatestSlot[Image] = LatestSlot()
 
@@ -194,9 +200,19 @@ class InerfNode(Node):
         self._pose_pub.publish(pose_msgs.pose_with_covariance_stamped(
             nerf_T_cam, covariance, self._config.nerf_frame, header.stamp))
         self._publish_status(header, result)
-        if self._config.overlay_scale > 0:
+        if self._overlay_due():
             overlay = self._pipeline.overlay(frame, result.estimate, self._config.overlay_scale)
             self._overlay_pub.publish(image_conv.numpy_to_image(overlay, "rgb8", header))
+
+    def _overlay_due(self) -> bool:
+        config = self._config
+        if config.overlay_scale <= 0 or self._overlay_pub.get_subscription_count() == 0:
+            return False
+        now = time.monotonic()
+        if now - self._last_overlay_time < config.overlay_period_s:
+            return False
+        self._last_overlay_time = now
+        return True
 
     def _publish_status(self, header, result, message: str = "") -> None:
         status = LocalizationStatus()

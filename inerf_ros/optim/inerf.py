@@ -77,9 +77,13 @@ class OptimizerConfig:
                                     range=(0.01, 180.0))
     lm_max_step_fraction: float = option(0.01, "trust region: initial largest translation of one LM step, as a "
                                                "fraction of the scene box diagonal", range=(1e-5, 1.0))
+    ray_refresh_every: int = option(1, "steps between drawing a new batch of pixels; LM converges on a fixed "
+                                       "batch (a true least-squares problem) and wanders when every step sees "
+                                       "new pixels, Adam wants fresh pixels (1)", range=(1, 100000))
     samples_per_ray: int = option(0, "samples per ray on the pose path (0: the model's own setting); fewer is "
                                      "faster, the occupancy grid already skips empty space", range=(0, 1024))
-    covariance_rays: int = option(2048, "rays for the Gauss-Newton covariance (0: skip it)", range=(0, 65536))
+    covariance_rays: int = option(2048, "rays for the Gauss-Newton covariance after Adam (0: skip it); LM "
+                                        "reuses its last step's Jacobian", range=(0, 65536))
     seed: int = option(0, "random seed (ray sampling, hypotheses)", range=(0, 2**31 - 1))
 
 
@@ -191,6 +195,7 @@ class PoseOptimizer:
         self._num_levels = int(model.field.n_levels)
         aabb = torch.as_tensor(model.metadata.aabb, dtype=torch.float64)
         self._scene_diagonal = float((aabb[1] - aabb[0]).norm())
+        self._last_information: Tensor | None = None  # (K, 6, 6) of the latest LM step
 
     # -- the loss of K hypotheses on one batch of pixels ------------------------------------------
     def _render_loss(self, start_nerf_T_gl: Tensor, xi: Tensor, intrinsics: Intrinsics, uv: Tensor,
@@ -242,6 +247,7 @@ class PoseOptimizer:
         k = num_hypotheses or config.num_hypotheses
 
         generator = torch.Generator().manual_seed(config.seed)
+        self._last_information = None
         sampler = PixelSampler(image_rgb, self.sampling, label_mask, seed=config.seed)
         target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
 
@@ -262,8 +268,9 @@ class PoseOptimizer:
         previous_best_pose = starts[0].clone()
         for iteration in range(1, max_iterations + 1):
             lr = config.learning_rate * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
-            uv = sampler.sample().uv.to(self.device)
-            target = target_image[uv[:, 1].long(), uv[:, 0].long()]
+            if (iteration - 1) % config.ray_refresh_every == 0:
+                uv = sampler.sample().uv.to(self.device)
+                target = target_image[uv[:, 1].long(), uv[:, 0].long()]
             if config.solver == "lm":
                 loss = self._lm_step(starts, damping, trust, intrinsics, uv, target, self._max_level(iteration))
             else:
@@ -354,6 +361,9 @@ class PoseOptimizer:
             weights = (config.huber_delta / r.abs().clamp_min(1e-12)).clamp(max=1.0)
         jw = jacobian * weights[..., None]
         hessian = torch.einsum("knci,kncj->kij", jw, jacobian)
+        # Kept for the covariance of the final pose: J^T J / sigma^2 of this batch (no extra render).
+        plain = hessian if config.loss == "mse" else torch.einsum("knci,kncj->kij", jacobian, jacobian)
+        self._last_information = plain / (r**2).mean(dim=(1, 2)).clamp_min(1e-12)[:, None, None]
         gradient = torch.einsum("knci,knc->ki", jw, r)
         diagonal = torch.diagonal(hessian, dim1=-2, dim2=-1).clamp_min(1e-9)
         system = hessian + torch.diag_embed(damping[:, None] * diagonal)
@@ -404,7 +414,10 @@ class PoseOptimizer:
         """
         cov_body = np.zeros((6, 6))
         n = self.config.covariance_rays
-        if n:
+        if self.config.solver == "lm" and self._last_information is not None:
+            information = self._last_information[best].cpu().numpy()
+            cov_body = np.linalg.pinv(information + 1e-9 * np.eye(6))
+        elif n:
             uv = sampler.sample(n).uv.to(self.device)
             target = target_image[uv[:, 1].long(), uv[:, 0].long()]
             residual, jacobian = self.residual_jacobian(final_gl[None].clone(), intrinsics, uv, target)

@@ -126,3 +126,26 @@ def test_levenberg_marquardt_converges_in_few_iterations(box_nerf, box_view):
     rot, trans = errors(estimate.nerf_T_optical, gt)
     assert rot < 0.3 and trans < 0.005, (rot, trans)
     assert estimate.converged and estimate.iterations < 40, estimate.iterations
+
+
+def test_lm_covariance_reuses_its_jacobian_and_matches_a_fresh_one(box_nerf, box_view):
+    """LM's covariance comes from its last step's J^T J / sigma^2; it must agree with a Gauss-Newton
+    pass at the final pose on fresh rays (the block rotation to NeRF axes keeps the eigenvalues)."""
+    image, intrinsics, gt = box_view
+    start = perturbed(gt, 5.0, [0.3, -0.5, 0.8], [0.03, -0.02, 0.02])
+    config = OptimizerConfig(solver="lm", max_iterations=25, ray_refresh_every=5)
+    optimizer = PoseOptimizer(box_nerf, config, SamplingConfig(num_rays=512))
+    estimate = optimizer.estimate(image, intrinsics, start)
+    reused = np.sort(np.linalg.eigvalsh(estimate.covariance))
+    assert np.all(reused > 0)
+
+    pose = torch.from_numpy(frames_gl(estimate.nerf_T_optical))[None]
+    uv = torch.rand(1024, 2, generator=torch.Generator().manual_seed(1)) * torch.tensor(
+        [intrinsics.width - 1, intrinsics.height - 1])
+    target_image = torch.from_numpy(image).float() / 255
+    target = target_image[uv[:, 1].round().long(), uv[:, 0].round().long()]
+    residual, jacobian = optimizer.residual_jacobian(pose, intrinsics, uv.round(), target)
+    jacobian = jacobian.reshape(-1, 6).numpy()
+    fresh = np.sort(np.linalg.eigvalsh(np.linalg.inv(jacobian.T @ jacobian / float((residual**2).mean()))))
+    ratio = np.sqrt(reused / fresh)  # standard deviations along the principal axes
+    assert np.all((ratio > 0.3) & (ratio < 3.0)), ratio
