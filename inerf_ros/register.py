@@ -62,16 +62,20 @@ class RegisterConfig:
     out: str = cfg.option("", "output data folder (NEW_DATA): transforms.json, images, registration.md/json")
     downscale: float = cfg.option(0.0, "shrink photos by this factor (0: the model's training downscale)",
                                   range=(0.0, 64.0))
-    neighbours: int = cfg.option(3, "registered views nearest in appearance used as starts", range=(1, 100))
+    neighbours: int = cfg.option(4, "registered views nearest in appearance used as starts", range=(1, 100))
     pnp_starts: bool = cfg.option(True, "also start from PnP: SIFT matches to each neighbour lifted to 3-D "
                                         "with the NeRF's depth")
     match_scale: float = cfg.option(2.0, "SIFT matching for the PnP starts at this multiple of the working size "
                                          "(at most the photos' size)", range=(0.25, 16.0))
+    min_inliers: int = cfg.option(12, "with PnP starts: at least this many SIFT matches to one neighbour must "
+                                      "reproject within 2 px (at 270 px wide) at the final pose (0: no check; "
+                                      "skipped when no neighbour has this many matches)",
+                                  range=(0, 100000))
     starts_refined: int = cfg.option(2, "best-scoring starts refined by iNeRF", range=(1, 100))
     solver: str = cfg.option("lm", "iNeRF solver", choices=("adam", "lm"))
-    max_iterations: int = cfg.option(60, "iNeRF iterations per refined start", range=(1, 100000))
+    max_iterations: int = cfg.option(30, "iNeRF iterations per refined start", range=(1, 100000))
     learning_rate: float = cfg.option(0.02, "Adam step size (solver adam)", range=(1e-6, 1.0))
-    num_hypotheses: int = cfg.option(4, "iNeRF hypotheses around each refined start", range=(1, 256))
+    num_hypotheses: int = cfg.option(2, "iNeRF hypotheses around each refined start", range=(1, 256))
     hypothesis_rotation_deg: float = cfg.option(8.0, "spread of the hypotheses (degrees)", range=(0.0, 180.0))
     hypothesis_translation: float = cfg.option(0.02, "spread of the hypotheses, fraction of the scene-box "
                                                      "diagonal (per axis)", range=(0.0, 1.0))
@@ -130,6 +134,7 @@ class Verdict:
     translation_error_cm: float | None = None
     source_path: str = ""
     resized_from: list | None = None
+    feature_support: int | None = None
     candidates: list = dataclasses.field(default_factory=list)
     """Every start: label, start PSNR (scoring rays), refined PSNR (verdict grid) when refined, start pose."""
 
@@ -261,6 +266,7 @@ class Registrar:
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
         self._sift = None
         self._features: dict = {}
+        self._matches: list = []  # (3-D points, photo pixels) of the current photo's matches, for support
         self.holdout_every = holdout_every
         _, self.held_out = data.holdout_indices(holdout_every) if len(data) >= 2 else ([], [])
         self.reference_psnr = self._reference_psnr()
@@ -345,10 +351,11 @@ class Registrar:
         keep = (out["opacity"] > 0.5).numpy()
         points = (out["origins"] + out["depth"][:, None] * out["directions"]).double().numpy()[keep]
         uv_new = uv_new[keep]
+        self._matches.append((points, uv_new))
         if len(points) < 12:
             return None, f"{len(points)} matches with depth"
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, uv_new, self.intrinsics.K, None,
-                                                     reprojectionError=max(2.0, self.intrinsics.width / 135),
+                                                     reprojectionError=self.pixel_tolerance,
                                                      iterationsCount=500, confidence=0.999,
                                                      flags=cv2.SOLVEPNP_EPNP)
         if not ok or inliers is None or len(inliers) < 12:
@@ -364,6 +371,24 @@ class Registrar:
             return None, "PnP gave a non-finite pose"
         return frames.optical_to_opengl(nerf_T_optical), f"{len(inliers)} inliers"
 
+    @property
+    def pixel_tolerance(self) -> float:
+        """Reprojection tolerance of a feature match, working-resolution pixels (2 px at 270 wide)."""
+        return max(1.0, self.intrinsics.width / 135)
+
+    def feature_support(self, nerf_T_gl: np.ndarray) -> int:
+        """Matches (to one neighbour, the best) that the pose reprojects within the tolerance."""
+        optical_T_nerf = np.linalg.inv(frames.opengl_to_optical(np.asarray(nerf_T_gl, dtype=np.float64)))
+        best = 0
+        for points, uv in self._matches:
+            cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
+            front = cam[:, 2] > 1e-6
+            intr = self.intrinsics
+            projected = cam[:, :2] / np.where(front, cam[:, 2], 1.0)[:, None] * [intr.fx, intr.fy] + [intr.cx, intr.cy]
+            ok = front & (np.linalg.norm(projected - uv, axis=1) <= self.pixel_tolerance)
+            best = max(best, int(ok.sum()))
+        return best
+
     # -- one photo -----------------------------------------------------------------------------
     def register(self, image: np.ndarray, name: str, exclude=(), match_image: np.ndarray | None = None) -> Verdict:
         """Pose one (H, W, 3) float photo at the working resolution; ``exclude``: views not to start from;
@@ -376,6 +401,7 @@ class Registrar:
                              f"{intr.width}x{intr.height}")
         starts = []  # (label, OpenGL pose)
         notes = []
+        self._matches = []
         image_features = self.features(image if match_image is None else match_image) if config.pnp_starts else None
         for index in self.neighbours(image, exclude):
             view = Path(self.data.file_names[index]).name
@@ -410,18 +436,28 @@ class Registrar:
                 best = (mse, label, final_gl, estimate)
         mse, label, final_gl, estimate = best
         psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
+        # Geometric check only where the photo has enough matches to some neighbour to judge by.
+        checkable = config.pnp_starts and config.min_inliers > 0 and \
+            any(len(points) >= config.min_inliers for points, _ in self._matches)
+        support = self.feature_support(final_gl) if checkable else None
         if psnr < self.threshold:
             accepted, reason = False, f"PSNR {psnr:.2f} dB < threshold {self.threshold:.2f} dB"
         elif psnr - flat_psnr < config.min_gain_db:
             accepted, reason = False, (f"render explains the photo no better than its mean colour "
                                        f"({psnr:.2f} vs {flat_psnr:.2f} dB)")
+        elif support is not None and support < config.min_inliers:
+            accepted, reason = False, (f"PSNR {psnr:.2f} dB passes but only {support} feature matches agree with the "
+                                       f"pose (< {config.min_inliers})")
         else:
-            accepted, reason = True, f"PSNR {psnr:.2f} dB >= {self.threshold:.2f} dB"
+            accepted, reason = True, f"PSNR {psnr:.2f} dB >= {self.threshold:.2f} dB" + (
+                f", {support} feature matches agree" if support is not None else
+                ", too few feature matches for a geometric check" if config.pnp_starts else "")
         if notes and not any(s[0].startswith("pnp") for s in starts):
             reason += "; no PnP start (" + "; ".join(notes) + ")"
         return Verdict(image=name, accepted=accepted, reason=reason, start=label, iterations=iterations,
                        loss=estimate.final_loss, psnr=psnr, flat_psnr=flat_psnr,
-                       seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates)
+                       seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,
+                       feature_support=support)
 
 
 def _psnr(mse: float) -> float:
@@ -611,7 +647,8 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
             verdict = registrar.register(data.images[item].numpy(), name, exclude=(item,),
                                          match_image=data_match_image(item) if config.pnp_starts else None)
             verdict.check = True
-            rot, trans = lie.pose_error(torch.tensor(verdict.nerf_T_opengl), data.nerf_T_cam[item].double())
+            rot, trans = lie.pose_error(torch.tensor(verdict.nerf_T_opengl, dtype=torch.float64),
+                                        data.nerf_T_cam[item].double())
             verdict.rotation_error_deg, verdict.translation_error = float(rot), float(trans)
             verdict.translation_error_diag = float(trans) / registrar.diagonal
             if mpu:
