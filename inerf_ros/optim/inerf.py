@@ -134,6 +134,44 @@ class _Adam:
         self.t[rows] = 0
 
 
+class _LevenbergMarquardt:
+    """Per-hypothesis Levenberg-Marquardt state. ``poses`` is the caller's (K, 4, 4) tensor, updated in
+    place with accepted steps; ``candidate`` is the pose proposed for the next render."""
+
+    def __init__(self, poses: Tensor, damping: float):
+        k = poses.shape[0]
+        options = dict(dtype=torch.float64, device=poses.device)
+        self.poses = poses
+        self.candidate = poses.clone()
+        self.damping = torch.full((k,), damping, **options)
+        self.trust = torch.ones(k, **options)  # trust-region scale: 1 = the configured step bounds
+        self.loss = torch.full((k,), math.inf, **options)
+        self.always_accept = torch.ones(k, dtype=torch.bool, device=poses.device)
+        self.residual: Tensor | None = None
+        self.jacobian: Tensor | None = None
+
+    def judge(self, loss: Tensor, residual: Tensor | None, jacobian: Tensor | None, reset: bool) -> None:
+        """Keep the candidate where it lowers the loss (or must be accepted); adapt damping and trust.
+
+        ``residual``/``jacobian`` of the candidate are kept for the accepted rows when given (else the
+        next iteration must be fresh); ``reset`` replaces them wholesale (new pixels)."""
+        better = self.always_accept | (loss < self.loss)
+        improved, rejected = better & ~self.always_accept, ~better
+        self.poses[better] = self.candidate[better]
+        self.loss = torch.where(better, loss, self.loss)
+        if residual is not None:
+            if reset or self.residual is None:
+                self.residual, self.jacobian = residual, jacobian
+            else:
+                self.residual = torch.where(better[:, None, None], residual, self.residual)
+                self.jacobian = torch.where(better[:, None, None, None], jacobian, self.jacobian)
+        self.damping = torch.where(improved, (self.damping / 3).clamp_min(1e-7),
+                                   torch.where(rejected, (self.damping * 4).clamp_max(1e7), self.damping))
+        self.trust = torch.where(improved, (self.trust * 1.5).clamp_max(3.0),
+                                 torch.where(rejected, (self.trust * 0.5).clamp_min(0.01), self.trust))
+        self.always_accept[:] = False
+
+
 def _photometric_loss(residual: Tensor, config: OptimizerConfig) -> Tensor:
     """Per-hypothesis loss of residuals (K, N, 3)."""
     if config.loss == "huber":
@@ -259,26 +297,31 @@ class PoseOptimizer:
             starts[1:] = starts[1:] @ perturb.to(self.device)
         xi = torch.zeros(k, 6, device=self.device, dtype=torch.float64)
         adam = _Adam(xi.shape, self.device, xi.dtype)
-        damping = torch.full((k,), config.lm_damping, dtype=torch.float64, device=self.device)
-        trust = torch.ones(k, dtype=torch.float64, device=self.device)
+        lm = _LevenbergMarquardt(starts, config.lm_damping)
         smoothed = torch.full((k,), float("nan"), dtype=torch.float64, device=self.device)
 
         history, losses = [], []
         best, quiet_steps, converged, iteration = 0, 0, False, 0
         previous_best_pose = starts[0].clone()
+        previous_max_level = None
         for iteration in range(1, max_iterations + 1):
             lr = config.learning_rate * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
-            if (iteration - 1) % config.ray_refresh_every == 0:
+            new_rays = (iteration - 1) % config.ray_refresh_every == 0
+            if new_rays:
                 uv = sampler.sample().uv.to(self.device)
                 target = target_image[uv[:, 1].long(), uv[:, 0].long()]
+            max_level = self._max_level(iteration)
             if config.solver == "lm":
-                loss = self._lm_step(starts, damping, trust, intrinsics, uv, target, self._max_level(iteration))
+                next_fresh = iteration % config.ray_refresh_every == 0 or self._max_level(iteration + 1) != max_level
+                loss = self._lm_step(lm, intrinsics, uv, target, max_level,
+                                     fresh=new_rays or max_level != previous_max_level, score_now=next_fresh)
             else:
                 xi.requires_grad_(True)
-                loss, _ = self._render_loss(starts, xi, intrinsics, uv, target, self._max_level(iteration))
+                loss, _ = self._render_loss(starts, xi, intrinsics, uv, target, max_level)
                 (grad,) = torch.autograd.grad(loss.sum(), xi)
                 xi = xi.detach()
                 adam.step(xi, grad, lr)
+            previous_max_level = max_level
             if not bool(torch.isfinite(loss).all()):
                 raise FloatingPointError(f"photometric loss became non-finite at iteration {iteration}")
 
@@ -286,7 +329,9 @@ class PoseOptimizer:
             smoothed = torch.where(torch.isnan(smoothed), step_loss, 0.7 * smoothed + 0.3 * step_loss)
             best = int(torch.argmin(smoothed))
             if k > 1 and iteration % config.resample_every == 0 and iteration < max_iterations:
-                self._resample(starts, xi, adam, smoothed, generator)
+                replaced = self._resample(starts, xi, adam, smoothed, generator)
+                lm.candidate[replaced] = starts[replaced]  # re-scored as they are next iteration
+                lm.always_accept[replaced] = True
                 best = int(torch.argmin(smoothed))
 
             with torch.no_grad():
@@ -343,55 +388,64 @@ class PoseOptimizer:
             rows.append(torch.cat([j_v, j_w], dim=-1))
         return residual.detach().double(), torch.stack(rows, dim=2).double()
 
-    def _lm_step(self, poses: Tensor, damping: Tensor, trust: Tensor, intrinsics: Intrinsics, uv: Tensor,
-                 target: Tensor, max_level: float | None) -> Tensor:
-        """One Levenberg-Marquardt step per hypothesis, in place on ``poses`` (K, 4, 4), ``damping`` (K,)
-        and ``trust`` (K,), the trust-region scale (1 = the configured initial step bounds).
+    def _lm_step(self, lm: "_LevenbergMarquardt", intrinsics: Intrinsics, uv: Tensor, target: Tensor,
+                 max_level: float | None, fresh: bool, score_now: bool) -> Tensor:
+        """One Levenberg-Marquardt iteration for every hypothesis; returns the accepted losses (K,).
 
-        The Jacobian of the residuals with respect to the body-frame twist is exact: the renderer
-        treats rays independently, so one backward pass per colour channel gives every ray's
-        gradient with respect to its own origin o and direction d, and for a right-multiplied
-        correction do/dv = R, dd/domega = -[d]x R. A step is kept only where it lowers the loss on
-        the same rays (else the damping grows). Returns the per-hypothesis loss after the step.
+        The Jacobian of the residuals with respect to the body-frame twist is exact (see
+        :meth:`residual_jacobian`). While the pixels stay the same, one render per iteration does
+        two jobs: it scores the step proposed last iteration (kept only where it lowers the loss,
+        else the damping grows and a shorter step is solved from the kept residuals) and, when kept,
+        gives the residuals and Jacobian of the next step. ``fresh`` (new pixels or field levels:
+        losses not comparable with the last ones) re-evaluates the current poses instead;
+        ``score_now`` (the next iteration is fresh) scores the new step with an extra render now.
         """
+        if fresh:
+            lm.candidate = lm.poses.clone()
+            lm.always_accept[:] = True
+        r, jacobian = self.residual_jacobian(lm.candidate, intrinsics, uv, target, max_level)
+        with torch.no_grad():
+            lm.judge(_photometric_loss(r, self.config), r, jacobian, reset=fresh)
+            lm.candidate = lm.poses @ lie.se3_exp(self._lm_solve(lm))
+            if score_now:
+                no_twist = torch.zeros(lm.candidate.shape[0], 6, dtype=torch.float64, device=self.device)
+                trial_loss, _ = self._render_loss(lm.candidate, no_twist, intrinsics, uv, target, max_level)
+                lm.judge(trial_loss, None, None, reset=False)
+        return lm.loss
+
+    def _lm_solve(self, lm: "_LevenbergMarquardt") -> Tensor:
+        """The damped Gauss-Newton step (K, 6) from the kept residuals, bounded by the trust region."""
         config = self.config
-        r, jacobian = self.residual_jacobian(poses, intrinsics, uv, target, max_level)
+        r, jacobian = lm.residual, lm.jacobian
         weights = torch.ones_like(r)
         if config.loss == "huber":  # iteratively reweighted least squares
             weights = (config.huber_delta / r.abs().clamp_min(1e-12)).clamp(max=1.0)
         jw = jacobian * weights[..., None]
         hessian = torch.einsum("knci,kncj->kij", jw, jacobian)
+        gradient = torch.einsum("knci,knc->ki", jw, r)
         # Kept for the covariance of the final pose: J^T J / sigma^2 of this batch (no extra render).
         plain = hessian if config.loss == "mse" else torch.einsum("knci,kncj->kij", jacobian, jacobian)
         self._last_information = plain / (r**2).mean(dim=(1, 2)).clamp_min(1e-12)[:, None, None]
-        gradient = torch.einsum("knci,knc->ki", jw, r)
         diagonal = torch.diagonal(hessian, dim1=-2, dim2=-1).clamp_min(1e-9)
-        system = hessian + torch.diag_embed(damping[:, None] * diagonal)
+        system = hessian + torch.diag_embed(lm.damping[:, None] * diagonal)
         step = -torch.linalg.solve(system, gradient[..., None])[..., 0]
         # Trust region: a Gauss-Newton step on a photometric loss can leap into the wide basin of
         # views that see only background; bound each step, keeping its direction.
-        max_rotation = math.radians(config.lm_max_step_deg) * trust
-        max_translation = config.lm_max_step_fraction * self._scene_diagonal * trust
+        max_rotation = math.radians(config.lm_max_step_deg) * lm.trust
+        max_translation = config.lm_max_step_fraction * self._scene_diagonal * lm.trust
         shrink = torch.minimum(max_rotation / step[:, 3:].norm(dim=-1).clamp_min(1e-12),
                                max_translation / step[:, :3].norm(dim=-1).clamp_min(1e-12)).clamp(max=1.0)
-        step = step * shrink[:, None]
-        loss = _photometric_loss(r, config)
-        with torch.no_grad():
-            trial = poses @ lie.se3_exp(step)
-            trial_loss, _ = self._render_loss(trial, torch.zeros_like(step), intrinsics, uv, target, max_level)
-            better = trial_loss < loss
-            poses[better] = trial[better]
-            damping.copy_(torch.where(better, (damping / 3).clamp_min(1e-7), (damping * 4).clamp_max(1e7)))
-            trust.copy_(torch.where(better, (trust * 1.5).clamp_max(3.0), (trust * 0.5).clamp_min(0.01)))
-        return torch.where(better, trial_loss, loss)
+        return step * shrink[:, None]
 
     def _resample(self, starts: Tensor, xi: Tensor, adam: _Adam, smoothed: Tensor,
-                  generator: torch.Generator) -> None:
-        """Replace the worst hypotheses by perturbed copies of the best (parallel inversion)."""
+                  generator: torch.Generator) -> Tensor:
+        """Replace the worst hypotheses by perturbed copies of the best (parallel inversion).
+
+        Returns the indices of the replaced hypotheses."""
         k = starts.shape[0]
         n_replace = int(k * self.config.resample_fraction)
         if n_replace == 0:
-            return
+            return torch.zeros(0, dtype=torch.long, device=starts.device)
         order = torch.argsort(smoothed)
         worst, donors = order[k - n_replace:], order[: max(1, k - n_replace)]
         chosen = donors[torch.arange(n_replace) % donors.numel()]
@@ -404,6 +458,7 @@ class PoseOptimizer:
             xi[worst] = 0
             smoothed[worst] = smoothed[chosen]
         adam.reset_rows(worst)
+        return worst
 
     def _covariance(self, final_gl: Tensor, intrinsics: Intrinsics, sampler: PixelSampler, target_image: Tensor,
                     starts: Tensor, xi: Tensor, smoothed: Tensor, best: int) -> np.ndarray:

@@ -118,14 +118,23 @@ def frames_gl(nerf_T_optical):
     return frames.optical_to_opengl(nerf_T_optical)
 
 
-def test_levenberg_marquardt_converges_in_few_iterations(box_nerf, box_view):
+@pytest.mark.parametrize("ray_refresh_every", [1, 8])
+def test_levenberg_marquardt_converges_in_few_iterations(box_nerf, box_view, ray_refresh_every, monkeypatch):
     image, intrinsics, gt = box_view
     start = perturbed(gt, 10.0, [0.3, -0.5, 0.8], [0.08, -0.05, 0.06])
-    config = OptimizerConfig(solver="lm", max_iterations=60, min_iterations=5, converge_steps=3)
+    config = OptimizerConfig(solver="lm", max_iterations=60, min_iterations=5, converge_steps=3,
+                             ray_refresh_every=ray_refresh_every)
+    renders = []
+    render_rays = box_nerf.render_rays
+    monkeypatch.setattr(box_nerf, "render_rays", lambda *a, **kw: renders.append(1) or render_rays(*a, **kw))
     estimate = PoseOptimizer(box_nerf, config, SamplingConfig(num_rays=512)).estimate(image, intrinsics, start)
     rot, trans = errors(estimate.nerf_T_optical, gt)
     assert rot < 0.3 and trans < 0.005, (rot, trans)
     assert estimate.converged and estimate.iterations < 40, estimate.iterations
+    # Fixed pixels: the render that scores a step also linearises the next one (plus one extra render
+    # per batch of pixels, where the next step cannot be scored on the same pixels).
+    batches = -(-estimate.iterations // ray_refresh_every)
+    assert len(renders) == estimate.iterations + batches, (len(renders), estimate.iterations)
 
 
 def test_lm_covariance_reuses_its_jacobian_and_matches_a_fresh_one(box_nerf, box_view):
