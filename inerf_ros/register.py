@@ -62,7 +62,8 @@ class RegisterConfig:
     out: str = cfg.option("", "output data folder (NEW_DATA): transforms.json, images, registration.md/json")
     downscale: float = cfg.option(0.0, "shrink photos by this factor (0: the model's training downscale)",
                                   range=(0.0, 64.0))
-    neighbours: int = cfg.option(4, "registered views nearest in appearance used as starts", range=(1, 100))
+    neighbours: int = cfg.option(4, "starts from this many registered views nearest in appearance (thumbnail) "
+                                    "and, with PnP, as many with the most SIFT matches", range=(1, 100))
     pnp_starts: bool = cfg.option(True, "also start from PnP: SIFT matches to each neighbour lifted to 3-D "
                                         "with the NeRF's depth")
     match_scale: float = cfg.option(2.0, "SIFT matching for the PnP starts at this multiple of the working size "
@@ -265,6 +266,7 @@ class Registrar:
         self._images_uint8 = (images * 255 + 0.5).astype(np.uint8)
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
         self._sift = None
+        self._matcher = None
         self._features: dict = {}
         self._matches: list = []  # (3-D points, photo pixels) of the current photo's matches, for support
         self.holdout_every = holdout_every
@@ -333,6 +335,23 @@ class Registrar:
             self._features[index] = self.features(image)
         return self._features[index]
 
+    def _match(self, des_new, des_ref) -> list:
+        """Ratio-test SIFT matches (FLANN k-d tree)."""
+        import cv2
+
+        if des_new is None or des_ref is None or len(des_new) < 2 or len(des_ref) < 2:
+            return []
+        if self._matcher is None:
+            self._matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
+        pairs = self._matcher.knnMatch(des_new, des_ref, k=2)
+        return [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+
+    def matched_views(self, image_features, exclude=()) -> list[int]:
+        """Registered views ranked by their number of SIFT matches to the photo (most first)."""
+        counts = [(len(self._match(image_features[1], self._view_features(i)[1])), i)
+                  for i in range(len(self.data)) if i not in set(exclude)]
+        return [i for n, i in sorted(counts, key=lambda c: -c[0]) if n > 0][: self.config.neighbours]
+
     def pnp_start(self, image_features, index: int) -> tuple[np.ndarray | None, str]:
         """OpenGL camera-to-NeRF pose from SIFT matches to view ``index`` lifted with the NeRF depth."""
         import cv2
@@ -341,8 +360,7 @@ class Registrar:
         uv_all_ref, des_ref = self._view_features(index)
         if des_new is None or des_ref is None or len(des_new) < 8 or len(des_ref) < 8:
             return None, "too few features"
-        pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(des_new, des_ref, k=2)
-        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+        good = self._match(des_new, des_ref)
         if len(good) < 12:
             return None, f"{len(good)} matches"
         uv_new = uv_all_new[[m.queryIdx for m in good]]
@@ -407,15 +425,18 @@ class Registrar:
         notes = []
         self._matches = []
         image_features = self.features(image if match_image is None else match_image) if config.pnp_starts else None
-        for index in self.neighbours(image, exclude):
+        by_look = self.neighbours(image, exclude)
+        by_matches = self.matched_views(image_features, exclude) if config.pnp_starts else []
+        for index in dict.fromkeys(by_look + by_matches):
             view = Path(self.data.file_names[index]).name
             starts.append((f"view {view}", self.data.nerf_T_cam[index].double().numpy()))
-            if config.pnp_starts:
-                pose, note = self.pnp_start(image_features, index)
-                if pose is not None:
-                    starts.append((f"pnp {view}", pose))
-                else:
-                    notes.append(f"pnp {view}: {note}")
+        for index in by_matches:
+            view = Path(self.data.file_names[index]).name
+            pose, note = self.pnp_start(image_features, index)
+            if pose is not None:
+                starts.append((f"pnp {view}", pose))
+            else:
+                notes.append(f"pnp {view}: {note}")
         generator = torch.Generator().manual_seed(config.seed)
         score_uv = torch.stack([torch.randint(0, intr.width, (config.num_rays,), generator=generator),
                                 torch.randint(0, intr.height, (config.num_rays,), generator=generator)],
