@@ -7,10 +7,11 @@ Public API (other components call these names):
   ``MODEL_DIR/model.json``; loading never unpickles; bad files raise ``CheckpointError`` naming the file).
 * ``inerf_ros.nerf.model.NerfModel`` (``nn.Module``): ``.field`` (:class:`~inerf_ros.nerf.field.RadianceField`),
   ``.occupancy``, ``.metadata`` (:class:`~inerf_ros.nerf.model.NerfMetadata`: ``aabb``, ``near``, ``far``,
-  ``metres_per_unit``, ``background``, ``background_model``, ``convention="opengl"``, ``format_version``,
-  ``field`` config, ``n_samples``) and
+  ``metres_per_unit``, ``background``, ``background_model`` ("constant", "learned" or "lightfield"),
+  ``convention="opengl"``, ``format_version``, ``field`` config, ``n_samples``) and
   ``render_rays(origins (R, 3), directions (R, 3), max_level=None, *, n_samples=None, skip_empty=True,
-  jitter=False, background=None) -> {"rgb" (R, 3), "depth" (R,), "opacity" (R,), "weights" (R, S), "t" (R, S)}``,
+  jitter=False, background=None) -> {"rgb" (R, 3), "depth" (R,), "opacity" (R,), "weights" (R, S), "t" (R, S),
+  "deltas" (R, S)}``,
   differentiable with respect to ``origins`` and ``directions``. ``skip_empty=False`` gives fixed
   shapes (for CUDA-graph capture); ``max_level`` masks fine field levels (coarse-to-fine search;
   fractional values fade the next level in).

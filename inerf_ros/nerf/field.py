@@ -218,7 +218,9 @@ class OccupancyGrid(nn.Module):
                generator: torch.Generator | None = None) -> float:
         """Re-evaluate ``density_fn`` ((N, 3) -> (N,)) at a jittered point in every cell; returns the occupied fraction.
 
-        A cell is occupied when its decayed running maximum density exceeds ``threshold``.
+        A cell is occupied when its decayed running maximum density exceeds ``threshold`` or, when
+        lower, the mean of that maximum over the visible cells (instant-ngp): a fresh field's density is
+        below a threshold meant for a trained one, and would otherwise be culled everywhere at once.
         """
         r = self.resolution
         device = self.aabb.device
@@ -230,6 +232,9 @@ class OccupancyGrid(nn.Module):
         density = torch.cat([density_fn(points[i:i + chunk]) for i in range(0, points.shape[0], chunk)])
         ema = self.density_ema.reshape(-1)
         ema.copy_(torch.maximum(ema * decay, density))
+        visible = self.visible.reshape(-1)
+        if bool(visible.any()):
+            threshold = min(threshold, float(ema[visible].mean()))
         self.occupied.copy_((ema > threshold).reshape(r, r, r) & self.visible)
         return float(self.occupied.float().mean())
 

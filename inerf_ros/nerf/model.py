@@ -11,6 +11,8 @@ from inerf_ros.nerf.render import render_rays
 
 FORMAT_VERSION = 1
 BACKGROUND_FREQS = 6  # positional-encoding frequencies of the learned background's direction input
+ORIGIN_FREQS = 2  # ... and of the ray origin's (background "lightfield"): parallax is smooth in the viewpoint
+BACKGROUND_MODELS = ("constant", "learned", "lightfield")
 
 
 @dataclasses.dataclass
@@ -22,8 +24,10 @@ class NerfMetadata:
         near, far: sample range along a unit ray, NeRF units (also clipped to the box).
         metres_per_unit: metres per NeRF unit (1.0 when the data did not say).
         background: RGB in [0, 1] behind the scene (what transparent training pixels were composited over).
-        background_model: "constant" (``background``) or "learned" (a small MLP of the ray direction: the
-            distant surroundings of a real or rendered scene that the box does not hold).
+        background_model: "constant" (``background``), "learned" (a small MLP of the ray direction: the
+            distant surroundings of a real or rendered scene that the box does not hold) or "lightfield"
+            (the same MLP also given the ray origin: surroundings at a finite distance, such as a
+            floor's far edge, move with the camera; a direction alone puts them at infinity).
         convention: camera axes of poses, always "opengl" (x right, y up, z back).
         format_version: version of the checkpoint layout.
         field: :class:`FieldConfig` as a dict.
@@ -59,19 +63,29 @@ class NerfModel(nn.Module):
         self.field = RadianceField(metadata.field_config(), aabb)
         self.occupancy = OccupancyGrid(aabb, metadata.occupancy_resolution)
         self.register_buffer("background", torch.tensor(metadata.background, dtype=torch.float32))
-        if metadata.background_model not in ("constant", "learned"):
-            raise ValueError(f"background_model must be 'constant' or 'learned', got {metadata.background_model!r}")
-        self.background_net = nn.Sequential(nn.Linear(3 + 6 * BACKGROUND_FREQS, 64), nn.ReLU(), nn.Linear(64, 64),
+        if metadata.background_model not in BACKGROUND_MODELS:
+            raise ValueError(f"background_model must be one of {BACKGROUND_MODELS}, got {metadata.background_model!r}")
+        n_in = 3 + 6 * BACKGROUND_FREQS + (3 + 6 * ORIGIN_FREQS if metadata.background_model == "lightfield" else 0)
+        self.background_net = nn.Sequential(nn.Linear(n_in, 64), nn.ReLU(), nn.Linear(64, 64),
                                             nn.ReLU(), nn.Linear(64, 3)) \
-            if metadata.background_model == "learned" else None
+            if metadata.background_model != "constant" else None
 
-    def background_color(self, directions: Tensor) -> Tensor:
-        """Colour (R, 3) seen along unit directions (R, 3) behind the box (learned), or the constant (3,)."""
+    def background_color(self, directions: Tensor, origins: Tensor | None = None) -> Tensor:
+        """Colour (R, 3) seen along unit directions (R, 3) from ``origins`` (R, 3) (used by "lightfield" only)
+        behind the box (learned), or the constant (3,)."""
         if self.background_net is None:
             return self.background
         enc = [directions]
         for k in range(BACKGROUND_FREQS):
             enc += [torch.sin(2.0 ** k * directions), torch.cos(2.0 ** k * directions)]
+        if self.metadata.background_model == "lightfield":
+            if origins is None:
+                raise ValueError("a 'lightfield' background needs the ray origins")
+            # Box-normalised origin: [-1, 1] inside the scene box, the cameras usually just outside.
+            u = self.field.normalize(origins)
+            enc.append(u)
+            for k in range(ORIGIN_FREQS):
+                enc += [torch.sin(2.0 ** k * u), torch.cos(2.0 ** k * u)]
         return torch.sigmoid(self.background_net(torch.cat(enc, -1)))
 
     @property
@@ -81,7 +95,8 @@ class NerfModel(nn.Module):
     def render_rays(self, origins: Tensor, directions: Tensor, max_level: float | None = None, *,
                     n_samples: int | None = None, skip_empty: bool = True, jitter: bool = False,
                     background: Tensor | None = None, generator: torch.Generator | None = None,
-                    check: bool = True) -> dict[str, Tensor]:
+                    check: bool = True, early_stop_eps: float = 1e-4,
+                    alpha_threshold: float = 0.0) -> dict[str, Tensor]:
         """Render rays; differentiable with respect to ``origins`` and ``directions``.
 
         Args:
@@ -93,9 +108,12 @@ class NerfModel(nn.Module):
                 depend on the data, so pass False to capture the call in a CUDA graph).
             jitter: stratified random sample positions (training).
             background: (3,) or (R, 3) colour behind the scene (default: the model's constant or learned one).
+            early_stop_eps, alpha_threshold: with ``skip_empty`` and autograd on, only samples seen
+                with transmittance > ``early_stop_eps`` and opacity > ``alpha_threshold`` are
+                differentiated (see :func:`inerf_ros.nerf.render.render_rays`).
         Returns:
             dict: ``rgb`` (R, 3), ``depth`` (R,) (expected distance along the unit ray), ``opacity``
-            (R,), ``weights`` (R, S), ``t`` (R, S) sample distances.
+            (R,), ``weights`` (R, S), ``t`` (R, S) sample distances, ``deltas`` (R, S) sample spacings.
         """
         field = self.field
 
@@ -103,13 +121,13 @@ class NerfModel(nn.Module):
             return field.density(x, max_level)
 
         if background is None:
-            background = self.background_color(directions / directions.norm(dim=-1, keepdim=True))
+            background = self.background_color(directions / directions.norm(dim=-1, keepdim=True), origins)
         return render_rays(
             sigma_fn, field.color, origins, directions, self.field.aabb,
             n_samples=n_samples or self.metadata.n_samples, near=self.metadata.near, far=self.metadata.far,
             background=background,
             occupancy_fn=self.occupancy.query if skip_empty else None, jitter=jitter, generator=generator,
-            check=check)
+            check=check, early_stop_eps=early_stop_eps, alpha_threshold=alpha_threshold)
 
     def density_fn(self, x: Tensor) -> Tensor:
         """Density (N,) of points (N, 3) with all levels (used to refresh the occupancy grid)."""

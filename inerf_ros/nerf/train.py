@@ -27,7 +27,7 @@ from inerf_ros.nerf.field import FieldConfig, density_threshold
 from inerf_ros.nerf.metrics import psnr, ssim
 from inerf_ros.nerf.model import NerfMetadata, NerfModel
 from inerf_ros.nerf.rays import image_pixels, pixel_rays
-from inerf_ros.nerf.render import render_image
+from inerf_ros.nerf.render import distortion_loss, render_image
 
 
 @dataclasses.dataclass
@@ -44,12 +44,19 @@ class TrainConfig:
     lr_mlp: float = cfg.option(0.005, "Adam learning rate of the MLPs", range=(0.0, 1.0))
     lr_final_factor: float = cfg.option(0.1, "learning rates decay exponentially to this factor", range=(1e-4, 1.0))
     tv_weight: float = cfg.option(0.0, "weight of the plane total-variation regulariser", range=(0.0, 10.0))
+    distortion_weight: float = cfg.option(0.0, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
+                                          "weight on a surface: no haze, fewer samples to render)",
+                                          range=(0.0, 10.0))
+    alpha_threshold: float = cfg.option(0.0, "training differentiates only samples with opacity above this (and "
+                                        "transmittance above 1e-4)", range=(0.0, 0.5))
     downscale: float = cfg.option(1.0, "shrink images by this factor (e.g. 4: 800x800 -> 200x200)", range=(1.0, 64.0))
     holdout_every: int = cfg.option(8, "every k-th view (0, k, 2k, ...) is held out for evaluation", range=(2, 1000))
     background: list = cfg.option([1.0, 1.0, 1.0], "RGB behind the scene / under transparent pixels")
-    background_model: str = cfg.option("constant", "'constant' (--background) or 'learned' (colour of the view "
-                                       "direction outside the box: real or rendered surroundings)",
-                                       choices=("constant", "learned"))
+    background_model: str = cfg.option("constant", "'constant' (--background), 'learned' (colour of the view "
+                                       "direction outside the box: real or rendered surroundings) or 'lightfield' "
+                                       "(of the direction and the camera position: surroundings at a finite "
+                                       "distance, e.g. a floor's far edge)",
+                                       choices=("constant", "learned", "lightfield"))
     aabb: list = cfg.option([], "scene box override: xmin ymin zmin xmax ymax zmax in NeRF units (empty: the data's)")
     aabb_grow: float = cfg.option(1.0, "grow the scene box about its centre by this factor", range=(0.1, 100.0))
     view_stride: int = cfg.option(1, "use every k-th frame of the data set only", range=(1, 10000))
@@ -58,6 +65,10 @@ class TrainConfig:
     occupancy_resolution: int = cfg.option(64, "occupancy grid cells per axis", range=(8, 512))
     occupancy_every: int = cfg.option(16, "refresh the occupancy grid every N steps", range=(1, 100000))
     occupancy_warmup: int = cfg.option(8, "steps before the first occupancy refresh", range=(0, 100000))
+    occupancy_alpha: float = cfg.option(0.01, "a cell is occupied when its density gives this opacity over one "
+                                        "sample spacing of the box diagonal", range=(1e-6, 0.5))
+    occupancy_decay: float = cfg.option(0.95, "a cell's remembered density decays by this factor per refresh "
+                                        "(lower: the grid follows the field's emptying faster)", range=(0.0, 1.0))
     coarse_fraction: float = cfg.option(0.125, "share of rays rendered with fine levels masked (coarse-to-fine)",
                                         range=(0.0, 0.9))
     eval_views: int = cfg.option(0, "held-out views to evaluate at the end (0: all)", range=(0, 100000))
@@ -173,7 +184,7 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     base_lrs = [train_cfg.lr_planes, train_cfg.lr_mlp]
     visible = model.occupancy.mark_visible(train_data.nerf_T_cam, train_data.intrinsics, train_cfg.near)
     extent = (model.aabb[1] - model.aabb[0]).norm().item()
-    threshold = density_threshold(extent / train_cfg.n_samples)
+    threshold = density_threshold(extent / train_cfg.n_samples, train_cfg.occupancy_alpha)
     n_pixels = rays.colors.shape[0]
     budget = train_cfg.minutes * 60.0
     total_steps = train_cfg.steps if train_cfg.steps > 0 else None
@@ -208,13 +219,17 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
             group["lr"] = lr * train_cfg.lr_final_factor ** progress_frac
         idx = torch.randint(0, n_pixels, (train_cfg.batch_rays,), generator=gen).to(device)
         origins, directions, target = rays.origins[idx], rays.directions[idx], rays.colors[idx]
-        out = model.render_rays(origins[:n_fine], directions[:n_fine], jitter=True)
+        out = model.render_rays(origins[:n_fine], directions[:n_fine], jitter=True,
+                                alpha_threshold=train_cfg.alpha_threshold)
         loss = torch.nn.functional.mse_loss(out["rgb"], target[:n_fine])
         mse_fine = float(loss.detach())
+        if train_cfg.distortion_weight > 0:
+            loss = loss + train_cfg.distortion_weight * distortion_loss(out["weights"], out["t"], out["deltas"])
         if n_coarse > 0:
             level = float(torch.randint(0, model.field.n_levels - 1, (1,), generator=gen)) if \
                 model.field.n_levels > 1 else None
-            out_c = model.render_rays(origins[n_fine:], directions[n_fine:], max_level=level, jitter=True)
+            out_c = model.render_rays(origins[n_fine:], directions[n_fine:], max_level=level, jitter=True,
+                                      alpha_threshold=train_cfg.alpha_threshold)
             loss = loss + torch.nn.functional.mse_loss(out_c["rgb"], target[n_fine:]) * (n_coarse / n_fine)
         if train_cfg.tv_weight > 0:
             loss = loss + train_cfg.tv_weight * model.field.plane_tv()
@@ -226,7 +241,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         if step == train_cfg.occupancy_warmup or \
                 (step > train_cfg.occupancy_warmup and step % train_cfg.occupancy_every == 0):
             with torch.no_grad():
-                occupied = model.occupancy.update(model.density_fn, threshold, generator=gen)
+                occupied = model.occupancy.update(model.density_fn, threshold, decay=train_cfg.occupancy_decay,
+                                                  generator=gen)
         if step % 10 == 0 or step == 1:
             elapsed = clock()
             train_psnr = -10 * math.log10(max(mse_fine, 1e-10))

@@ -140,3 +140,55 @@ def test_occupancy_keeps_only_cells_a_camera_sees():
     assert bool(seen[(centres[:, 0].abs() < 0.2) & (centres[:, 2].abs() < 0.2)].all())
     assert not bool(seen[(centres[:, 0].abs() > 0.7)].any())
     assert grid.update(lambda x: torch.full((x.shape[0],), 10.0), threshold=1.0) == fraction
+
+
+def test_distortion_loss_prefers_concentrated_weights():
+    from inerf_ros.nerf.render import distortion_loss
+
+    t = torch.linspace(0.05, 0.95, 10)[None]
+    deltas = torch.full_like(t, 0.1)
+    spike = torch.zeros(1, 10)
+    spike[0, 4] = 1.0
+    spread = torch.full((1, 10), 0.1)
+    # One sample: only the self term w^2 delta / 3; a uniform spread over [0, 1]: ~1/3 (mean |s - s'|).
+    assert torch.allclose(distortion_loss(spike, t, deltas), torch.tensor(0.1 / 3))
+    brute = (spread[0, :, None] * spread[0, None, :] * (t[0, :, None] - t[0, None, :]).abs()).sum() + \
+        (spread.square() * deltas).sum() / 3
+    assert torch.allclose(distortion_loss(spread, t, deltas), brute)
+    assert distortion_loss(spread, t, deltas) > 5 * distortion_loss(spike, t, deltas)
+
+
+def test_early_termination_pass_matches_full_render_and_keeps_the_pose_gradient():
+    """With autograd on, skip_empty renders differentiate only visible samples; values stay the same."""
+    model = small_model(2)
+    with torch.no_grad():
+        model.field.density_mlp[-1].bias[0] = 6.0  # an opaque field: rays terminate early
+    o = torch.tensor([[0.0, -3.0, 0.1]]).expand(6, 3).clone().requires_grad_(True)
+    d = torch.nn.functional.normalize(torch.randn(6, 3) * 0.1 + torch.tensor([0.0, 1.0, 0.0]), dim=-1)
+    with torch.no_grad():
+        reference = model.render_rays(o, d, n_samples=64)
+    out = model.render_rays(o, d, n_samples=64)
+    assert torch.allclose(out["rgb"], reference["rgb"], atol=2e-4)
+    assert int((out["weights"] > 0).sum()) < int((reference["weights"] > 0).sum())  # samples were dropped
+    out["rgb"].sum().backward()
+    assert o.grad is not None and bool(torch.isfinite(o.grad).all()) and o.grad.abs().sum() > 0
+
+
+def test_lightfield_background_depends_on_the_viewpoint_and_round_trips(tmp_path):
+    import dataclasses
+
+    from inerf_ros.nerf.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    model = NerfModel(NerfMetadata(aabb=[[-1.0] * 3, [1.0] * 3], field=dataclasses.asdict(SMALL), n_samples=8,
+                                   occupancy_resolution=8, background_model="lightfield"))
+    d = torch.tensor([[0.0, 0.0, 1.0]]).expand(2, 3)
+    o = torch.tensor([[0.0, 0.0, 3.0], [0.5, 0.0, 3.0]], requires_grad=True)  # rays that miss the box
+    out = model.render_rays(o, d)
+    assert not torch.allclose(out["rgb"][0], out["rgb"][1])
+    out["rgb"].sum().backward()
+    assert o.grad.abs().sum() > 0  # the pose gradient also sees the background
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.metadata.background_model == "lightfield"
+    assert torch.allclose(again.render_rays(o.detach(), d)["rgb"], out["rgb"].detach())
