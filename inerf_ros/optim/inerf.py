@@ -258,7 +258,8 @@ class PoseOptimizer:
 
     def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
                  label_mask: np.ndarray | None = None, max_iterations: int | None = None,
-                 num_hypotheses: int | None = None, keep_history: bool = False) -> PoseEstimate:
+                 num_hypotheses: int | None = None, keep_history: bool = False,
+                 learning_rate: float | None = None) -> PoseEstimate:
         """Find the camera pose of ``image_rgb`` starting from ``start_nerf_T_optical``.
 
         Args:
@@ -266,7 +267,8 @@ class PoseOptimizer:
             intrinsics: the observed camera's intrinsics (undistorted pinhole).
             start_nerf_T_optical: (4, 4) start pose, ROS optical camera frame in the NeRF frame.
             label_mask: (H, W) class ids for mask-region sampling.
-            max_iterations / num_hypotheses: per-call overrides (tracking uses fewer).
+            max_iterations / num_hypotheses / learning_rate: per-call overrides (tracking uses fewer
+                iterations, one hypothesis and a smaller Adam step).
         Raises:
             ValueError: non-finite start pose, wrong image size or type.
         """
@@ -305,7 +307,7 @@ class PoseOptimizer:
         previous_best_pose = starts[0].clone()
         previous_max_level = None
         for iteration in range(1, max_iterations + 1):
-            lr = config.learning_rate * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
+            lr = (learning_rate or config.learning_rate) * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
             new_rays = (iteration - 1) % config.ray_refresh_every == 0
             if new_rays:
                 uv = sampler.sample().uv.to(self.device)

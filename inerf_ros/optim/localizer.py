@@ -24,6 +24,9 @@ from inerf_ros.optim.inerf import PoseEstimate, PoseOptimizer
 class LocalizerConfig:
     tracking: bool = option(True, "warm-start from the previous estimate when no fresh prior is available")
     tracking_iterations: int = option(30, "iteration cap of a tracking estimate", range=(1, 10000))
+    tracking_learning_rate: float = option(0.0, "Adam step size of tracking estimates (0: learning_rate); their "
+                                                "start is already close, and Adam's first steps move every twist "
+                                                "coordinate by about the step size", range=(0.0, 1.0))
     constant_velocity: bool = option(True, "predict the tracking start with the last motion (constant velocity)")
     max_prior_age_s: float = option(0.5, "a prior further than this from the image's stamp is stale (seconds)",
                                     range=(0.0, 3600.0))
@@ -90,7 +93,8 @@ class Localizer:
             why = "no prior" if self._last is None else "no fresh prior and the last estimate is too old or untrusted"
             return LocalizationResult(None, "none", "; ".join(filter(None, [message, why])))
         estimate = self.optimizer.estimate(image_rgb, intrinsics, start, label_mask,
-                                           max_iterations=config.tracking_iterations, num_hypotheses=1)
+                                           max_iterations=config.tracking_iterations, num_hypotheses=1,
+                                           learning_rate=config.tracking_learning_rate or None)
         self._remember(stamp_s, estimate)
         return LocalizationResult(estimate, "tracking", message)
 

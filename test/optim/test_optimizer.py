@@ -97,6 +97,25 @@ def test_localizer_tracks_between_priors_and_reports_no_prior(box_nerf, box_view
     assert nan_prior.estimate is None and "NaN" in nan_prior.message
 
 
+def test_tracking_learning_rate_keeps_an_accurate_start_accurate(box_nerf, box_view):
+    """Adam's first steps move every twist coordinate by about the step size: from a start that is
+    already right, a cold-start step size throws the tracking estimate off, a small one does not."""
+    image, intrinsics, gt = box_view
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(solver="adam", learning_rate=0.05),
+                              SamplingConfig(num_rays=256))
+
+    def tracked_error(tracking_learning_rate):
+        localizer = Localizer(optimizer, LocalizerConfig(tracking_iterations=3, max_tracking_loss=1.0,
+                                                         tracking_learning_rate=tracking_learning_rate))
+        localizer._last = (1.0, gt.copy())  # as if the previous frame had been estimated exactly
+        result = localizer.localize(image, intrinsics, 1.05)
+        assert result.prior_source == "tracking"
+        return errors(result.estimate.nerf_T_optical, gt)[0]
+
+    assert tracked_error(0.0) > 2.0  # the cold step size: 3 steps of ~3 degrees
+    assert tracked_error(0.002) < 0.5
+
+
 def test_exact_jacobian_matches_autograd_through_the_pose(box_nerf, box_view):
     """The per-ray chain rule (R^T g_o, R^T (d x g_d)) equals autograd of each residual w.r.t. the twist."""
     image, intrinsics, gt = box_view
