@@ -6,10 +6,11 @@ NeRF is trained on it and the held-out PSNR before / after is reported.
 
 Per photo:
 
-1. **Starts.** The registered views nearest in appearance (cosine similarity of a 32x24 grey,
-   zero-mean thumbnail) give their poses as starts; with ``pnp_starts`` each of them also gives a
-   PnP start: SIFT matches between the photo and that view, the matched pixels of the view lifted to
-   3-D with the NeRF's rendered depth, ``solvePnPRansac``. Every start is scored by the photometric
+1. **Starts.** The ``neighbours`` registered views nearest in appearance (cosine similarity of a
+   32x24 grey, zero-mean thumbnail) give their poses as starts; with ``pnp_starts`` the
+   ``neighbours`` views with the most SIFT matches to the photo (matched at ``match_scale`` x the
+   working size) give their poses and a PnP start each: the matched pixels of the view lifted to 3-D
+   with the NeRF's rendered depth, ``solvePnPRansac``. Every start is scored by the photometric
    error of ``num_rays`` pixels (forward renders only).
 2. **Refinement.** The best ``starts_refined`` starts are refined by iNeRF
    (:class:`inerf_ros.optim.inerf.PoseOptimizer`, ``num_hypotheses`` pan/tilt hypotheses around each).
@@ -17,7 +18,10 @@ Per photo:
    ``check_stride``-th pixel in both directions) wins. Accepted when its PSNR reaches ``min_psnr``
    (0: automatic, the model's PSNR at the known poses of the data's held-out views minus
    ``psnr_margin_db``) *and* beats the photo's own flat mean colour by ``min_gain_db`` (a render
-   that explains the photo no better than one grey level has not found it).
+   that explains the photo no better than one grey level has not found it) *and*, when the photo
+   has at least ``min_inliers`` SIFT matches to some view, that many of them reproject within 6 px
+   (at 270 px wide) at the final pose (on a weak NeRF a wrong pose can reach a similar PSNR: a wall
+   is a wall; features tell the basins apart).
 
 Frames: transforms.json poses are OpenGL camera-to-NeRF; the optimizer works with ROS optical poses
 (:mod:`inerf_ros.frames` converts). Photos go through the loader's path: undistorted with the data's
@@ -28,7 +32,8 @@ size); another aspect ratio is rejected.
 Output ``NEW_DATA/transforms.json``: the original frames plus the accepted ones, ordered so that
 ``train-nerf --holdout-every k`` (k: the model's) holds out the same original views as before (new
 frames fill any extra held-out slot); the images are copied to ``NEW_DATA`` (or referenced by
-relative paths with ``--no-copy-images``). ``NEW_DATA/registration.md`` / ``.json``: the verdict table.
+relative paths with ``--no-copy-images``). ``NEW_DATA/registration.md`` / ``.json``: the verdict table;
+``NEW_DATA/previews/*.png``: photo | render at the final pose (verdict pixel grid).
 """
 from __future__ import annotations
 
@@ -424,6 +429,7 @@ class Registrar:
         starts = []  # (label, OpenGL pose)
         notes = []
         self._matches = []
+        self.last_preview = None  # (h, 2w, 3) photo | render on the verdict grid, for previews
         image_features = self.features(image if match_image is None else match_image) if config.pnp_starts else None
         by_look = self.neighbours(image, exclude)
         by_matches = self.matched_views(image_features, exclude) if config.pnp_starts else []
@@ -455,10 +461,13 @@ class Registrar:
             estimate = self.optimizer.estimate(image_uint8, intr, frames.opengl_to_optical(pose))
             iterations += estimate.iterations
             final_gl = frames.optical_to_opengl(estimate.nerf_T_optical)
-            mse = float(((self.render_pixels(final_gl, grid)["rgb"] - target) ** 2).mean())
+            rendered = self.render_pixels(final_gl, grid)["rgb"]
+            mse = float(((rendered - target) ** 2).mean())
             candidate.update(refined_psnr=_psnr(mse), iterations=estimate.iterations, refined_pose=final_gl.tolist())
             if best is None or mse < best[0]:
                 best = (mse, label, final_gl, estimate)
+                shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
+                self.last_preview = np.concatenate([target.reshape(shape).numpy(), rendered.reshape(shape).numpy()], 1)
         mse, label, final_gl, estimate = best
         psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
         # Geometric check only where the photo has enough matches to some neighbour to judge by.
@@ -483,6 +492,15 @@ class Registrar:
                        loss=estimate.final_loss, psnr=psnr, flat_psnr=flat_psnr,
                        seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,
                        feature_support=support)
+
+
+def _save_preview(path: Path, image: np.ndarray) -> None:
+    """Photo | render on the verdict grid, enlarged 2x."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8).repeat(2, 0).repeat(2, 1)
+    Image.fromarray(pixels).save(path)
 
 
 def _psnr(mse: float) -> float:
@@ -690,6 +708,9 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
                 verdict.source_path, verdict.resized_from = str(item), resized_from
                 if resized_from:
                     verdict.reason += f"; resized from {resized_from[0]}x{resized_from[1]}"
+        if verdict.iterations and registrar.last_preview is not None:
+            _save_preview(out_dir / "previews" / f"{Path(verdict.image).stem}{'_check' if verdict.check else ''}.png",
+                          registrar.last_preview)
         verdicts.append(verdict)
         tqdm.write(f"  {verdict.image}{' (check)' if verdict.check else ''}: "
                    f"{'accepted' if verdict.accepted else 'REJECTED'} - {verdict.reason}"

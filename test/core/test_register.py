@@ -126,6 +126,8 @@ def test_written_transforms_load_with_the_loader(scene, registered):
     table = (out / "registration.md").read_text()
     assert "| new_view.png |" in table and "accepted" in table and "| noise.png |" in table
     assert json.loads((out / "registration.json").read_text())["accepted"] == 1
+    preview = np.asarray(Image.open(out / "previews" / "new_view.png"))
+    assert preview.shape[1] == 2 * preview.shape[0] * 80 // 60  # photo | render side by side
 
 
 def test_missing_model_and_empty_folder_are_clear_errors(scene, tmp_path):
