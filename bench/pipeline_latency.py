@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cold", type=int, default=3, help="cold estimates to time")
     parser.add_argument("--tracking-frames", type=int, default=30, help="frames published in tracking mode")
+    parser.add_argument("--tracking-start", type=int, default=150,
+                        help="arm frame that tracking starts from, with a prior (default 150: mid-trajectory, "
+                             "past the approach from 1.35 m)")
     parser.add_argument("--params", default=str(ROOT / "config" / "localize.yaml"),
                         help="parameter file whose inerf_node section the node starts from")
     parser.add_argument("--solver", choices=("adam", "lm"), help="override: solver")
@@ -148,13 +151,13 @@ def main(argv=None) -> int:
             cold_stamps.append(stamp_s)
 
         stamp_s += 100.0
-        publish(frames[0], stamp_s, prior=True)
+        publish(frames[args.tracking_start], stamp_s, prior=True)
         while stamp_s not in received:
             executor.spin_once(timeout_sec=0.01)
         start = time.perf_counter()
         count_before = len(received)
         tracking_start_stamp = stamp_s
-        for frame in frames[1: 1 + args.tracking_frames]:
+        for frame in frames[args.tracking_start + 1: args.tracking_start + 1 + args.tracking_frames]:
             stamp_s += 1.0 / TRACKING_RATE_HZ
             publish(frame, stamp_s, prior=False)
             spin_for(1.0 / TRACKING_RATE_HZ)

@@ -32,11 +32,9 @@ from inerf_ros.optim.sampling import SamplingConfig
 from inerf_ros.replay.bag import BagTopics, CameraBag
 from inerf_ros.params_yaml import INERF_DEMO_VALUES
 
-# The optimizer settings replay uses unless flags say otherwise (CPU: Levenberg-Marquardt converges
-# in tens of iterations where Adam needs hundreds).
 # The live node's shipped optimizer values (config/localize.yaml), so replay measures what runs.
 OPTIMIZER_DEFAULTS = {key: value for key, value in INERF_DEMO_VALUES.items()
-                      if key in ("solver", "learning_rate", "max_iterations")}
+                      if key in {field.name for field in dataclasses.fields(OptimizerConfig)}}
 
 
 @dataclasses.dataclass
