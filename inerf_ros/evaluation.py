@@ -102,6 +102,13 @@ ROWS = [
 ]
 
 
+def markdown_rows(header: list[str], rows: list[list[str]]) -> str:
+    """A plain Markdown table: one header row, then one row per list of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def markdown_table(summaries: dict[str, dict], rows=ROWS) -> str:
     """Rows = metrics, columns = groups (the layout of seed 003's Table II)."""
     names = list(summaries)

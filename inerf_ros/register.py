@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from inerf_ros import config as cfg
-from inerf_ros import frames, lie
+from inerf_ros import evaluation, frames, lie
 from inerf_ros.camera import Intrinsics
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -593,26 +593,21 @@ def _fmt(x, spec=".2f") -> str:
 
 
 def verdict_table(verdicts: list[Verdict]) -> str:
-    lines = ["| image | start used | iterations | photometric loss | PSNR dB | flat PSNR dB | verdict | why |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for v in verdicts:
-        lines.append(f"| {v.image}{' (check)' if v.check else ''} | {v.start or '-'} | {v.iterations} | "
-                     f"{_fmt(v.loss, '.5f')} | {_fmt(v.psnr)} | {_fmt(v.flat_psnr)} | "
-                     f"{'accepted' if v.accepted else 'rejected'} | {v.reason} |")
-    return "\n".join(lines)
+    header = ["image", "start used", "iterations", "photometric loss", "PSNR dB", "flat PSNR dB", "verdict", "why"]
+    return evaluation.markdown_rows(header, [
+        [f"{v.image}{' (check)' if v.check else ''}", v.start or "-", str(v.iterations), _fmt(v.loss, ".5f"),
+         _fmt(v.psnr), _fmt(v.flat_psnr), "accepted" if v.accepted else "rejected", v.reason] for v in verdicts])
 
 
 def check_table(verdicts: list[Verdict]) -> str:
     rows = [v for v in verdicts if v.check]
     if not rows:
         return ""
-    lines = ["| check view | rotation error deg | translation error (NeRF units) | / scene diagonal | cm | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for v in rows:
-        lines.append(f"| {v.image} | {_fmt(v.rotation_error_deg)} | {_fmt(v.translation_error, '.4f')} | "
-                     f"{_fmt(v.translation_error_diag, '.4f')} | {_fmt(v.translation_error_cm)} | "
-                     f"{'accepted' if v.accepted else 'rejected'} |")
-    return "\n".join(lines)
+    header = ["check view", "rotation error deg", "translation error (NeRF units)", "/ scene diagonal", "cm",
+              "verdict"]
+    return evaluation.markdown_rows(header, [
+        [v.image, _fmt(v.rotation_error_deg), _fmt(v.translation_error, ".4f"), _fmt(v.translation_error_diag, ".4f"),
+         _fmt(v.translation_error_cm), "accepted" if v.accepted else "rejected"] for v in rows])
 
 
 # ------------------------------------------------------------------------------------------- command
