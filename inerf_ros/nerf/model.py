@@ -32,6 +32,8 @@ class NerfMetadata:
         format_version: version of the checkpoint layout.
         field: :class:`FieldConfig` as a dict.
         n_samples: samples per ray used when a caller does not say.
+        sample_step: bin length along rays (NeRF units) for bins at fixed distances from the camera;
+            0 (checkpoints from before this field): ``n_samples`` bins across each ray's chord through the box.
         occupancy_resolution: cells per axis of the occupancy grid.
         extra: free-form information (data set, training steps, scores).
     """
@@ -46,6 +48,7 @@ class NerfMetadata:
     format_version: int = FORMAT_VERSION
     field: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(FieldConfig()))
     n_samples: int = 128
+    sample_step: float = 0.0
     occupancy_resolution: int = 64
     extra: dict = dataclasses.field(default_factory=dict)
 
@@ -125,6 +128,8 @@ class NerfModel(nn.Module):
         return render_rays(
             sigma_fn, field.color, origins, directions, self.field.aabb,
             n_samples=n_samples or self.metadata.n_samples, near=self.metadata.near, far=self.metadata.far,
+            # Fewer samples than trained with keep the same reach along the ray (longer bins).
+            step=self.metadata.sample_step * self.metadata.n_samples / (n_samples or self.metadata.n_samples),
             background=background,
             occupancy_fn=self.occupancy.query if skip_empty else None, jitter=jitter, generator=generator,
             check=check, early_stop_eps=early_stop_eps, alpha_threshold=alpha_threshold)

@@ -72,18 +72,29 @@ def distortion_loss(weights: Tensor, t_mid: Tensor, deltas: Tensor) -> Tensor:
 
 
 def sample_distances(t_near: Tensor, t_far: Tensor, n_samples: int, jitter: bool,
-                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Sample midpoints (R, S) and spacings (R, S) evenly between ``t_near`` and ``t_far`` (R,).
+                     generator: torch.Generator | None = None, step: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Sample midpoints (R, S) and spacings (R, S) between ``t_near`` and ``t_far`` (R,).
 
+    ``step == 0``: ``n_samples`` evenly between the two (box-relative bins). ``step > 0``: bins of that
+    length at fixed distances from the ray origin, the first one holding ``t_near``; bins past
+    ``t_far`` get zero length (no weight). Fixed bins move rigidly with the camera, so the quadrature
+    of a sharp surface changes smoothly with the pose; box-relative bins change their length and
+    phase with each ray's chord through the box, which makes the rendered colour jitter with the
+    pose (the pose optimiser then sees noise) when the camera is outside a tight box.
     With ``jitter`` each sample is moved uniformly within its bin (stratified sampling).
     """
-    steps = (t_far - t_near).clamp(min=0.0) / n_samples
     offsets = torch.arange(n_samples, device=t_near.device, dtype=t_near.dtype)
     if jitter:
         u = torch.rand((t_near.shape[0], n_samples), generator=generator, device="cpu" if generator else t_near.device)
         offsets = offsets + u.to(t_near.device, t_near.dtype)
     else:
         offsets = offsets + 0.5
+    if step > 0:
+        first = torch.floor(t_near.detach() / step)  # the bin grid does not move with the box entry
+        t_mid = (first[:, None] + offsets) * step
+        inside = (t_mid >= t_near[:, None]) & (t_mid <= t_far[:, None])
+        return t_mid, torch.where(inside, torch.full_like(t_mid, step), torch.zeros_like(t_mid))
+    steps = (t_far - t_near).clamp(min=0.0) / n_samples
     t_mid = t_near[:, None] + offsets * steps[:, None]
     return t_mid, steps[:, None].expand_as(t_mid)
 
@@ -92,7 +103,7 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
                 n_samples: int, near: float, far: float, background: Tensor,
                 occupancy_fn: Callable | None = None, jitter: bool = False,
                 generator: torch.Generator | None = None, check: bool = True,
-                early_stop_eps: float = 1e-4, alpha_threshold: float = 0.0) -> dict[str, Tensor]:
+                early_stop_eps: float = 1e-4, alpha_threshold: float = 0.0, step: float = 0.0) -> dict[str, Tensor]:
     """Volume-render a batch of rays.
 
     Args:
@@ -107,6 +118,8 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
         occupancy_fn: optional points (R, S, 3) -> bool (R, S); samples where it is False get density
             0 without evaluating the field (faster, data-dependent shapes).
         jitter: stratified random sample positions (training) instead of bin centres.
+        step: bin length for bins at fixed distances from the ray origin (0: ``n_samples`` bins
+            across each ray's chord through the box); see :func:`sample_distances`.
         check: raise ``FloatingPointError`` on NaN/inf in the outputs.
         early_stop_eps, alpha_threshold: with ``occupancy_fn`` and autograd on, a first pass without
             gradient finds the samples that matter: those seen with transmittance above
@@ -125,7 +138,7 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
     t_near = t_near.clamp(min=near)
     t_far = torch.minimum(t_far, torch.full_like(t_far, far))
     t_far = torch.maximum(t_far, t_near)  # rays that miss: zero length, zero weight
-    t_mid, deltas = sample_distances(t_near, t_far, n_samples, jitter, generator)
+    t_mid, deltas = sample_distances(t_near, t_far, n_samples, jitter, generator, step)
     points = origins[:, None, :] + t_mid[..., None] * dirs[:, None, :]  # (R, S, 3)
     n_rays = origins.shape[0]
     if occupancy_fn is None:

@@ -40,6 +40,11 @@ class TrainConfig:
                                    choices=("cpu", "wall"))
     batch_rays: int = cfg.option(4096, "rays per step", range=(16, 1 << 20))
     n_samples: int = cfg.option(128, "samples per ray over the scene box", range=(8, 4096))
+    sampling: str = cfg.option("box", "sample bins: box (n_samples across each ray's chord through the box) or "
+                                      "camera (bins of box diagonal / n_samples at fixed distances from the "
+                                      "camera: renders change smoothly with the pose, which pose "
+                                      "estimation needs when cameras are outside a tight box)",
+                               choices=("box", "camera"))
     lr_planes: float = cfg.option(0.1, "Adam learning rate of the feature planes", range=(0.0, 1.0))
     lr_mlp: float = cfg.option(0.005, "Adam learning rate of the MLPs", range=(0.0, 1.0))
     lr_final_factor: float = cfg.option(0.1, "learning rates decay exponentially to this factor", range=(1e-4, 1.0))
@@ -100,12 +105,18 @@ def build_rays(data: PosedImages) -> RaySet:
     return RaySet(torch.cat(origins), torch.cat(directions), torch.cat(colors))
 
 
+def _sample_step(aabb, train: TrainConfig) -> float:
+    """Camera-anchored bins as long as the box diagonal / n_samples (any chord fits); 0: box-relative."""
+    return float((aabb[1] - aabb[0]).norm()) / train.n_samples if train.sampling == "camera" else 0.0
+
+
 def make_model(data: PosedImages, train: TrainConfig, field: FieldConfig) -> NerfModel:
     metadata = NerfMetadata(
         aabb=data.aabb.tolist(), near=train.near, metres_per_unit=data.metres_per_unit,
         background=tuple(float(c) for c in train.background), background_model=train.background_model,
         field=dataclasses.asdict(field),
-        n_samples=train.n_samples, occupancy_resolution=train.occupancy_resolution)
+        n_samples=train.n_samples, occupancy_resolution=train.occupancy_resolution,
+        sample_step=_sample_step(data.aabb, train))
     return NerfModel(metadata)
 
 

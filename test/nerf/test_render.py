@@ -192,3 +192,38 @@ def test_lightfield_background_depends_on_the_viewpoint_and_round_trips(tmp_path
     again = load_model(tmp_path / "m")
     assert again.metadata.background_model == "lightfield"
     assert torch.allclose(again.render_rays(o.detach(), d)["rgb"], out["rgb"].detach())
+
+
+def test_camera_anchored_bins_sit_at_fixed_distances_and_move_with_the_camera():
+    from inerf_ros.nerf.render import sample_distances
+
+    t_near, t_far = torch.tensor([0.37, 1.0]), torch.tensor([1.21, 1.05])
+    t_mid, deltas = sample_distances(t_near, t_far, 16, jitter=False, step=0.1)
+    phase = t_mid / 0.1 - 0.5
+    assert torch.allclose(phase, phase.round(), atol=1e-5)  # bin centres on a grid from the ray origin
+    inside = deltas > 0
+    assert torch.equal(inside, (t_mid >= t_near[:, None]) & (t_mid <= t_far[:, None]))
+    assert int(inside[0].sum()) == 8 and torch.all(deltas[inside] == 0.1)  # 0.45 .. 1.15 in a 0.84 chord
+    # Box-relative bins (step 0) depend on the chord: a ray entering 1 cm later gets other positions.
+    shifted, _ = sample_distances(t_near + 0.01, t_far, 16, jitter=False, step=0.1)
+    assert torch.equal(shifted, t_mid)
+    box, _ = sample_distances(t_near, t_far, 16, jitter=False)
+    box_shifted, _ = sample_distances(t_near + 0.01, t_far, 16, jitter=False)
+    assert not torch.allclose(box, box_shifted)
+
+
+def test_sample_step_round_trips_and_keeps_its_reach_with_fewer_samples(tmp_path):
+    import dataclasses
+
+    from inerf_ros.nerf.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    model = NerfModel(NerfMetadata(aabb=[[-1.0] * 3, [1.0] * 3], field=dataclasses.asdict(SMALL), n_samples=16,
+                                   occupancy_resolution=8, sample_step=2 * math.sqrt(3) / 16))
+    o, d = torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[0.0, 0.0, -1.0]])
+    full = model.render_rays(o, d, skip_empty=False)
+    assert float(full["deltas"].sum()) == pytest.approx(2.0, abs=model.metadata.sample_step)  # the 2-unit chord
+    half = model.render_rays(o, d, n_samples=8, skip_empty=False)
+    assert float(half["deltas"].sum()) == pytest.approx(2.0, abs=2 * model.metadata.sample_step)
+    save_model(model, tmp_path / "m")
+    assert load_model(tmp_path / "m").metadata.sample_step == model.metadata.sample_step

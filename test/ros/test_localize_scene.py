@@ -17,6 +17,7 @@ from tf2_msgs.msg import TFMessage
 
 from ros_test_utils import spin_until
 from inerf_ros import lie
+from inerf_ros.params_yaml import INERF_DEMO_VALUES
 from inerf_ros.ros import camera_info, image, pose_msgs
 from inerf_ros.ros.stamps import seconds_to_stamp
 from inerf_ros.ros.tf import TF_QOS
@@ -61,8 +62,9 @@ def test_rendered_frames_in_tf_out(ros_context, arm_frames):
         PosecnnNode(context=ros_context, parameter_overrides=[Parameter("model_dir", value=str(POSECNN))]),
         InitializerNode(context=ros_context, parameter_overrides=[Parameter("object_poses", value=object_poses)]),
         InerfNode(context=ros_context, parameter_overrides=[
-            Parameter("model_dir", value=str(NERF)), Parameter("solver", value="lm"),
-            Parameter("max_iterations", value=40), Parameter("strategy", value="mask_region"),
+            Parameter("model_dir", value=str(NERF)),
+            # The shipped optimizer values (config/localize.yaml): what a user runs is what is tested.
+            *[Parameter(name, value=value) for name, value in INERF_DEMO_VALUES.items()],
             Parameter("overlay_scale", value=0.0), Parameter("prior_wait_s", value=30.0),
             Parameter("reanchor_every_s", value=0.0)]),
     ]
