@@ -233,7 +233,6 @@ class PoseOptimizer:
         self._num_levels = int(model.field.n_levels)
         aabb = torch.as_tensor(model.metadata.aabb, dtype=torch.float64)
         self._scene_diagonal = float((aabb[1] - aabb[0]).norm())
-        self._last_information: Tensor | None = None  # (K, 6, 6) of the latest LM step
 
     # -- the loss of K hypotheses on one batch of pixels ------------------------------------------
     def _render_loss(self, start_nerf_T_gl: Tensor, xi: Tensor, intrinsics: Intrinsics, uv: Tensor,
@@ -287,7 +286,6 @@ class PoseOptimizer:
         k = num_hypotheses or config.num_hypotheses
 
         generator = torch.Generator().manual_seed(config.seed)
-        self._last_information = None
         sampler = PixelSampler(image_rgb, self.sampling, label_mask, seed=config.seed)
         target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
 
@@ -355,7 +353,7 @@ class PoseOptimizer:
         with torch.no_grad():
             final_gl = starts[best] @ lie.se3_exp(xi[best])
         final_optical = frames.opengl_to_optical(final_gl.cpu().numpy())
-        covariance = self._covariance(final_gl, intrinsics, sampler, target_image, starts, xi, smoothed, best)
+        covariance = self._covariance(final_gl, intrinsics, sampler, target_image, starts, xi, smoothed, best, lm)
         note = sampler.note
         if not converged:
             note = (note + "; " if note else "") + ("time budget reached" if config.time_budget_s and
@@ -425,9 +423,6 @@ class PoseOptimizer:
         jw = jacobian * weights[..., None]
         hessian = torch.einsum("knci,kncj->kij", jw, jacobian)
         gradient = torch.einsum("knci,knc->ki", jw, r)
-        # Kept for the covariance of the final pose: J^T J / sigma^2 of this batch (no extra render).
-        plain = hessian if config.loss == "mse" else torch.einsum("knci,kncj->kij", jacobian, jacobian)
-        self._last_information = plain / (r**2).mean(dim=(1, 2)).clamp_min(1e-12)[:, None, None]
         diagonal = torch.diagonal(hessian, dim1=-2, dim2=-1).clamp_min(1e-9)
         system = hessian + torch.diag_embed(lm.damping[:, None] * diagonal)
         step = -torch.linalg.solve(system, gradient[..., None])[..., 0]
@@ -463,7 +458,8 @@ class PoseOptimizer:
         return worst
 
     def _covariance(self, final_gl: Tensor, intrinsics: Intrinsics, sampler: PixelSampler, target_image: Tensor,
-                    starts: Tensor, xi: Tensor, smoothed: Tensor, best: int) -> np.ndarray:
+                    starts: Tensor, xi: Tensor, smoothed: Tensor, best: int,
+                    lm: _LevenbergMarquardt) -> np.ndarray:
         """Gauss-Newton covariance at the optimum plus the spread of near-best hypotheses.
 
         Body-frame twist covariance S becomes world-axes covariance R S R^T per 3x3 block (the
@@ -471,13 +467,15 @@ class PoseOptimizer:
         """
         cov_body = np.zeros((6, 6))
         n = self.config.covariance_rays
-        if self.config.solver == "lm" and self._last_information is not None:
-            information = self._last_information[best].cpu().numpy()
-            cov_body = np.linalg.pinv(information + 1e-9 * np.eye(6))
+        residual = jacobian = None
+        if self.config.solver == "lm" and lm.residual is not None:
+            # The kept residuals and Jacobian are those of the final pose: no extra render.
+            residual, jacobian = lm.residual[best], lm.jacobian[best]
         elif n:
             uv = sampler.sample(n).uv.to(self.device)
             target = target_image[uv[:, 1].long(), uv[:, 0].long()]
             residual, jacobian = self.residual_jacobian(final_gl[None].clone(), intrinsics, uv, target)
+        if jacobian is not None:
             jacobian = jacobian.reshape(-1, 6).cpu().numpy()
             sigma_sq = float((residual**2).mean())
             information = jacobian.T @ jacobian / max(sigma_sq, 1e-12)
