@@ -46,3 +46,46 @@ def fit_nerf(density_and_colour: Callable = box_density_and_colour, steps: int =
     model.occupancy.update(model.density_fn, threshold=1.0, decay=0.0)
     model.occupancy.dilate()
     return model.eval()
+
+
+class TexturedBoxScene:
+    """An exact, analytic stand-in for a NeRF: an opaque box textured with random colours.
+
+    Renders by ray-box intersection (no sampling, no learning), so depth and colour are exact and a
+    pose recovered from its renderings can be checked to sub-pixel level. The colours are random at
+    the vertices of a ``cell`` grid and trilinear in between: blobs that feature detectors find
+    (a plain checkerboard would be ambiguous), and a colour that is differentiable with respect to
+    the ray, so the photometric descent works on it too.
+    """
+
+    def __init__(self, half: float = 0.5, cell: float = 0.1, background: float = 0.5, seed: int = 0):
+        from types import SimpleNamespace
+
+        self.half, self.cell, self.background = half, cell, background
+        vertices = int(round(2 * half / cell)) + 1
+        # grid_sample layout (1, C, D, H, W), indexed [z, y, x].
+        self._palette = torch.rand(1, 3, vertices, vertices, vertices, generator=torch.Generator().manual_seed(seed))
+        self.metadata = SimpleNamespace(aabb=[[-1.0] * 3, [1.0] * 3])
+        self.field = SimpleNamespace(n_levels=1)
+
+    def density_and_colour(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same box as a field (for :func:`fit_nerf`): density 60 inside, the texture's colour."""
+        sigma, _ = box_density_and_colour(x, self.half)
+        return sigma, self._colour(x)
+
+    def _colour(self, points: torch.Tensor) -> torch.Tensor:
+        grid = (points / self.half).clamp(-1, 1).reshape(1, -1, 1, 1, 3).to(self._palette.dtype)
+        colour = torch.nn.functional.grid_sample(self._palette, grid, align_corners=True)
+        return colour.reshape(3, -1).T.to(points.dtype)
+
+    def render_rays(self, origins: torch.Tensor, directions: torch.Tensor, max_level=None, **_) -> dict:
+        directions = torch.nn.functional.normalize(directions, dim=-1)
+        safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
+        t0, t1 = (-self.half - origins) / safe, (self.half - origins) / safe
+        near = torch.minimum(t0, t1).amax(-1)
+        far = torch.maximum(t0, t1).amin(-1)
+        hit = (far >= near) & (far > 0)
+        depth = torch.where(hit, near.clamp_min(0), torch.zeros_like(near))
+        colour = self._colour(origins + depth[:, None] * directions)
+        rgb = torch.where(hit[:, None], colour, torch.full_like(colour, self.background))
+        return {"rgb": rgb, "depth": depth, "opacity": hit.to(origins.dtype)}

@@ -82,6 +82,21 @@ class OptimizerConfig:
                                        "new pixels, Adam wants fresh pixels (1)", range=(1, 100000))
     samples_per_ray: int = option(0, "samples per ray on the pose path (0: the model's own setting); fewer is "
                                      "faster, the occupancy grid already skips empty space", range=(0, 1024))
+    feature_align: str = option("none", "before the photometric steps, match image features (sift or orb) "
+                                        "between the image and the NeRF rendered at the start, and solve the "
+                                        "pose by PnP on the rendered depth: reaches far beyond the photometric "
+                                        "basin (none: iNeRF as published)", choices=("none", "sift", "orb"))
+    feature_align_scale: float = option(0.5, "rendering size for feature alignment, relative to the image",
+                                        range=(0.1, 2.0))
+    feature_align_rounds: int = option(2, "render-match-PnP rounds; later rounds start from the previous "
+                                          "round's pose, whose rendering matches better", range=(1, 10))
+    feature_align_tries: int = option(1, "start renderings tried until one aligns: the start, then pan/tilt "
+                                         "rings of hypothesis_rotation_deg around it", range=(1, 64))
+    feature_align_min_inliers: int = option(15, "PnP inliers needed to accept a feature alignment",
+                                            range=(6, 10000))
+    refine_learning_rate: float = option(0.002, "Adam step size after a feature alignment succeeded (the start "
+                                                "is then within about a degree)", range=(1e-6, 1.0))
+    refine_iterations: int = option(30, "iteration cap after a feature alignment succeeded", range=(1, 100000))
     covariance_rays: int = option(2048, "rays for the Gauss-Newton covariance after Adam (0: skip it); LM "
                                         "reuses its last step's Jacobian", range=(0, 65536))
     seed: int = option(0, "random seed (ray sampling, hypotheses)", range=(0, 2**31 - 1))
@@ -233,6 +248,7 @@ class PoseOptimizer:
         self._num_levels = int(model.field.n_levels)
         aabb = torch.as_tensor(model.metadata.aabb, dtype=torch.float64)
         self._scene_diagonal = float((aabb[1] - aabb[0]).norm())
+        self._matcher = None  # feature detector/matcher, created on first use (OpenCV objects)
 
     # -- the loss of K hypotheses on one batch of pixels ------------------------------------------
     def _render_loss(self, start_nerf_T_gl: Tensor, xi: Tensor, intrinsics: Intrinsics, uv: Tensor,
@@ -258,7 +274,7 @@ class PoseOptimizer:
     def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
                  label_mask: np.ndarray | None = None, max_iterations: int | None = None,
                  num_hypotheses: int | None = None, keep_history: bool = False,
-                 learning_rate: float | None = None) -> PoseEstimate:
+                 learning_rate: float | None = None, feature_align: bool | None = None) -> PoseEstimate:
         """Find the camera pose of ``image_rgb`` starting from ``start_nerf_T_optical``.
 
         Args:
@@ -268,6 +284,7 @@ class PoseOptimizer:
             label_mask: (H, W) class ids for mask-region sampling.
             max_iterations / num_hypotheses / learning_rate: per-call overrides (tracking uses fewer
                 iterations, one hypothesis and a smaller Adam step).
+            feature_align: per-call switch of ``config.feature_align`` (its detector stays the config's).
         Raises:
             ValueError: non-finite start pose, wrong image size or type.
         """
@@ -289,6 +306,13 @@ class PoseOptimizer:
         sampler = PixelSampler(image_rgb, self.sampling, label_mask, seed=config.seed)
         target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
 
+        align_note = ""
+        if config.feature_align != "none" and feature_align is not False:
+            aligned, align_note = self._feature_align(image_rgb, intrinsics, start, sampler, target_image)
+            if aligned is not None:  # now within about a degree: refine gently, one hypothesis
+                start, k = aligned, 1
+                max_iterations = min(max_iterations, config.refine_iterations)
+                learning_rate = config.refine_learning_rate
         start_gl = torch.from_numpy(frames.optical_to_opengl(start)).to(self.device, torch.float64)
         starts = start_gl.expand(k, 4, 4).clone()
         if k > 1:  # hypothesis 0 is the prior itself; the others spread around it
@@ -354,7 +378,7 @@ class PoseOptimizer:
             final_gl = starts[best] @ lie.se3_exp(xi[best])
         final_optical = frames.opengl_to_optical(final_gl.cpu().numpy())
         covariance = self._covariance(final_gl, intrinsics, sampler, target_image, starts, xi, smoothed, best, lm)
-        note = sampler.note
+        note = "; ".join(filter(None, [align_note, sampler.note]))
         if not converged:
             note = (note + "; " if note else "") + ("time budget reached" if config.time_budget_s and
                                                     time.perf_counter() - started > config.time_budget_s
@@ -363,6 +387,47 @@ class PoseOptimizer:
             nerf_T_optical=final_optical, iterations=iteration, final_loss=float(smoothed[best]),
             converged=converged, time_s=time.perf_counter() - started, num_hypotheses=k,
             sampling_strategy=sampler.strategy, covariance=covariance, note=note, history=history, losses=losses)
+
+    def _feature_align(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
+                       sampler: PixelSampler, target_image: Tensor) -> tuple[np.ndarray | None, str]:
+        """Feature-matched pose near ``start`` (see :mod:`inerf_ros.optim.features`), or None and why not.
+
+        Tries the start's rendering first, then pan/tilt offsets of it. A PnP pose is only taken when
+        it also explains the pixels better than the start: RANSAC can agree on a wrong pose when
+        the matches are few and repetitive, the photometric loss cannot be fooled that way.
+        """
+        from inerf_ros.optim import features
+
+        config = self.config
+        if self._matcher is None or self._matcher.detector != config.feature_align:
+            self._matcher = features.FeatureMatcher(config.feature_align)
+        renders = [np.asarray(start_nerf_T_optical)]
+        if config.feature_align_tries > 1:
+            offsets = _hypothesis_offsets(config.feature_align_tries - 1, config.hypothesis_rotation_deg, 0.0,
+                                          torch.Generator().manual_seed(config.seed)).numpy()
+            start_gl = frames.optical_to_opengl(np.asarray(start_nerf_T_optical))
+            renders += [frames.opengl_to_optical(start_gl @ offset) for offset in offsets]
+        result = None
+        for render_pose in renders:
+            result = features.align_to_rendering(
+                self.model, image_rgb, intrinsics, render_pose, self._matcher, config.feature_align_scale,
+                config.feature_align_rounds, config.feature_align_min_inliers, config.samples_per_ray or None,
+                self.device)
+            if result.nerf_T_optical is not None:
+                break
+        if result is None or result.nerf_T_optical is None:
+            return None, f"feature alignment failed ({result.note if result else 'no try'}): photometric only"
+        uv = sampler.sample().uv.to(self.device)
+        target = target_image[uv[:, 1].long(), uv[:, 0].long()]
+        poses = torch.from_numpy(np.stack([frames.optical_to_opengl(np.asarray(start_nerf_T_optical)),
+                                           frames.optical_to_opengl(result.nerf_T_optical)])).to(self.device)
+        with torch.no_grad():
+            loss, _ = self._render_loss(poses, torch.zeros(2, 6, dtype=poses.dtype, device=self.device),
+                                        intrinsics, uv, target, None)
+        if loss[1] > loss[0]:
+            return None, (f"feature alignment rejected ({result.note}; its photometric loss {float(loss[1]):.4f} "
+                          f"> the start's {float(loss[0]):.4f})")
+        return result.nerf_T_optical, f"feature alignment: {result.note}"
 
     def residual_jacobian(self, poses: Tensor, intrinsics: Intrinsics, uv: Tensor, target: Tensor,
                           max_level: float | None = None) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,174 @@
+"""Feature matching against NeRF renderings, and PnP on the rendered depth.
+
+Photometric descent (iNeRF) only converges inside a basin of a few degrees: beyond it the pixels it
+compares show different surfaces and the gradient points anywhere. Features reach much further: the
+NeRF rendered at the start pose is an image with known depth, so keypoints matched between that
+rendering and the observation are 2-D/3-D correspondences, and PnP with RANSAC solves the pose from
+them in one step, however far the start was, as long as the two views still overlap. The
+photometric steps then refine that pose (sub-pixel, using every sampled pixel rather than corners).
+
+Used by the optimizer (``OptimizerConfig.feature_align``) and by ``inerf-ros register`` (PnP starts
+from matches to posed photos); OpenCV does detection, matching and PnP.
+
+Frames: 3-D points are in the NeRF frame; PnP returns ``optical_T_nerf`` (OpenCV's camera is the ROS
+optical frame: x right, y down, z forward).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from inerf_ros.camera import Intrinsics
+
+
+@dataclasses.dataclass
+class PnpResult:
+    nerf_T_optical: np.ndarray | None
+    """(4, 4) the camera as a ROS optical frame in the NeRF frame, or None when PnP failed."""
+    inliers: int
+    matches: int
+    note: str
+
+
+class FeatureMatcher:
+    """Keypoints and ratio-test matches of uint8 RGB images (SIFT by default, ORB for speed)."""
+
+    def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8):
+        import cv2
+
+        if detector == "sift":
+            self._detector = cv2.SIFT_create(nfeatures=max_features)
+            # FLANN k-d trees: exact enough for SIFT and much faster than brute force at 4k features.
+            self._matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
+        elif detector == "orb":
+            self._detector = cv2.ORB_create(nfeatures=max_features)
+            self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        else:
+            raise ValueError(f"unknown feature detector {detector!r} (sift or orb)")
+        self.detector = detector
+        self.ratio = ratio
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+        """Keypoints (K, 2) [u, v] and descriptors of an (H, W, 3) image (uint8, or float in 0..1).
+
+        ``scale`` maps the image's pixels to the caller's (pixel centres kept: ``(u + 0.5) * s - 0.5``),
+        so a larger copy of an image can be matched in the coordinates of the working one.
+        """
+        import cv2
+
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        keypoints, descriptors = self._detector.detectAndCompute(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), None)
+        uv = np.array([kp.pt for kp in keypoints], dtype=np.float64).reshape(-1, 2)
+        return (uv + 0.5) * scale - 0.5, descriptors
+
+    def match(self, descriptors_a, descriptors_b) -> list[tuple[int, int]]:
+        """Index pairs (a, b) that pass Lowe's ratio test."""
+        if descriptors_a is None or descriptors_b is None or len(descriptors_a) < 2 or len(descriptors_b) < 2:
+            return []
+        pairs = self._matcher.knnMatch(descriptors_a, descriptors_b, k=2)
+        return [(m[0].queryIdx, m[0].trainIdx) for m in pairs
+                if len(m) == 2 and m[0].distance < self.ratio * m[1].distance]
+
+
+def solve_pnp(points_nerf: np.ndarray, uv: np.ndarray, intrinsics: Intrinsics, tolerance_px: float,
+              min_inliers: int = 12) -> PnpResult:
+    """Camera pose from 3-D points (NeRF frame) seen at pixels ``uv`` of a camera with ``intrinsics``.
+
+    RANSAC (EPnP) rejects wrong matches, then Levenberg-Marquardt refines on the inliers.
+    """
+    import cv2
+
+    n = len(points_nerf)
+    if n < max(min_inliers, 6):
+        return PnpResult(None, 0, n, f"{n} matches with depth")
+    distortion = np.asarray(intrinsics.distortion, dtype=np.float64) if intrinsics.is_distorted else None
+    points = np.ascontiguousarray(points_nerf, dtype=np.float64)
+    pixels = np.ascontiguousarray(uv, dtype=np.float64)
+    ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, pixels, intrinsics.K, distortion,
+                                                 reprojectionError=tolerance_px, iterationsCount=500,
+                                                 confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
+    count = 0 if inliers is None else len(inliers)
+    if not ok or count < min_inliers:
+        return PnpResult(None, count, n, f"PnP failed ({count} inliers of {n})")
+    inliers = inliers[:, 0]
+    ok, rvec, tvec = cv2.solvePnP(points[inliers], pixels[inliers], intrinsics.K, distortion, rvec, tvec,
+                                  useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+    optical_T_nerf = np.eye(4)
+    optical_T_nerf[:3, :3] = cv2.Rodrigues(rvec)[0]
+    optical_T_nerf[:3, 3] = tvec[:, 0]
+    nerf_T_optical = np.linalg.inv(optical_T_nerf)
+    if not ok or not np.isfinite(nerf_T_optical).all():
+        return PnpResult(None, count, n, "PnP gave a non-finite pose")
+    return PnpResult(nerf_T_optical, count, n, f"{count} inliers of {n}")
+
+
+def pixel_tolerance(intrinsics: Intrinsics) -> float:
+    """RANSAC reprojection tolerance: 2 px at 270 px wide, scaled with the image (at least 1 px)."""
+    return max(1.0, intrinsics.width / 135)
+
+
+@torch.no_grad()
+def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray, min_opacity: float = 0.5,
+         n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """3-D points (M, 3) in the NeRF frame where rays through pixels ``uv`` (N, 2) of a camera at
+    ``nerf_T_gl`` (OpenGL, NeRF frame) hit the NeRF's surface, and the mask (N,) of pixels kept.
+
+    Each keypoint gets its own ray (not a lookup in a coarse depth map): keypoints sit on edges,
+    where a depth map's neighbouring pixel is often the background.
+    """
+    from inerf_ros.nerf.rays import pixel_rays
+
+    device = nerf_T_gl.device
+    if len(uv) == 0:
+        return np.zeros((0, 3)), np.zeros(0, dtype=bool)
+    pixels = torch.as_tensor(uv, dtype=torch.float32, device=device)
+    origins, directions = pixel_rays(intrinsics, nerf_T_gl.float(), pixels)
+    out = model.render_rays(origins, directions, n_samples=n_samples)
+    keep = (out["opacity"] > min_opacity).cpu().numpy()
+    points = (origins + out["depth"][:, None] * directions).double().cpu().numpy()
+    return points[keep], keep
+
+
+@torch.no_grad()
+def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
+                       matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 15,
+                       n_samples: int | None = None, device: str | torch.device = "cpu") -> PnpResult:
+    """Pose of the camera that took ``image_rgb`` by matching it to the NeRF rendered at the start pose.
+
+    Each round renders at the current pose (``render_scale`` x the image's size), matches, lifts the
+    rendering's keypoints with their rendered depth and solves PnP; a later round starts from the
+    previous round's pose, whose rendering looks more like the image (more, better matches).
+
+    Returns the last successful round's result (``nerf_T_optical`` None when the first round failed).
+    """
+    from inerf_ros import frames
+    from inerf_ros.nerf.render import render_image
+
+    observed_uv, observed_descriptors = matcher.detect(np.asarray(image_rgb))
+    render_intrinsics = intrinsics.scaled(render_scale) if render_scale != 1.0 else intrinsics
+    pose_optical = np.asarray(start_nerf_T_optical, dtype=np.float64)
+    best = PnpResult(None, 0, 0, "no round ran")
+    for round_index in range(rounds):
+        nerf_T_gl = torch.from_numpy(frames.optical_to_opengl(pose_optical)).to(torch.device(device))
+        rendering = render_image(model, render_intrinsics, nerf_T_gl.float(), n_samples=n_samples)
+        rendered_uv, rendered_descriptors = matcher.detect(rendering["rgb"].clamp(0, 1).cpu().numpy())
+        pairs = matcher.match(observed_descriptors, rendered_descriptors)
+        if not pairs:
+            result = PnpResult(None, 0, 0, "no feature matches")
+        else:
+            observed_index, rendered_index = np.array(pairs).T
+            points, keep = lift(model, render_intrinsics, nerf_T_gl, rendered_uv[rendered_index],
+                                n_samples=n_samples)
+            result = solve_pnp(points, observed_uv[observed_index][keep], intrinsics, pixel_tolerance(intrinsics),
+                               min_inliers)
+            result.matches = len(pairs)
+        if result.nerf_T_optical is None:
+            if round_index == 0:
+                return result
+            break
+        best = result
+        pose_optical = result.nerf_T_optical
+    return best
