@@ -53,6 +53,7 @@ import torch
 from inerf_ros import config as cfg
 from inerf_ros import evaluation, frames, lie
 from inerf_ros.camera import Intrinsics
+from inerf_ros.optim import features
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -270,8 +271,7 @@ class Registrar:
         self.descriptors = np.stack([thumbnail(im) for im in images])
         self._images_uint8 = (images * 255 + 0.5).astype(np.uint8)
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
-        self._sift = None
-        self._matcher = None
+        self._matcher = features.FeatureMatcher("sift")
         self._features: dict = {}
         self._matches: list = []  # (3-D points, photo pixels) of the current photo's matches, for support
         self.holdout_every = holdout_every
@@ -323,16 +323,7 @@ class Registrar:
 
     def features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """SIFT keypoints (K, 2) in working-resolution pixels and descriptors of an image of any size."""
-        import cv2
-
-        if self._sift is None:
-            self._sift = cv2.SIFT_create(nfeatures=4000)
-        if image.dtype != np.uint8:
-            image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        keypoints, descriptors = self._sift.detectAndCompute(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), None)
-        scale = self.intrinsics.width / image.shape[1]
-        uv = np.array([kp.pt for kp in keypoints], dtype=np.float64).reshape(-1, 2)
-        return (uv + 0.5) * scale - 0.5, descriptors
+        return self._matcher.detect(image, scale=self.intrinsics.width / image.shape[1])
 
     def _view_features(self, index: int):
         if index not in self._features:
@@ -340,64 +331,35 @@ class Registrar:
             self._features[index] = self.features(image)
         return self._features[index]
 
-    def _match(self, des_new, des_ref) -> list:
-        """Ratio-test SIFT matches (FLANN k-d tree)."""
-        import cv2
-
-        if des_new is None or des_ref is None or len(des_new) < 2 or len(des_ref) < 2:
-            return []
-        if self._matcher is None:
-            self._matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
-        pairs = self._matcher.knnMatch(des_new, des_ref, k=2)
-        return [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-
     def matched_views(self, image_features, exclude=()) -> list[int]:
         """Registered views ranked by their number of SIFT matches to the photo (most first)."""
-        counts = [(len(self._match(image_features[1], self._view_features(i)[1])), i)
+        counts = [(len(self._matcher.match(image_features[1], self._view_features(i)[1])), i)
                   for i in range(len(self.data)) if i not in set(exclude)]
         return [i for n, i in sorted(counts, key=lambda c: -c[0]) if n > 0][: self.config.neighbours]
 
     def pnp_start(self, image_features, index: int) -> tuple[np.ndarray | None, str]:
         """OpenGL camera-to-NeRF pose from SIFT matches to view ``index`` lifted with the NeRF depth."""
-        import cv2
-
         uv_all_new, des_new = image_features
         uv_all_ref, des_ref = self._view_features(index)
         if des_new is None or des_ref is None or len(des_new) < 8 or len(des_ref) < 8:
             return None, "too few features"
-        good = self._match(des_new, des_ref)
-        if len(good) < 12:
-            return None, f"{len(good)} matches"
-        uv_new = uv_all_new[[m.queryIdx for m in good]]
-        uv_ref = torch.tensor(uv_all_ref[[m.trainIdx for m in good]], dtype=torch.float32)
-        out = self.render_pixels(self.data.nerf_T_cam[index].numpy(), uv_ref)
-        keep = (out["opacity"] > 0.5).numpy()
-        points = (out["origins"] + out["depth"][:, None] * out["directions"]).double().numpy()[keep]
-        uv_new = uv_new[keep]
+        pairs = self._matcher.match(des_new, des_ref)
+        if len(pairs) < 12:
+            return None, f"{len(pairs)} matches"
+        new_index, ref_index = np.array(pairs).T
+        points, keep = features.lift(self.model, self.intrinsics, self.data.nerf_T_cam[index].to(self.device),
+                                     uv_all_ref[ref_index], n_samples=self.config.samples_per_ray or None)
+        uv_new = uv_all_new[new_index][keep]
         self._matches.append((points, uv_new))
-        if len(points) < 12:
-            return None, f"{len(points)} matches with depth"
-        ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, uv_new, self.intrinsics.K, None,
-                                                     reprojectionError=self.pixel_tolerance,
-                                                     iterationsCount=500, confidence=0.999,
-                                                     flags=cv2.SOLVEPNP_EPNP)
-        if not ok or inliers is None or len(inliers) < 12:
-            return None, f"PnP failed ({0 if inliers is None else len(inliers)} inliers of {len(points)})"
-        inliers = inliers[:, 0]
-        ok, rvec, tvec = cv2.solvePnP(points[inliers], uv_new[inliers], self.intrinsics.K, None, rvec, tvec,
-                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
-        optical_T_nerf = np.eye(4)
-        optical_T_nerf[:3, :3] = cv2.Rodrigues(rvec)[0]
-        optical_T_nerf[:3, 3] = tvec[:, 0]
-        nerf_T_optical = np.linalg.inv(optical_T_nerf)
-        if not np.all(np.isfinite(nerf_T_optical)):
-            return None, "PnP gave a non-finite pose"
-        return frames.optical_to_opengl(nerf_T_optical), f"{len(inliers)} inliers"
+        result = features.solve_pnp(points, uv_new, self.intrinsics, self.pixel_tolerance, min_inliers=12)
+        if result.nerf_T_optical is None:
+            return None, result.note
+        return frames.optical_to_opengl(result.nerf_T_optical), f"{result.inliers} inliers"
 
     @property
     def pixel_tolerance(self) -> float:
         """Reprojection tolerance of a feature match, working-resolution pixels (2 px at 270 wide)."""
-        return max(1.0, self.intrinsics.width / 135)
+        return features.pixel_tolerance(self.intrinsics)
 
     def feature_support(self, nerf_T_gl: np.ndarray) -> int:
         """Matches (to one neighbour, the best) that the pose reprojects within 3x the PnP tolerance.
