@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
 from inerf_ros.optim.sampling import SamplingConfig
 
 PROTOCOLS = {
-    # name: (max rotation deg, translation spec, translation is a fixed-length shift)
+    # name: (rotation deg, translation, fixed: exactly that rotation and shift length (the prior: a
+    # detector's typical error) rather than iNeRF's uniform angle in +-deg and shift in +-t per axis)
     "inerf": (40.0, 0.2, False),
     "prior": (10.0, 0.05, True),
 }
@@ -62,7 +64,11 @@ def perturb(nerf_T_cam: np.ndarray, protocol: str, unit_scale: float, rng: np.ra
     """
     max_deg, translation, fixed_length = PROTOCOLS[protocol]
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    rotation = lie.random_rotation_about_random_axis(max_deg, 1, generator=generator)[0].numpy()
+    if fixed_length:
+        axis = torch.randn(1, 3, generator=generator, dtype=torch.float64)
+        rotation = lie.axis_angle_rotation(axis, torch.tensor([math.radians(max_deg)], dtype=torch.float64))[0].numpy()
+    else:
+        rotation = lie.random_rotation_about_random_axis(max_deg, 1, generator=generator)[0].numpy()
     if fixed_length:
         direction = rng.normal(size=3)
         shift = direction / np.linalg.norm(direction) * translation * unit_scale
@@ -72,6 +78,28 @@ def perturb(nerf_T_cam: np.ndarray, protocol: str, unit_scale: float, rng: np.ra
     start[:3, :3] = rotation @ nerf_T_cam[:3, :3]
     start[:3, 3] = nerf_T_cam[:3, 3] + shift
     return start
+
+
+def protocol_unit(protocol: str, scale: evaluation.TranslationScale) -> float:
+    """NeRF units per unit of the protocol's start translation.
+
+    iNeRF's +-0.2 is in Blender units, whose cameras sit 4 units from the object: "scaled to the
+    scene" it becomes +-0.2 x (mean camera distance / 4) on every scene (5 % of the distance), metric
+    or not. A prior's 5 cm is a detector's error, so it stays 5 cm where the scene is metric.
+    """
+    if protocol == "prior" and scale.metric:
+        return 1.0 / scale.metres_per_unit
+    return scale.mean_camera_distance / 4.0
+
+
+def describe_protocol(protocol: str, scale: evaluation.TranslationScale) -> str:
+    max_deg, translation, fixed_length = PROTOCOLS[protocol]
+    shift = translation * protocol_unit(protocol, scale)
+    if fixed_length:
+        return (f"starts: the truth rotated by {max_deg:g} deg about a random axis and shifted by {shift:.3g} "
+                f"NeRF units in a random direction")
+    return (f"starts: the truth rotated by up to {max_deg:g} deg about a random axis and shifted uniformly "
+            f"within +-{shift:.3g} NeRF units per axis")
 
 
 def translation_scale(data, model, metric: bool) -> evaluation.TranslationScale:
@@ -96,13 +124,13 @@ def run_trials(model, data, scale: evaluation.TranslationScale, optimizer_config
                device: str) -> list[evaluation.Trial]:
     """Every (strategy, K) configuration on the same start poses, so columns compare like with like."""
     units_per_reported = scale.units_per_reported
-    protocol_unit = scale.mean_camera_distance / 4.0 if not scale.metric else 1.0 / scale.metres_per_unit
+    unit = protocol_unit(protocol, scale)
     rng = np.random.default_rng(seed)
     cases = []
     for trial in range(trials):
         view = trial % len(data)
         nerf_T_gt = frames.opengl_to_optical(data.nerf_T_cam[view].double().numpy())
-        cases.append((view, nerf_T_gt, perturb(nerf_T_gt, protocol, protocol_unit, rng)))
+        cases.append((view, nerf_T_gt, perturb(nerf_T_gt, protocol, unit, rng)))
     results = []
     combos = list(itertools.product(strategies, hypotheses))
     progress = tqdm(total=len(combos) * len(cases), desc="eval-poses", unit="trial")
@@ -161,7 +189,8 @@ def run(args) -> int:
                                               f"{Path(args.data).name}: protocol {args.protocol}")
     report = (f"# eval-poses: {args.protocol} protocol on {args.data}\n\n"
               f"{len(data)} held-out views, {args.trials} trials per configuration, seed {args.seed}; "
-              f"{scale.describe()}.\n\n{table}\n\n![error vs iteration](error_vs_iteration.png)\n")
+              f"{scale.describe()}; {describe_protocol(args.protocol, scale)}.\n\n{table}\n\n"
+              "![error vs iteration](error_vs_iteration.png)\n")
     (out / "report.md").write_text(report)
     evaluation.write_json(out / "results.json", {
         "protocol": args.protocol, "data": str(args.data), "model": str(args.model_dir),
