@@ -27,6 +27,9 @@ class LocalizerConfig:
     tracking_learning_rate: float = option(0.0, "Adam step size of tracking estimates (0: learning_rate); their "
                                                 "start is already close, and Adam's first steps move every twist "
                                                 "coordinate by about the step size", range=(0.0, 1.0))
+    tracking_feature_align: bool = option(True, "tracking estimates also align features first (when the "
+                                                 "optimizer's feature_align is on): an arm can turn the camera "
+                                                 "by more than the photometric basin between processed frames")
     constant_velocity: bool = option(True, "predict the tracking start with the last motion (constant velocity)")
     max_prior_age_s: float = option(0.5, "a prior further than this from the image's stamp is stale (seconds)",
                                     range=(0.0, 3600.0))
@@ -94,7 +97,8 @@ class Localizer:
             return LocalizationResult(None, "none", "; ".join(filter(None, [message, why])))
         estimate = self.optimizer.estimate(image_rgb, intrinsics, start, label_mask,
                                            max_iterations=config.tracking_iterations, num_hypotheses=1,
-                                           learning_rate=config.tracking_learning_rate or None)
+                                           learning_rate=config.tracking_learning_rate or None,
+                                           feature_align=config.tracking_feature_align)
         self._remember(stamp_s, estimate)
         return LocalizationResult(estimate, "tracking", message)
 

@@ -91,3 +91,26 @@ def test_per_call_switch_turns_feature_alignment_off(box_scene):
     optimizer = PoseOptimizer(scene, OptimizerConfig(max_iterations=3, feature_align="sift"))
     estimate = optimizer.estimate(image, INTRINSICS, FAR_START, feature_align=False)
     assert "feature alignment" not in estimate.note
+
+
+def test_tracking_aligns_features_across_a_large_motion_between_frames(box_scene):
+    """An arm can turn the camera by 10+ degrees between processed frames: with feature alignment the
+    tracking estimate follows it, with photometric steps alone from the last pose it cannot."""
+    from inerf_ros.nerf.render import render_image
+    from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior
+
+    scene, image = box_scene
+    moved = FAR_START  # the second frame's true pose: 13 deg / 0.47 units from the first
+    rgb = render_image(scene, INTRINSICS, torch.from_numpy(frames.optical_to_opengl(moved)).float())["rgb"]
+    moved_image = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    config = OptimizerConfig(max_iterations=20, feature_align="sift", feature_align_scale=1.0)
+    for tracking_feature_align, expect_tracked in ((True, True), (False, False)):
+        localizer = Localizer(PoseOptimizer(scene, config),
+                              LocalizerConfig(tracking_iterations=5, max_tracking_loss=1.0, constant_velocity=False,
+                                              tracking_feature_align=tracking_feature_align))
+        first = localizer.localize(image, INTRINSICS, 0.0, Prior(TRUTH, 0.0))
+        assert _errors(first.estimate.nerf_T_optical)[0] < 1.0
+        tracked = localizer.localize(moved_image, INTRINSICS, 0.1)
+        assert tracked.prior_source == "tracking"
+        rotation, translation = _errors(tracked.estimate.nerf_T_optical, moved)
+        assert (rotation < 1.0 and translation < 0.03) == expect_tracked, (rotation, translation)
