@@ -226,6 +226,11 @@ def _perturbations(n: int, rotation_deg: float, translation: float, generator: t
     return lie.make_pose(rotation, shift)
 
 
+PER_CALL = frozenset({"max_iterations", "num_hypotheses", "learning_rate", "feature_align", "feature_align_scale",
+                      "feature_align_rounds", "feature_align_tries"})
+"""OptimizerConfig fields that ``PoseOptimizer.estimate`` can override for one call."""
+
+
 class PoseOptimizer:
     """Inverts a NeRF for one image at a time.
 
@@ -261,9 +266,8 @@ class PoseOptimizer:
         residual = out["rgb"].reshape(k, n, 3) - target[None]
         return _photometric_loss(residual, self.config), residual
 
-    def _max_level(self, iteration: int) -> float | None:
+    def _max_level(self, iteration: int, config: OptimizerConfig) -> float | None:
         """Highest field level for this iteration (levels count from 0; fractions fade a level in)."""
-        config = self.config
         if not config.coarse_to_fine:
             return None
         ramp = max(1, int(config.coarse_to_fine_fraction * config.max_iterations))
@@ -272,9 +276,7 @@ class PoseOptimizer:
         return None if progress >= 1.0 else first + (last - first) * progress
 
     def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
-                 label_mask: np.ndarray | None = None, max_iterations: int | None = None,
-                 num_hypotheses: int | None = None, keep_history: bool = False,
-                 learning_rate: float | None = None, feature_align: bool | None = None) -> PoseEstimate:
+                 label_mask: np.ndarray | None = None, keep_history: bool = False, **overrides) -> PoseEstimate:
         """Find the camera pose of ``image_rgb`` starting from ``start_nerf_T_optical``.
 
         Args:
@@ -282,13 +284,15 @@ class PoseOptimizer:
             intrinsics: the observed camera's intrinsics (undistorted pinhole).
             start_nerf_T_optical: (4, 4) start pose, ROS optical camera frame in the NeRF frame.
             label_mask: (H, W) class ids for mask-region sampling.
-            max_iterations / num_hypotheses / learning_rate: per-call overrides (tracking uses fewer
-                iterations, one hypothesis and a smaller Adam step).
-            feature_align: per-call switch of ``config.feature_align`` (its detector stays the config's).
+            overrides: per-call values of the :data:`PER_CALL` config fields (tracking uses fewer
+                iterations, one hypothesis, a smaller Adam step and a lighter feature alignment).
         Raises:
             ValueError: non-finite start pose, wrong image size or type.
         """
-        config = self.config
+        unknown = set(overrides) - PER_CALL
+        if unknown:
+            raise ValueError(f"not a per-call optimizer setting: {sorted(unknown)} (per call: {sorted(PER_CALL)})")
+        config = dataclasses.replace(self.config, **overrides) if overrides else self.config
         started = time.perf_counter()
         start = np.asarray(start_nerf_T_optical, dtype=np.float64)
         if start.shape != (4, 4):
@@ -299,16 +303,15 @@ class PoseOptimizer:
         if image_rgb.shape != (intrinsics.height, intrinsics.width, 3):
             raise ValueError(f"image shape {image_rgb.shape} does not match the intrinsics "
                              f"({intrinsics.height}, {intrinsics.width}, 3)")
-        max_iterations = max_iterations or config.max_iterations
-        k = num_hypotheses or config.num_hypotheses
+        max_iterations, k, learning_rate = config.max_iterations, config.num_hypotheses, config.learning_rate
 
         generator = torch.Generator().manual_seed(config.seed)
         sampler = PixelSampler(image_rgb, self.sampling, label_mask, seed=config.seed)
         target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
 
         align_note = ""
-        if config.feature_align != "none" and feature_align is not False:
-            aligned, align_note = self._feature_align(image_rgb, intrinsics, start, sampler, target_image)
+        if config.feature_align != "none":
+            aligned, align_note = self._feature_align(config, image_rgb, intrinsics, start, sampler, target_image)
             if aligned is not None:  # now within about a degree: refine gently, one hypothesis
                 start, k = aligned, 1
                 max_iterations = min(max_iterations, config.refine_iterations)
@@ -329,14 +332,15 @@ class PoseOptimizer:
         previous_best_pose = starts[0].clone()
         previous_max_level = None
         for iteration in range(1, max_iterations + 1):
-            lr = (learning_rate or config.learning_rate) * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
+            lr = learning_rate * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
             new_rays = (iteration - 1) % config.ray_refresh_every == 0
             if new_rays:
                 uv = sampler.sample().uv.to(self.device)
                 target = target_image[uv[:, 1].long(), uv[:, 0].long()]
-            max_level = self._max_level(iteration)
+            max_level = self._max_level(iteration, config)
             if config.solver == "lm":
-                next_fresh = iteration % config.ray_refresh_every == 0 or self._max_level(iteration + 1) != max_level
+                next_fresh = (iteration % config.ray_refresh_every == 0
+                              or self._max_level(iteration + 1, config) != max_level)
                 loss = self._lm_step(lm, intrinsics, uv, target, max_level,
                                      fresh=new_rays or max_level != previous_max_level, score_now=next_fresh)
             else:
@@ -388,8 +392,9 @@ class PoseOptimizer:
             converged=converged, time_s=time.perf_counter() - started, num_hypotheses=k,
             sampling_strategy=sampler.strategy, covariance=covariance, note=note, history=history, losses=losses)
 
-    def _feature_align(self, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
-                       sampler: PixelSampler, target_image: Tensor) -> tuple[np.ndarray | None, str]:
+    def _feature_align(self, config: OptimizerConfig, image_rgb: np.ndarray, intrinsics: Intrinsics,
+                       start_nerf_T_optical: np.ndarray, sampler: PixelSampler,
+                       target_image: Tensor) -> tuple[np.ndarray | None, str]:
         """Feature-matched pose near ``start`` (see :mod:`inerf_ros.optim.features`), or None and why not.
 
         Tries the start's rendering first, then pan/tilt offsets of it. A PnP pose is only taken when
@@ -398,7 +403,6 @@ class PoseOptimizer:
         """
         from inerf_ros.optim import features
 
-        config = self.config
         if self._matcher is None or self._matcher.detector != config.feature_align:
             self._matcher = features.FeatureMatcher(config.feature_align)
         renders = [np.asarray(start_nerf_T_optical)]

@@ -28,8 +28,12 @@ class LocalizerConfig:
                                                 "start is already close, and Adam's first steps move every twist "
                                                 "coordinate by about the step size", range=(0.0, 1.0))
     tracking_feature_align: bool = option(True, "tracking estimates also align features first (when the "
-                                                 "optimizer's feature_align is on): an arm can turn the camera "
-                                                 "by more than the photometric basin between processed frames")
+                                                "optimizer's feature_align is on): an arm can turn the camera "
+                                                "by more than the photometric basin between processed frames")
+    tracking_feature_align_scale: float = option(0.35, "rendering size of a tracking estimate's feature "
+                                                       "alignment, relative to the image (one render-match-PnP "
+                                                       "round from the predicted pose; the rendering is most of "
+                                                       "its cost)", range=(0.1, 2.0))
     constant_velocity: bool = option(True, "predict the tracking start with the last motion (constant velocity)")
     max_prior_age_s: float = option(0.5, "a prior further than this from the image's stamp is stale (seconds)",
                                     range=(0.0, 3600.0))
@@ -95,12 +99,20 @@ class Localizer:
         if start is None:
             why = "no prior" if self._last is None else "no fresh prior and the last estimate is too old or untrusted"
             return LocalizationResult(None, "none", "; ".join(filter(None, [message, why])))
-        estimate = self.optimizer.estimate(image_rgb, intrinsics, start, label_mask,
-                                           max_iterations=config.tracking_iterations, num_hypotheses=1,
-                                           learning_rate=config.tracking_learning_rate or None,
-                                           feature_align=config.tracking_feature_align)
+        estimate = self.optimizer.estimate(image_rgb, intrinsics, start, label_mask, **self._tracking_overrides())
         self._remember(stamp_s, estimate)
         return LocalizationResult(estimate, "tracking", message)
+
+    def _tracking_overrides(self) -> dict:
+        """Optimizer settings of a tracking estimate: short, one hypothesis, a light alignment."""
+        config = self.config
+        overrides = dict(max_iterations=config.tracking_iterations, num_hypotheses=1, feature_align_rounds=1,
+                         feature_align_tries=1, feature_align_scale=config.tracking_feature_align_scale)
+        if config.tracking_learning_rate:
+            overrides["learning_rate"] = config.tracking_learning_rate
+        if not config.tracking_feature_align:
+            overrides["feature_align"] = "none"
+        return overrides
 
     def _tracking_start(self, stamp_s: float) -> np.ndarray | None:
         config = self.config

@@ -86,11 +86,13 @@ def test_optimizer_falls_back_to_photometric_steps_and_says_why(box_scene):
     assert estimate.iterations == 5
 
 
-def test_per_call_switch_turns_feature_alignment_off(box_scene):
+def test_per_call_overrides_turn_feature_alignment_off_and_refuse_other_settings(box_scene):
     scene, image = box_scene
     optimizer = PoseOptimizer(scene, OptimizerConfig(max_iterations=3, feature_align="sift"))
-    estimate = optimizer.estimate(image, INTRINSICS, FAR_START, feature_align=False)
+    estimate = optimizer.estimate(image, INTRINSICS, FAR_START, feature_align="none")
     assert "feature alignment" not in estimate.note
+    with pytest.raises(ValueError, match="per-call"):
+        optimizer.estimate(image, INTRINSICS, FAR_START, loss="huber")
 
 
 def test_tracking_aligns_features_across_a_large_motion_between_frames(box_scene):
@@ -107,7 +109,8 @@ def test_tracking_aligns_features_across_a_large_motion_between_frames(box_scene
     for tracking_feature_align, expect_tracked in ((True, True), (False, False)):
         localizer = Localizer(PoseOptimizer(scene, config),
                               LocalizerConfig(tracking_iterations=5, max_tracking_loss=1.0, constant_velocity=False,
-                                              tracking_feature_align=tracking_feature_align))
+                                              tracking_feature_align=tracking_feature_align,
+                                              tracking_feature_align_scale=1.0))
         first = localizer.localize(image, INTRINSICS, 0.0, Prior(TRUTH, 0.0))
         assert _errors(first.estimate.nerf_T_optical)[0] < 1.0
         tracked = localizer.localize(moved_image, INTRINSICS, 0.1)
