@@ -134,7 +134,7 @@ def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray,
 
 @torch.no_grad()
 def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
-                       matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 15,
+                       matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 10,
                        n_samples: int | None = None, device: str | torch.device = "cpu") -> PnpResult:
     """Pose of the camera that took ``image_rgb`` by matching it to the NeRF rendered at the start pose.
 

@@ -92,7 +92,8 @@ class OptimizerConfig:
                                           "round's pose, whose rendering matches better", range=(1, 10))
     feature_align_tries: int = option(1, "start renderings tried until one aligns: the start, then pan/tilt "
                                          "rings of hypothesis_rotation_deg around it", range=(1, 64))
-    feature_align_min_inliers: int = option(15, "PnP inliers needed to accept a feature alignment",
+    feature_align_min_inliers: int = option(10, "PnP inliers needed to accept a feature alignment (its pose "
+                                                "must also lower the photometric loss)",
                                             range=(6, 10000))
     refine_learning_rate: float = option(0.002, "Adam step size after a feature alignment succeeded (the start "
                                                 "is then within about a degree)", range=(1e-6, 1.0))
