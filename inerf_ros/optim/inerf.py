@@ -47,6 +47,12 @@ class OptimizerConfig:
                          choices=("adam", "lm"))
     max_iterations: int = option(300, "iteration cap per estimate (iNeRF: 300)", range=(1, 100000))
     learning_rate: float = option(0.01, "Adam step size on the twist (iNeRF: 0.01)", range=(1e-6, 1.0))
+    lr_schedule: str = option("step", "step: x lr_decay every lr_decay_every steps (iNeRF); cosine: from "
+                                      "learning_rate down to lr_min_fraction of it at the iteration cap (Adam's "
+                                      "last steps are small, so the final pose jitters less)",
+                              choices=("step", "cosine"))
+    lr_min_fraction: float = option(0.05, "cosine schedule: final step size as a fraction of the first",
+                                    range=(0.0, 1.0))
     lr_decay: float = option(0.8, "learning-rate factor applied every lr_decay_every steps", range=(0.01, 1.0))
     lr_decay_every: int = option(100, "steps between learning-rate decays", range=(1, 100000))
     loss: str = option("mse", "photometric loss", choices=("mse", "huber"))
@@ -186,6 +192,15 @@ class _LevenbergMarquardt:
         self.trust = torch.where(improved, (self.trust * 1.5).clamp_max(3.0),
                                  torch.where(rejected, (self.trust * 0.5).clamp_min(0.01), self.trust))
         self.always_accept[:] = False
+
+
+def _lr_factor(config: OptimizerConfig, iteration: int, max_iterations: int) -> float:
+    """Step-size multiplier of ``iteration`` (1-based) under the configured schedule."""
+    if config.lr_schedule == "cosine":
+        progress = (iteration - 1) / max(1, max_iterations - 1)
+        low = config.lr_min_fraction
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
 
 
 def _photometric_loss(residual: Tensor, config: OptimizerConfig) -> Tensor:
@@ -333,7 +348,7 @@ class PoseOptimizer:
         previous_best_pose = starts[0].clone()
         previous_max_level = None
         for iteration in range(1, max_iterations + 1):
-            lr = learning_rate * config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
+            lr = learning_rate * _lr_factor(config, iteration, max_iterations)
             new_rays = (iteration - 1) % config.ray_refresh_every == 0
             if new_rays:
                 uv = sampler.sample().uv.to(self.device)

@@ -39,3 +39,16 @@ def test_protocol_units_scale_inerf_starts_to_the_scene_and_keep_priors_metric()
     assert protocol_unit("inerf", metric) == pytest.approx(0.5)  # 2 units / 4: Blender's 4-unit distance
     assert protocol_unit("prior", metric) == pytest.approx(2.0)  # 5 cm is 0.1 units at 0.5 m per unit
     assert protocol_unit("prior", relative) == pytest.approx(2.0)
+
+
+def test_learning_rate_schedules():
+    from inerf_ros.optim.inerf import OptimizerConfig, _lr_factor
+
+    step = OptimizerConfig(lr_decay=0.5, lr_decay_every=10)
+    assert [_lr_factor(step, i, 30) for i in (1, 10, 11, 21)] == [1.0, 1.0, 0.5, 0.25]
+    cosine = OptimizerConfig(lr_schedule="cosine", lr_min_fraction=0.1)
+    assert _lr_factor(cosine, 1, 30) == pytest.approx(1.0)
+    assert _lr_factor(cosine, 30, 30) == pytest.approx(0.1)
+    assert _lr_factor(cosine, 1, 1) == pytest.approx(1.0)
+    factors = [_lr_factor(cosine, i, 30) for i in range(1, 31)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
