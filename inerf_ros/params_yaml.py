@@ -42,7 +42,10 @@ INERF_DEMO_VALUES = {
     "lr_schedule": "cosine",
     "strategy": "mask_region",  # rays from PoseCNN's mask (seed 003), random pixels when it is empty
     "num_rays": 512,
-    "tracking_iterations": 10,
+    # Tracking: one small alignment round (128x96 rendering) + 5 Adam steps, ~0.5 s per frame here;
+    # a loss above 0.008 (a held track: ~0.002) means lost: wait for the next prior.
+    "tracking_iterations": 5,
+    "max_tracking_loss": 0.008,
     "tracking_learning_rate": 0.003,
     "covariance_rays": 512,  # 6 parameters: 1536 residuals suffice, and 2048 rays cost ~0.3 s per frame
 }

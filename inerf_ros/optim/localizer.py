@@ -30,10 +30,10 @@ class LocalizerConfig:
     tracking_feature_align: bool = option(True, "tracking estimates also align features first (when the "
                                                 "optimizer's feature_align is on): an arm can turn the camera "
                                                 "by more than the photometric basin between processed frames")
-    tracking_feature_align_scale: float = option(0.35, "rendering size of a tracking estimate's feature "
-                                                       "alignment, relative to the image (one render-match-PnP "
-                                                       "round from the predicted pose; the rendering is most of "
-                                                       "its cost)", range=(0.1, 2.0))
+    tracking_feature_align_scale: float = option(0.2, "rendering size of a tracking estimate's feature "
+                                                      "alignment, relative to the image (one render-match-PnP "
+                                                      "round from the predicted pose; the rendering is most of "
+                                                      "its cost)", range=(0.1, 2.0))
     constant_velocity: bool = option(True, "predict the tracking start with the last motion (constant velocity)")
     max_prior_age_s: float = option(0.5, "a prior further than this from the image's stamp is stale (seconds)",
                                     range=(0.0, 3600.0))
@@ -41,7 +41,9 @@ class LocalizerConfig:
                                        range=(0.0, 3600.0))
     reanchor_every_s: float = option(2.0, "while tracking, start from a fresh prior again after this long (s)",
                                      range=(0.0, 3600.0))
-    max_tracking_loss: float = option(0.02, "a result whose photometric loss exceeds this is not tracked from",
+    max_tracking_loss: float = option(0.02, "a result whose photometric loss (MSE, colours 0-1) exceeds this is "
+                                            "not tracked from; scene-dependent (demo world: a held track ~0.002, "
+                                            "a lost one ~0.02)",
                                       range=(0.0, 10.0))
 
 
@@ -104,10 +106,12 @@ class Localizer:
         return LocalizationResult(estimate, "tracking", message)
 
     def _tracking_overrides(self) -> dict:
-        """Optimizer settings of a tracking estimate: short, one hypothesis, a light alignment."""
+        """Optimizer settings of a tracking estimate: short, one hypothesis, one small alignment round
+        (a frame that takes longer than ``max_tracking_gap_s`` ends tracking: the full alignment of a
+        prior's estimate would). When that round fails, pan/tilt offsets are tried as for a prior."""
         config = self.config
         overrides = dict(max_iterations=config.tracking_iterations, num_hypotheses=1, feature_align_rounds=1,
-                         feature_align_tries=1, feature_align_scale=config.tracking_feature_align_scale)
+                         feature_align_scale=config.tracking_feature_align_scale)
         if config.tracking_learning_rate:
             overrides["learning_rate"] = config.tracking_learning_rate
         if not config.tracking_feature_align:
