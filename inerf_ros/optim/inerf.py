@@ -194,6 +194,11 @@ class _LevenbergMarquardt:
         self.always_accept[:] = False
 
 
+# A feature-aligned pose this close to the start confirms the start (PnP's own error is ~0.5 deg).
+_AGREE_DEG = 2.0
+_AGREE_FRACTION = 0.01  # of the scene box diagonal
+
+
 def _lr_factor(config: OptimizerConfig, iteration: int, max_iterations: int) -> float:
     """Step-size multiplier of ``iteration`` (1-based) under the configured schedule."""
     if config.lr_schedule == "cosine":
@@ -445,6 +450,10 @@ class PoseOptimizer:
             loss, _ = self._render_loss(poses, torch.zeros(2, 6, dtype=poses.dtype, device=self.device),
                                         intrinsics, uv, target, None)
         if loss[1] > loss[0]:
+            rotation_deg, translation = lie.pose_error(poses[0], poses[1])
+            if rotation_deg < _AGREE_DEG and translation < _AGREE_FRACTION * self._scene_diagonal:
+                # The features confirm the start, which explains the pixels even better: refine it.
+                return np.asarray(start_nerf_T_optical), f"feature alignment confirms the start ({result.note})"
             return None, (f"feature alignment rejected ({result.note}; its photometric loss {float(loss[1]):.4f} "
                           f"> the start's {float(loss[0]):.4f})")
         return result.nerf_T_optical, f"feature alignment: {result.note}"

@@ -117,3 +117,11 @@ def test_tracking_aligns_features_across_a_large_motion_between_frames(box_scene
         assert tracked.prior_source == "tracking"
         rotation, translation = _errors(tracked.estimate.nerf_T_optical, moved)
         assert (rotation < 1.0 and translation < 0.03) == expect_tracked, (rotation, translation)
+
+
+def test_a_start_the_features_confirm_is_refined_gently(box_scene):
+    scene, image = box_scene
+    config = OptimizerConfig(max_iterations=100, feature_align="sift", feature_align_scale=1.0, refine_iterations=7)
+    estimate = PoseOptimizer(scene, config).estimate(image, INTRINSICS, TRUTH)
+    assert "feature alignment" in estimate.note and estimate.iterations <= 7
+    assert _errors(estimate.nerf_T_optical)[0] < 0.3
