@@ -271,7 +271,7 @@ class Registrar:
         self.descriptors = np.stack([thumbnail(im) for im in images])
         self._images_uint8 = (images * 255 + 0.5).astype(np.uint8)
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
-        self._matcher = features.FeatureMatcher("sift")
+        self._matcher = features.FeatureMatcher("sift", exact=False)  # 4k x 4k features per pair
         self._features: dict = {}
         self._matches: list = []  # (3-D points, photo pixels) of the current photo's matches, for support
         self.holdout_every = holdout_every

@@ -35,13 +35,16 @@ class PnpResult:
 class FeatureMatcher:
     """Keypoints and ratio-test matches of uint8 RGB images (SIFT by default, ORB for speed)."""
 
-    def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8):
+    def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8, exact: bool = True):
         import cv2
 
         if detector == "sift":
             self._detector = cv2.SIFT_create(nfeatures=max_features)
-            # FLANN k-d trees: exact enough for SIFT and much faster than brute force at 4k features.
-            self._matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
+            # Brute force is exact and deterministic, and cheap against a small rendering's few hundred
+            # keypoints. FLANN's randomised k-d trees (approximate, and their result depends on OpenCV's
+            # global random state) pay off only for thousands against thousands (registration).
+            self._matcher = cv2.BFMatcher(cv2.NORM_L2) if exact else \
+                cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
         elif detector == "orb":
             self._detector = cv2.ORB_create(nfeatures=max_features)
             self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
