@@ -38,8 +38,6 @@ INERF_DEMO_VALUES = {
     # Five start renderings (the prior, then pan/tilt offsets) cover priors whose view barely overlaps.
     "feature_align": "sift",
     "feature_align_tries": 5,
-    # Adam's last steps as small as its first are large: the final pose jitters by about the step.
-    "lr_schedule": "cosine",
     "strategy": "mask_region",  # rays from PoseCNN's mask (seed 003), random pixels when it is empty
     "num_rays": 512,
     # Tracking: one small alignment round (128x96 rendering) + 5 Adam steps, ~0.5 s per frame here;

@@ -23,6 +23,9 @@ import torch
 from inerf_ros.camera import Intrinsics
 
 
+_STEPPING_STONE_INLIERS = 6  # EPnP + RANSAC's working minimum; enough to move closer for the next round
+
+
 @dataclasses.dataclass
 class PnpResult:
     nerf_T_optical: np.ndarray | None
@@ -145,7 +148,9 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
     rendering's keypoints with their rendered depth and solves PnP; a later round starts from the
     previous round's pose, whose rendering looks more like the image (more, better matches).
 
-    Returns the last successful round's result (``nerf_T_optical`` None when the first round failed).
+    A round that another follows needs only ``min(6, min_inliers)`` inliers: it only has to bring the
+    rendering closer, and the next round's matches judge it. The result is the last successful round's,
+    and it needs ``min_inliers`` (``nerf_T_optical`` None otherwise).
     """
     from inerf_ros import frames
     from inerf_ros.nerf.render import render_image
@@ -165,13 +170,16 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
             observed_index, rendered_index = np.array(pairs).T
             points, keep = lift(model, render_intrinsics, nerf_T_gl, rendered_uv[rendered_index],
                                 n_samples=n_samples)
+            needed = min_inliers if round_index == rounds - 1 else min(_STEPPING_STONE_INLIERS, min_inliers)
             result = solve_pnp(points, observed_uv[observed_index][keep], intrinsics, pixel_tolerance(intrinsics),
-                               min_inliers)
+                               needed)
             result.matches = len(pairs)
         if result.nerf_T_optical is None:
-            if round_index == 0:
-                return result
             break
         best = result
         pose_optical = result.nerf_T_optical
+    if best.nerf_T_optical is None or best.inliers < min_inliers:
+        last_failed = result.nerf_T_optical is None
+        return PnpResult(None, best.inliers, best.matches,
+                         result.note if last_failed else f"{best.inliers} inliers < {min_inliers}")
     return best
