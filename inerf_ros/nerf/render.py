@@ -99,6 +99,42 @@ def sample_distances(t_near: Tensor, t_far: Tensor, n_samples: int, jitter: bool
     return t_mid, steps[:, None].expand_as(t_mid)
 
 
+def _march(sigma_fn: Callable, color_fn: Callable, points: Tensor, dirs: Tensor, occupancy_fn: Callable,
+           deltas: Tensor, early_stop_eps: float, chunks: int = 4) -> tuple[Tensor, Tensor]:
+    """Weights (R, S) and colours (R, S, 3) without gradient, marching front to back in ``chunks``.
+
+    A ray whose transmittance fell below ``early_stop_eps`` stops being evaluated (early ray
+    termination): behind a surface neither the occupancy grid nor the field is queried any more.
+    Colour is evaluated only for the samples that end up visible (their density is evaluated
+    again: a few per ray, cheaper than keeping every sample's features).
+    """
+    n_rays, n_samples = deltas.shape
+    sigma = points.new_zeros(n_rays, n_samples)
+    occupied = torch.zeros(n_rays, n_samples, dtype=torch.bool, device=points.device)
+    optical_depth = points.new_zeros(n_rays)
+    alive = torch.arange(n_rays, device=points.device)
+    edges = torch.linspace(0, n_samples, chunks + 1).round().long().tolist()
+    for start, stop in zip(edges[:-1], edges[1:]):
+        chunk_points = points[alive, start:stop]
+        part = occupancy_fn(chunk_points) & (deltas[alive, start:stop] > 0)
+        occupied[alive, start:stop] = part
+        if bool(part.any()):
+            chunk_sigma = points.new_zeros(part.shape)
+            chunk_sigma[part] = sigma_fn(chunk_points[part])[0].to(sigma.dtype)
+            sigma[alive, start:stop] = chunk_sigma
+            optical_depth[alive] += (chunk_sigma * deltas[alive, start:stop]).sum(-1)
+        alive = alive[torch.exp(-optical_depth[alive]) > early_stop_eps]
+        if alive.numel() == 0:
+            break
+    weights = weights_from_density(sigma, deltas)
+    rgb = points.new_zeros(n_rays, n_samples, 3)
+    visible = occupied & (weights > 1e-4)
+    if bool(visible.any()):
+        _, feats = sigma_fn(points[visible])
+        rgb[visible] = color_fn(feats, dirs[:, None, :].expand_as(points)[visible]).to(rgb.dtype)
+    return weights, rgb
+
+
 def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directions: Tensor, aabb: Tensor, *,
                 n_samples: int, near: float, far: float, background: Tensor,
                 occupancy_fn: Callable | None = None, jitter: bool = False,
@@ -126,6 +162,8 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
             ``early_stop_eps`` (early ray termination) and opacity above ``alpha_threshold``; only they
             are evaluated again with gradient (nerfacc's scheme). The backward pass through the field
             costs about twice its forward pass, so this pays as soon as most samples are dropped.
+            Without autograd, rays are marched front to back in chunks and stop below
+            ``early_stop_eps`` (see :func:`_march`; 0 evaluates every occupied sample).
     Returns:
         dict with ``rgb`` (R, 3), ``depth`` (R,), ``opacity`` (R,), ``weights`` (R, S), ``t`` (R, S),
         ``deltas`` (R, S) sample spacings, all differentiable with respect to ``origins`` and ``directions``.
@@ -146,6 +184,8 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
         sigma = sigma.reshape(n_rays, n_samples)
         weights = weights_from_density(sigma, deltas)
         rgb = color_fn(feats, dirs[:, None, :].expand_as(points).reshape(-1, 3)).reshape(n_rays, n_samples, 3)
+    elif not torch.is_grad_enabled() and early_stop_eps > 0:
+        weights, rgb = _march(sigma_fn, color_fn, points, dirs, occupancy_fn, deltas, early_stop_eps)
     else:
         mask = occupancy_fn(points) & (deltas > 0)
         sigma = points.new_zeros(n_rays, n_samples)

@@ -166,7 +166,11 @@ def test_early_termination_pass_matches_full_render_and_keeps_the_pose_gradient(
     o = torch.tensor([[0.0, -3.0, 0.1]]).expand(6, 3).clone().requires_grad_(True)
     d = torch.nn.functional.normalize(torch.randn(6, 3) * 0.1 + torch.tensor([0.0, 1.0, 0.0]), dim=-1)
     with torch.no_grad():
-        reference = model.render_rays(o, d, n_samples=64)
+        reference = model.render_rays(o, d, n_samples=64, early_stop_eps=0.0)  # every occupied sample
+        marched = model.render_rays(o, d, n_samples=64)  # no gradient: front-to-back marching
+    for key in ("rgb", "depth", "opacity"):
+        assert torch.allclose(marched[key], reference[key], atol=2e-4), key
+    assert int((marched["weights"] > 0).sum()) < int((reference["weights"] > 0).sum())
     out = model.render_rays(o, d, n_samples=64)
     assert torch.allclose(out["rgb"], reference["rgb"], atol=2e-4)
     assert int((out["weights"] > 0).sum()) < int((reference["weights"] > 0).sum())  # samples were dropped
