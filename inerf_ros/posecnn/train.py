@@ -211,12 +211,15 @@ def run(args: argparse.Namespace) -> int:
     if not config.scene:
         raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
     classes = classes_from_scene(config.scene, config.model_points)
-    network, reference_focal = None, None
+    network, reference_focal, earlier = None, None, []
     if config.resume:
         meta = read_meta(config.out)
         check_class_table(meta, [c.name for c in classes], f"{config.out}/posecnn.json")
         network = load_posecnn(config.out).network
         reference_focal = float(meta["reference_focal"])
+        # Keep the record of the runs these weights came from (oldest first); this run adds its own.
+        old = dict(meta.get("training", {}))
+        earlier = old.pop("earlier_stages", []) + [old]
     data = load_split(config.scene, config.split, config.input_width, config.input_height, config.max_frames)
     print(f"{data.rgb.shape[0]} frames, {data.objects.shape[0]} visible objects, classes "
           f"{[c.name for c in classes]}")
@@ -224,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
 
     def checkpoint(net, meta):
         meta["training"]["scene"] = str(Path(config.scene))
+        if earlier:
+            meta["training"]["earlier_stages"] = earlier
         save_checkpoint(config.out, net, meta, points)
 
     network, meta, history = fit(config, data, classes, network, reference_focal, on_checkpoint=checkpoint)
