@@ -59,7 +59,7 @@ from scipy.spatial.transform import Rotation
 from inerf_ros import config as config_tools
 
 MODES = ("full", "distance_only")
-FUSIONS = ("auto", "average", "alignment")
+FUSIONS = ("auto", "average", "alignment", "bearings")
 
 
 @dataclasses.dataclass
@@ -89,7 +89,12 @@ class InitializerConfig:
     fusion: str = config_tools.option(
         "auto", "average: robust mean of the per-detection camera poses; alignment: camera pose that best maps "
         "the detected object positions onto the known ones (Kabsch; ignores detected rotations; needs 3 spread "
-        "objects); auto: alignment when possible, else average", choices=FUSIONS)
+        "objects); bearings: PnP on the directions of the detected object centres (ignores detected depths and "
+        "rotations: a detector's depth fails first with distance; needs 4 objects); auto: bearings, else "
+        "alignment, else average, whichever is possible first", choices=FUSIONS)
+    bearing_inlier_deg: float = config_tools.option(
+        2.0, "bearings: an object is an inlier when the fitted camera sees its centre within this angle of "
+        "where it was detected (degrees)", range=(0.01, 90.0))
     alignment_min_spread_m: float = config_tools.option(
         0.05, "alignment needs the objects to spread at least this much in two directions (metres)",
         range=(0.0, 1e6))
@@ -335,8 +340,20 @@ class CameraPriorEstimator:
                 rejected[i] = "symmetric object: its rotation cannot give the camera's (needs an asymmetric one)"
             reasons = "; ".join(f"#{i}: {r}" for i, r in sorted(rejected.items()))
             return Prior("no_prior", f"no detection passed the gates ({reasons})", rejected=rejected)
+        candidates = sorted(list(hypotheses) + list(positions))
+        if cfg.fusion in ("auto", "bearings"):
+            fitted = self._bearing_pnp(detections, candidates)
+            if fitted is not None:
+                nerf_T_cam, covariance, used = fitted
+                for i in candidates:
+                    if i not in used:
+                        rejected[i] = "outlier: its direction disagrees with the camera fitted to the others"
+                reason = f"fused {len(used)} of {len(detections)} detections ({cfg.mode}, bearings)"
+                return Prior("ok", reason, nerf_T_cam, covariance, used, rejected)
+            if cfg.fusion == "bearings":
+                return Prior("no_prior", "bearings need 4 or more objects whose directions agree", rejected=rejected)
         if cfg.fusion != "average":
-            aligned = self._ransac_alignment(detections, sorted(list(hypotheses) + list(positions)))
+            aligned = self._ransac_alignment(detections, candidates)
             if aligned is not None:
                 nerf_T_cam, covariance, used = aligned
                 for i in sorted(set(hypotheses) | set(positions)):
@@ -417,6 +434,50 @@ class CameraPriorEstimator:
         if fit is None:
             return None
         return _pose(fit[0], fit[1]), self._floored(fit[2]), [i for i, keep in zip(indices, best) if keep]
+
+    def _bearing_pnp(self, detections, indices: list[int]):
+        """(nerf_T_cam, covariance, inlier indices) from the directions of the object centres, or None.
+
+        A detector's direction to an object (where its centre projects) stays right at distances
+        where its depth does not (PoseCNN trained on near views reads 1.4 m as 1.0 m), so the camera
+        is solved as a PnP problem on the known object positions and the detected directions only
+        (RANSAC, then refinement on the inliers). The covariance is the position alignment's on
+        the same inliers: it carries the depth disagreement, so it stays conservative.
+        """
+        import cv2
+
+        cfg = self.config
+        if len(indices) < 4:
+            return None
+        p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in indices])
+        r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3] for i in indices])
+        if np.any(r_cam[:, 2] <= 1e-6):
+            return None
+        normalized = np.ascontiguousarray(r_cam[:, :2] / r_cam[:, 2:])
+        tolerance = math.tan(math.radians(cfg.bearing_inlier_deg))
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(np.ascontiguousarray(p_nerf), normalized, np.eye(3), None,
+                                                     reprojectionError=tolerance, iterationsCount=200,
+                                                     confidence=0.999, flags=cv2.SOLVEPNP_SQPNP)
+        if not ok or inliers is None or len(inliers) < 4:
+            return None
+        keep = inliers[:, 0]
+        ok, rvec, tvec = cv2.solvePnP(p_nerf[keep], normalized[keep], np.eye(3), None, rvec, tvec,
+                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+        cam_T_nerf = _pose(cv2.Rodrigues(rvec)[0], tvec[:, 0])
+        in_front = (p_nerf[keep] @ cam_T_nerf[:3, :3].T + cam_T_nerf[:3, 3])[:, 2] > 0
+        if not ok or not np.isfinite(cam_T_nerf).all() or not in_front.all():
+            return None
+        nerf_T_cam = _invert(cam_T_nerf)
+        weights = np.array([max(float(_attr(detections[indices[k]], "score")), 1e-6) for k in keep])
+        fit = align_points(r_cam[keep] / cfg.metres_per_unit, p_nerf[keep], weights,
+                           cfg.alignment_min_spread_m / cfg.metres_per_unit)
+        if fit is not None:
+            covariance = self._floored(fit[2])
+        else:
+            sigmas = [cfg.single_sigma_translation_m / cfg.metres_per_unit] * 3 + \
+                [math.radians(cfg.single_sigma_rotation_deg)] * 3
+            covariance = np.diag(np.square(sigmas))
+        return nerf_T_cam, covariance, [indices[k] for k in keep]
 
     def _floored(self, covariance: np.ndarray) -> np.ndarray:
         cfg = self.config

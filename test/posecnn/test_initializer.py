@@ -224,3 +224,37 @@ def test_symmetric_objects_give_positions_only(world):
     config = InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries, symmetric_classes=["tuna_can"])
     prior = CameraPriorEstimator(config).estimate(detections[2:])
     assert prior.status == "no_prior" and "symmetric" in prior.reason
+
+
+def test_bearings_fusion_ignores_a_detectors_depth_bias_and_rejects_a_wrong_direction(world):
+    """A detector trained on near views reads far objects as nearer: the directions stay right."""
+    _, nerf_T_cam = world
+    rng = np.random.default_rng(7)
+    names = ("cracker_box", "mustard_bottle", "tuna_can", "mug", "bowl", "banana")
+    nerf_T_objects = {name: _pose(rng.normal(size=3), rng.uniform(-1, 1, size=3)) for name in names}
+    entries = [_entry(n, p) for n, p in nerf_T_objects.items()]
+    detections = _detections(nerf_T_objects, nerf_T_cam)
+    for det in detections:
+        det.cam_T_obj[:3, 3] *= 0.75  # every depth 25 % short, directions unchanged
+    wrong = detections[5].cam_T_obj
+    wrong[:3, 3] = np.array([0.3, -0.2, 1.0]) * np.linalg.norm(wrong[:3, 3])  # one direction far off
+
+    def errors(prior):
+        rotation = rotation_angle_deg(prior.nerf_T_cam[:3, :3], nerf_T_cam[:3, :3])
+        return float(rotation), float(np.linalg.norm(prior.nerf_T_cam[:3, 3] - nerf_T_cam[:3, 3]))
+
+    bearings = CameraPriorEstimator(InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries,
+                                                      fusion="bearings")).estimate(detections)
+    assert bearings.status == "ok" and "bearings" in bearings.reason
+    assert bearings.used == [0, 1, 2, 3, 4] and "direction" in bearings.rejected[5]
+    rotation, translation = errors(bearings)
+    assert rotation < 1e-4 and translation < 1e-5
+    assert CameraPriorEstimator(InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries)
+                                ).estimate(detections).reason.endswith("bearings)")  # auto tries it first
+    alignment = CameraPriorEstimator(InitializerConfig(
+        metres_per_unit=METRES_PER_UNIT, object_poses=entries, fusion="alignment",
+        alignment_inlier_m=0.5)).estimate(detections)
+    assert errors(alignment)[1] > 0.1  # positions carry the depth bias into the camera centre
+    few = CameraPriorEstimator(InitializerConfig(metres_per_unit=METRES_PER_UNIT, object_poses=entries[:3],
+                                                 fusion="bearings")).estimate(detections[:3])
+    assert few.status == "no_prior" and "4 or more" in few.reason
