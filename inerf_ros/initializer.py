@@ -413,10 +413,7 @@ class CameraPriorEstimator:
         if len(indices) < 3:
             return None
         unit = cfg.metres_per_unit
-        p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in indices])
-        r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3]
-                          for i in indices]) / unit
-        weights = np.array([max(float(_attr(detections[i], "score")), 1e-6) for i in indices])
+        p_nerf, r_cam, weights = self._positions(detections, indices)
         spread, threshold = cfg.alignment_min_spread_m / unit, cfg.alignment_inlier_m / unit
         best, best_key = None, None
         for triplet in itertools.combinations(range(len(indices)), 3):
@@ -435,6 +432,15 @@ class CameraPriorEstimator:
             return None
         return _pose(fit[0], fit[1]), self._floored(fit[2]), [i for i, keep in zip(indices, best) if keep]
 
+    def _positions(self, detections, indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Known object positions (N, 3) in the NeRF frame, detected ones (N, 3) in the camera frame
+        (NeRF units) and the detection scores (N,) of ``detections[indices]``."""
+        p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in indices])
+        r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3]
+                          for i in indices]) / self.config.metres_per_unit
+        weights = np.array([max(float(_attr(detections[i], "score")), 1e-6) for i in indices])
+        return p_nerf, r_cam, weights
+
     def _bearing_pnp(self, detections, indices: list[int]):
         """(nerf_T_cam, covariance, inlier indices) from the directions of the object centres, or None.
 
@@ -449,8 +455,7 @@ class CameraPriorEstimator:
         cfg = self.config
         if len(indices) < 4:
             return None
-        p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in indices])
-        r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3] for i in indices])
+        p_nerf, r_cam, weights = self._positions(detections, indices)
         if np.any(r_cam[:, 2] <= 1e-6):
             return None
         normalized = np.ascontiguousarray(r_cam[:, :2] / r_cam[:, 2:])
@@ -468,9 +473,7 @@ class CameraPriorEstimator:
         if not ok or not np.isfinite(cam_T_nerf).all() or not in_front.all():
             return None
         nerf_T_cam = _invert(cam_T_nerf)
-        weights = np.array([max(float(_attr(detections[indices[k]], "score")), 1e-6) for k in keep])
-        fit = align_points(r_cam[keep] / cfg.metres_per_unit, p_nerf[keep], weights,
-                           cfg.alignment_min_spread_m / cfg.metres_per_unit)
+        fit = align_points(r_cam[keep], p_nerf[keep], weights[keep], cfg.alignment_min_spread_m / cfg.metres_per_unit)
         if fit is not None:
             covariance = self._floored(fit[2])
         else:

@@ -141,7 +141,8 @@ def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray,
 @torch.no_grad()
 def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
                        matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 10,
-                       n_samples: int | None = None, device: str | torch.device = "cpu") -> PnpResult:
+                       n_samples: int | None = None, device: str | torch.device = "cpu",
+                       observed: tuple[np.ndarray, np.ndarray | None] | None = None) -> PnpResult:
     """Pose of the camera that took ``image_rgb`` by matching it to the NeRF rendered at the start pose.
 
     Each round renders at the current pose (``render_scale`` x the image's size), matches, lifts the
@@ -150,12 +151,13 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
 
     A round that another follows needs only ``min(6, min_inliers)`` inliers: it only has to bring the
     rendering closer, and the next round's matches judge it. The result is the last successful round's,
-    and it needs ``min_inliers`` (``nerf_T_optical`` None otherwise).
+    and it needs ``min_inliers`` (``nerf_T_optical`` None otherwise). ``observed``: the image's
+    keypoints and descriptors from ``matcher.detect``, when the caller tries several starts.
     """
     from inerf_ros import frames
     from inerf_ros.nerf.render import render_image
 
-    observed_uv, observed_descriptors = matcher.detect(np.asarray(image_rgb))
+    observed_uv, observed_descriptors = observed if observed is not None else matcher.detect(np.asarray(image_rgb))
     render_intrinsics = intrinsics.scaled(render_scale) if render_scale != 1.0 else intrinsics
     pose_optical = np.asarray(start_nerf_T_optical, dtype=np.float64)
     best = PnpResult(None, 0, 0, "no round ran")

@@ -248,7 +248,7 @@ def _perturbations(n: int, rotation_deg: float, translation: float, generator: t
 
 
 PER_CALL = frozenset({"max_iterations", "num_hypotheses", "learning_rate", "feature_align", "feature_align_scale",
-                      "feature_align_rounds", "feature_align_tries"})
+                      "feature_align_rounds"})
 """OptimizerConfig fields that ``PoseOptimizer.estimate`` can override for one call."""
 
 
@@ -432,16 +432,16 @@ class PoseOptimizer:
                                           torch.Generator().manual_seed(config.seed)).numpy()
             start_gl = frames.optical_to_opengl(np.asarray(start_nerf_T_optical))
             renders += [frames.opengl_to_optical(start_gl @ offset) for offset in offsets]
-        result = None
+        observed = self._matcher.detect(image_rgb)  # once for every try
         for render_pose in renders:
             result = features.align_to_rendering(
                 self.model, image_rgb, intrinsics, render_pose, self._matcher, config.feature_align_scale,
                 config.feature_align_rounds, config.feature_align_min_inliers, config.samples_per_ray or None,
-                self.device)
+                self.device, observed)
             if result.nerf_T_optical is not None:
                 break
-        if result is None or result.nerf_T_optical is None:
-            return None, f"feature alignment failed ({result.note if result else 'no try'}): photometric only"
+        if result.nerf_T_optical is None:
+            return None, f"feature alignment failed ({result.note}): photometric only"
         uv = sampler.sample().uv.to(self.device)
         target = target_image[uv[:, 1].long(), uv[:, 0].long()]
         poses = torch.from_numpy(np.stack([frames.optical_to_opengl(np.asarray(start_nerf_T_optical)),
