@@ -95,6 +95,18 @@ class InitializerConfig:
     bearing_inlier_deg: float = config_tools.option(
         2.0, "bearings: an object is an inlier when the fitted camera sees its centre within this angle of "
         "where it was detected (degrees)", range=(0.01, 90.0))
+    joint_range_sigma: float = config_tools.option(
+        0.05, "bearings: the camera found from the directions is then refined on the detected distances too, "
+        "with this relative standard deviation (0.05: 5 % of the distance; 0: directions only), up to a common "
+        "scale fitted with it (a detector's distances are often all biased alike). The directions of nearly "
+        "coplanar objects seen from afar leave rotation and translation trading off against each other; "
+        "relative distances and rotations settle that", range=(0.0, 1e6))
+    joint_rotation_sigma_deg: float = config_tools.option(
+        10.0, "bearings: standard deviation of the detected rotations of asymmetric objects in that refinement "
+        "(degrees; 0: not used)", range=(0.0, 180.0))
+    joint_bearing_sigma_deg: float = config_tools.option(
+        0.5, "bearings: standard deviation of the detected directions in that refinement (degrees)",
+        range=(1e-6, 90.0))
     alignment_min_spread_m: float = config_tools.option(
         0.05, "alignment needs the objects to spread at least this much in two directions (metres)",
         range=(0.0, 1e6))
@@ -342,7 +354,7 @@ class CameraPriorEstimator:
             return Prior("no_prior", f"no detection passed the gates ({reasons})", rejected=rejected)
         candidates = sorted(list(hypotheses) + list(positions))
         if cfg.fusion in ("auto", "bearings"):
-            fitted = self._bearing_pnp(detections, candidates)
+            fitted = self._bearing_pnp(detections, candidates, hypotheses)
             if fitted is not None:
                 nerf_T_cam, covariance, used = fitted
                 for i in candidates:
@@ -441,37 +453,26 @@ class CameraPriorEstimator:
         weights = np.array([max(float(_attr(detections[i], "score")), 1e-6) for i in indices])
         return p_nerf, r_cam, weights
 
-    def _bearing_pnp(self, detections, indices: list[int]):
+    def _bearing_pnp(self, detections, indices: list[int], hypotheses: dict[int, np.ndarray]):
         """(nerf_T_cam, covariance, inlier indices) from the directions of the object centres, or None.
 
         A detector's direction to an object (where its centre projects) stays right at distances
         where its depth does not (PoseCNN trained on near views reads 1.4 m as 1.0 m), so the camera
         is solved as a PnP problem on the known object positions and the detected directions only
-        (RANSAC, then refinement on the inliers). The covariance is the position alignment's on
-        the same inliers: it carries the depth disagreement, so it stays conservative.
+        (MSAC over subsets of four, then refinement on the inliers). The covariance is the position
+        alignment's on the same inliers: it carries the depth disagreement, so it stays conservative.
         """
-        import cv2
-
         cfg = self.config
         if len(indices) < 4:
             return None
         p_nerf, r_cam, weights = self._positions(detections, indices)
         if np.any(r_cam[:, 2] <= 1e-6):
             return None
-        normalized = np.ascontiguousarray(r_cam[:, :2] / r_cam[:, 2:])
-        tolerance = math.tan(math.radians(cfg.bearing_inlier_deg))
-        ok, rvec, tvec, inliers = cv2.solvePnPRansac(np.ascontiguousarray(p_nerf), normalized, np.eye(3), None,
-                                                     reprojectionError=tolerance, iterationsCount=200,
-                                                     confidence=0.999, flags=cv2.SOLVEPNP_SQPNP)
-        if not ok or inliers is None or len(inliers) < 4:
+        cam_T_nerf, keep = _msac_bearings(p_nerf, r_cam / np.linalg.norm(r_cam, axis=1, keepdims=True),
+                                          math.radians(cfg.bearing_inlier_deg))
+        if cam_T_nerf is None or len(keep) < 4:
             return None
-        keep = inliers[:, 0]
-        ok, rvec, tvec = cv2.solvePnP(p_nerf[keep], normalized[keep], np.eye(3), None, rvec, tvec,
-                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
-        cam_T_nerf = _pose(cv2.Rodrigues(rvec)[0], tvec[:, 0])
-        in_front = (p_nerf[keep] @ cam_T_nerf[:3, :3].T + cam_T_nerf[:3, 3])[:, 2] > 0
-        if not ok or not np.isfinite(cam_T_nerf).all() or not in_front.all():
-            return None
+        cam_T_nerf = self._joint_refine(cam_T_nerf, detections, [indices[k] for k in keep], hypotheses)
         nerf_T_cam = _invert(cam_T_nerf)
         fit = align_points(r_cam[keep], p_nerf[keep], weights[keep], cfg.alignment_min_spread_m / cfg.metres_per_unit)
         if fit is not None:
@@ -481,6 +482,45 @@ class CameraPriorEstimator:
                 [math.radians(cfg.single_sigma_rotation_deg)] * 3
             covariance = np.diag(np.square(sigmas))
         return nerf_T_cam, covariance, [indices[k] for k in keep]
+
+    def _joint_refine(self, cam_T_nerf: np.ndarray, detections, used: list[int],
+                      hypotheses: dict[int, np.ndarray]) -> np.ndarray:
+        """Refine the bearings camera on the inliers' directions, distances and (asymmetric objects, full
+        mode) rotations, each in units of its standard deviation, with a robust (soft L1) loss."""
+        from scipy.optimize import least_squares
+
+        cfg = self.config
+        if cfg.joint_range_sigma <= 0 and cfg.joint_rotation_sigma_deg <= 0:
+            return cam_T_nerf
+        p_nerf, r_cam, _ = self._positions(detections, used)
+        ranges = np.linalg.norm(r_cam, axis=1)
+        directions = r_cam / ranges[:, None]
+        rotated = [k for k, i in enumerate(used) if i in hypotheses] if cfg.joint_rotation_sigma_deg > 0 else []
+        nerf_R_obj = np.stack([self._nerf_T_obj[_attr(detections[used[k]], "class_name")][:3, :3] for k in rotated]) \
+            if rotated else np.zeros((0, 3, 3))
+        cam_R_obj = np.stack([np.asarray(_attr(detections[used[k]], "cam_T_obj"), dtype=np.float64)[:3, :3]
+                              for k in rotated]) if rotated else np.zeros((0, 3, 3))
+        sigma_bearing = math.radians(cfg.joint_bearing_sigma_deg)
+
+        def residuals(x):
+            R = Rotation.from_rotvec(x[:3]).as_matrix()
+            seen = p_nerf @ R.T + x[3:6]
+            distance = np.linalg.norm(seen, axis=1)
+            parts = [((seen / distance[:, None]) - directions).ravel() / sigma_bearing]
+            if cfg.joint_range_sigma > 0:   # x[6]: the detector's common depth scale, a free unknown
+                parts.append((distance - np.exp(x[6]) * ranges) / (cfg.joint_range_sigma * ranges))
+            if rotated:
+                error = Rotation.from_matrix(np.transpose(cam_R_obj, (0, 2, 1)) @ (R @ nerf_R_obj)).as_rotvec()
+                parts.append(error.ravel() / math.radians(cfg.joint_rotation_sigma_deg))
+            return np.concatenate(parts)
+
+        start = np.concatenate([Rotation.from_matrix(cam_T_nerf[:3, :3]).as_rotvec(), cam_T_nerf[:3, 3], [0.0]])
+        fit = least_squares(residuals, start, loss="soft_l1", f_scale=1.0, max_nfev=200)
+        if not fit.success or not np.isfinite(fit.x).all():
+            return cam_T_nerf
+        refined = _pose(Rotation.from_rotvec(fit.x[:3]).as_matrix(), fit.x[3:6])
+        in_front = (p_nerf @ refined[:3, :3].T + refined[:3, 3])[:, 2] > 0
+        return refined if in_front.all() else cam_T_nerf
 
     def _floored(self, covariance: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -524,6 +564,70 @@ def align_points(r_cam: np.ndarray, p_nerf: np.ndarray, weights: np.ndarray, min
     spread_sq = float(np.trace(scatter))
     covariance = np.diag([sigma_sq / n] * 3 + [sigma_sq / (n * max(spread_sq, 1e-12))] * 3)
     return rotation, centre, covariance
+
+
+def _bearing_residuals(cam_T_nerf: np.ndarray, p_nerf: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Angles (radians) between the unit ``directions`` (N, 3) and where ``cam_T_nerf`` sees ``p_nerf``;
+    a point behind the camera gets pi."""
+    seen = p_nerf @ cam_T_nerf[:3, :3].T + cam_T_nerf[:3, 3]
+    cos = (seen * directions).sum(1) / np.maximum(np.linalg.norm(seen, axis=1), 1e-12)
+    return np.where(seen[:, 2] > 0, np.arccos(np.clip(cos, -1.0, 1.0)), np.pi)
+
+
+def _msac_bearings(p_nerf: np.ndarray, directions: np.ndarray, threshold_rad: float,
+                   max_subsets: int = 400, seed: int = 0):
+    """(cam_T_nerf, inlier indices) seeing the points ``p_nerf`` along the unit ``directions``, or (None, []).
+
+    MSAC, not inlier counting: every subset of four (all of them for up to 12 objects) gives a camera
+    by SQPnP, scored by the sum of its residuals truncated at the threshold. Objects on a table are
+    nearly coplanar, and then two cameras can explain the same number of directions within a loose
+    threshold; counting cannot tell them apart, the residuals can.
+    """
+    import itertools
+
+    import cv2
+
+    n = len(p_nerf)
+    normalized = np.ascontiguousarray(directions[:, :2] / directions[:, 2:])
+    subsets = list(itertools.combinations(range(n), 4))
+    if len(subsets) > max_subsets:
+        rng = np.random.default_rng(seed)
+        subsets = [subsets[i] for i in rng.choice(len(subsets), max_subsets, replace=False)]
+
+    def solve(indices, guess=None):
+        idx = list(indices)
+        args = dict(useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE) if guess is not None else \
+            dict(flags=cv2.SOLVEPNP_SQPNP)
+        rvec, tvec = (cv2.Rodrigues(guess[:3, :3])[0], guess[:3, 3:].copy()) if guess is not None else (None, None)
+        ok, rvec, tvec = cv2.solvePnP(np.ascontiguousarray(p_nerf[idx]), normalized[idx], np.eye(3), None,
+                                      rvec, tvec, **args)
+        if not ok:
+            return None
+        pose = _pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec, dtype=np.float64).ravel())
+        return pose if np.isfinite(pose).all() else None
+
+    best, best_cost = None, np.inf
+    for subset in subsets:
+        if directions[list(subset), 2].min() <= 1e-6:
+            continue
+        pose = solve(subset)
+        if pose is None:
+            continue
+        cost = float((np.minimum(_bearing_residuals(pose, p_nerf, directions), threshold_rad) ** 2).sum())
+        if cost < best_cost:
+            best, best_cost = pose, cost
+    if best is None:
+        return None, []
+    for _ in range(2):   # refit on the inliers, which may change them once
+        keep = np.nonzero(_bearing_residuals(best, p_nerf, directions) < threshold_rad)[0]
+        if len(keep) < 4:
+            return None, []
+        refit = solve(keep, guess=best)
+        if refit is None:
+            break
+        best = refit
+    keep = np.nonzero(_bearing_residuals(best, p_nerf, directions) < threshold_rad)[0]
+    return best, [int(k) for k in keep]
 
 
 def _pose(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from scipy.spatial.transform import Rotation
 from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.initializer import CameraPriorEstimator, InitializerConfig, load_config, rotation_angle_deg
+from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.posecnn.types import Detection
 from inerf_ros.evaluation import print_and_save_report
 
@@ -76,7 +77,8 @@ def _perturbed(pose: np.ndarray, rotation_deg: float, translation: float, rng: n
     return out
 
 
-def evaluate(config: PriorEvalConfig, progress: bool = True) -> dict:
+def evaluate(config: PriorEvalConfig, refine: SilhouetteRefineConfig | None = None, progress: bool = True) -> dict:
+    """``refine``: the detector's ``SilhouetteRefineConfig`` (None: its defaults)."""
     import torch
     from tqdm import tqdm
 
@@ -95,7 +97,8 @@ def evaluate(config: PriorEvalConfig, progress: bool = True) -> dict:
         from inerf_ros.posecnn.model import load_posecnn
 
         classes = load_class_table(config.scene)
-        detector = load_posecnn(config.model, "cpu", class_names=[classes[i].name for i in sorted(classes)])
+        detector = load_posecnn(config.model, "cpu", class_names=[classes[i].name for i in sorted(classes)],
+                                refine=refine)
     rng = np.random.default_rng(config.seed)
     rows = []
     frames = load_frames(config.scene, config.split, images=detector is not None)
@@ -153,12 +156,13 @@ def format_report(report: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_tools.add_arguments(parser, PriorEvalConfig)
+    config_tools.add_arguments(parser, SilhouetteRefineConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_tools.from_args(PriorEvalConfig, args)
     if not config.scene:
         raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
-    report = evaluate(config)
+    report = evaluate(config, config_tools.from_args(SilhouetteRefineConfig, args))
     print_and_save_report(report, format_report(report), config.out)
     return 0

@@ -38,7 +38,8 @@ class LaunchArgument:
 NODES = [
     NodeSpec("posecnn_node", "inerf_ros.nodes.posecnn_node", "PosecnnNode",
              {"model_dir": "posecnn_model", "device": "device"},
-             configs=("inerf_ros.nodes.posecnn_node:PosecnnNodeConfig",), condition="use_posecnn"),
+             configs=("inerf_ros.nodes.posecnn_node:PosecnnNodeConfig",
+                      "inerf_ros.posecnn.refine:SilhouetteRefineConfig"), condition="use_posecnn"),
     NodeSpec("initializer_node", "inerf_ros.nodes.initializer_node", "InitializerNode", {},
              configs=("inerf_ros.nodes.initializer_node:InitializerNodeConfig",
                       "inerf_ros.initializer:InitializerConfig"), condition="use_posecnn"),

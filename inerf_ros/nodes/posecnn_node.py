@@ -10,6 +10,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from inerf_ros.config import option
 from inerf_ros.msg import ObjectPose, ObjectPoseArray
+from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.ros import camera_info as camera_info_conv
 from inerf_ros.ros import image as image_conv
 from inerf_ros.ros import node_main, parameters, pose_msgs
@@ -29,12 +30,18 @@ class PosecnnNode(Node):
     def __init__(self, detector=None, **node_kwargs):
         super().__init__("posecnn_node", **node_kwargs)
         self._config = parameters.declare_config(self, PosecnnNodeConfig)
+        refine = parameters.declare_config(self, SilhouetteRefineConfig)
         parameters.on_parameters_updated(self, PosecnnNodeConfig, lambda: self._config, self._set_config)
         if detector is None:
             from inerf_ros.posecnn.model import load_posecnn
             if not self._config.model_dir:
                 raise ValueError("parameter model_dir is empty: point it at a PoseCNN model directory")
-            detector = load_posecnn(self._config.model_dir, device=self._config.device)
+            detector = load_posecnn(self._config.model_dir, device=self._config.device, refine=refine)
+        refiner = getattr(detector, "refiner", None)   # an injected detector may have none (tests, oracles)
+        if refiner is not None:
+            refiner.config = refine   # an injected detector follows this node's parameters too
+            parameters.on_parameters_updated(self, SilhouetteRefineConfig, lambda: refiner.config,
+                                             lambda config: setattr(refiner, "config", config))
         self._detector = detector
         self._intrinsics = None
         self._detections_pub = self.create_publisher(ObjectPoseArray, "detections", DETECTIONS_QOS)

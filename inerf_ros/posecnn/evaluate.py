@@ -19,6 +19,7 @@ from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.posecnn.data import rotation_error_deg
 from inerf_ros.posecnn.model import load_posecnn, scaled_K
+from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.evaluation import print_and_save_report
 
 
@@ -57,7 +58,7 @@ def auc(errors: list[float], max_threshold: float = 0.10, steps: int = 1000) -> 
     return float(np.trapezoid(accuracy, thresholds) / max_threshold)
 
 
-def evaluate(config: EvalConfig, progress: bool = True) -> dict:
+def evaluate(config: EvalConfig, refine: SilhouetteRefineConfig | None = None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from inerf_ros.scene.dataset import load_class_table, load_frames
@@ -65,7 +66,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     torch.set_num_threads(config.threads)
     classes = load_class_table(config.scene)
     names = [classes[i].name for i in sorted(classes)]
-    detector = load_posecnn(config.model, config.device, class_names=names)
+    refine = refine or SilhouetteRefineConfig()
+    detector = load_posecnn(config.model, config.device, class_names=names, refine=refine)
     symmetric = {i: classes[i].symmetry != "none" for i in classes}
     n = len(names)
     inter, union = np.zeros(n + 1), np.zeros(n + 1)
@@ -138,7 +140,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         "add_s_auc": auc(all_add), "objects": len(rot),
         "seconds_per_frame": float(np.median(times)) if times else float("nan"),
         "seconds_per_frame_640x480": float(np.median(times_640)) if times_640 else float("nan"),
-        "input_size": list(detector.input_size), "threads": config.threads, "device": config.device}
+        "input_size": list(detector.input_size), "threads": config.threads, "device": config.device,
+        "silhouette_refine": refine.silhouette_refine}
     return report
 
 
@@ -153,18 +156,20 @@ def format_report(report: dict) -> str:
     lines.append(f"overall: mean IoU {o['mean_iou']:.3f}; 5deg/5cm {o['5deg5cm']:.3f} (5deg {o['5deg']:.3f}, "
                  f"5cm {o['5cm']:.3f}) of {o['objects']} visible objects; ADD(-S) AUC {o['add_s_auc']:.3f}; "
                  f"{o['seconds_per_frame']:.3f} s/frame at the split's size, {o['seconds_per_frame_640x480']:.3f} "
-                 f"s/frame at 640x480 ({o['threads']} threads, {o['device']}); * = symmetric (ADD-S)")
+                 f"s/frame at 640x480 ({o['threads']} threads, {o['device']}); silhouette refinement "
+                 f"{'on' if o['silhouette_refine'] else 'off'}; * = symmetric (ADD-S)")
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_tools.add_arguments(parser, EvalConfig)
+    config_tools.add_arguments(parser, SilhouetteRefineConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_tools.from_args(EvalConfig, args)
     if not config.scene:
         raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
-    report = evaluate(config)
+    report = evaluate(config, config_tools.from_args(SilhouetteRefineConfig, args))
     print_and_save_report(report, format_report(report), config.out)
     return 0

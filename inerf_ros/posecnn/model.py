@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from inerf_ros.posecnn.hough import hough_vote
 from inerf_ros.posecnn.network import PoseCNN, normalise, quat_to_matrix, ray_rotation
+from inerf_ros.posecnn.refine import SilhouetteRefineConfig, SilhouetteRefiner
 from inerf_ros.posecnn.types import Detection, DetectionResult
 
 __all__ = ["Detection", "DetectionResult", "PoseCNNDetector", "load_posecnn", "save_checkpoint",
@@ -88,7 +89,8 @@ class PoseCNNDetector:
     """A trained PoseCNN with its geometry: ``detect(image_rgb, K) -> DetectionResult``."""
 
     def __init__(self, network: PoseCNN, meta: dict, model_points: dict[int, np.ndarray],
-                 device: str | torch.device = "cpu", min_pixels: int = 20) -> None:
+                 device: str | torch.device = "cpu", min_pixels: int = 20,
+                 refine: SilhouetteRefineConfig | None = None) -> None:
         self.network = network.to(device).eval()
         self.meta = meta
         self.device = torch.device(device)
@@ -102,6 +104,7 @@ class PoseCNNDetector:
         # acos(cos_threshold) of the direction to the candidate.
         self.cos_threshold = 0.99
         self._generator = torch.Generator().manual_seed(0)
+        self.refiner = SilhouetteRefiner(model_points, refine)
 
     @torch.no_grad()
     def detect(self, image_rgb: np.ndarray, K: np.ndarray) -> DetectionResult:
@@ -134,6 +137,12 @@ class PoseCNNDetector:
             cam_R_obj = ray_R @ quat_to_matrix(quats.double().cpu())
             for det, rotation in zip(objects, cam_R_obj.numpy()):
                 det.cam_T_obj[:3, :3] = rotation
+            if self.refiner.config.silhouette_refine:
+                refined = self.refiner.refine([d.class_id for d in objects], [d.cam_T_obj for d in objects],
+                                              probs, labels, K_in)
+                for det, fit in zip(objects, refined):
+                    det.cam_T_obj = fit.cam_T_obj
+            for det in objects:
                 det.visible_fraction = self._visible_fraction(det, K_in, in_w, in_h, rois)
         # The label mask at the caller's resolution: upsample the logits, not the labels.
         full = F.interpolate(outputs["logits"], size=(height, width), mode="bilinear", align_corners=False)
@@ -193,11 +202,13 @@ def build_network(meta: dict) -> PoseCNN:
                    fc_width=int(meta.get("fc_width", 256)))
 
 
-def load_posecnn(model_dir, device: str | torch.device = "cpu", class_names=None) -> PoseCNNDetector:
+def load_posecnn(model_dir, device: str | torch.device = "cpu", class_names=None,
+                 refine: SilhouetteRefineConfig | None = None) -> PoseCNNDetector:
     """Load a model directory written by ``inerf-ros train-posecnn``.
 
     ``class_names`` (optional): the class table the caller expects (label order); a checkpoint
-    trained for other classes is refused with a message naming both tables.
+    trained for other classes is refused with a message naming both tables. ``refine``: the
+    silhouette refinement of the detected poses (default: on, with its default settings).
     """
     meta = read_meta(model_dir)
     if class_names is not None:
@@ -213,4 +224,4 @@ def load_posecnn(model_dir, device: str | torch.device = "cpu", class_names=None
     except RuntimeError as error:
         raise ValueError(f"{path}: the weights do not fit the architecture in {META_FILE}: {error}") from None
     points = {int(k.split(".")[1]): v.double().numpy() for k, v in tensors.items() if k.startswith("points.")}
-    return PoseCNNDetector(network, meta, points, device)
+    return PoseCNNDetector(network, meta, points, device, refine=refine)
