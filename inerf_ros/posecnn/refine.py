@@ -82,7 +82,7 @@ class SilhouetteRefiner:
 
     def __init__(self, model_points: dict[int, np.ndarray], config: SilhouetteRefineConfig | None = None):
         self.config = config or SilhouetteRefineConfig()
-        self._support = {c: torch.as_tensor(support_points(p), dtype=torch.float32)
+        self._support = {c: torch.as_tensor(support_points(p), dtype=torch.float64)
                          for c, p in model_points.items()}
 
     def refine(self, class_ids: list[int], cam_T_objs: list[np.ndarray], probs: torch.Tensor,
@@ -101,7 +101,7 @@ class SilhouetteRefiner:
         probs, labels = probs.detach().float().cpu(), labels.cpu()
         grid, target, weight, stride = self._windows([class_ids[i] for i in jobs], probs, labels)
         edge_px = config.silhouette_edge_px * stride   # a coarser sampling needs a softer edge
-        support = _pad_points([self._support[class_ids[i]] for i in jobs]).double()
+        support = _pad_points([self._support[class_ids[i]] for i in jobs])
         start = torch.as_tensor(np.stack([cam_T_objs[i] for i in jobs]), dtype=torch.float64)
         R0, t0 = start[:, :3, :3], start[:, :3, 3]
         # Translation unknowns in tenths of the depth: all six unknowns then move the outline by
@@ -126,7 +126,7 @@ class SilhouetteRefiner:
             union = (weight * (silhouette + target - silhouette * target)).sum(1)
             return inter / union.clamp_min(1e-9)
 
-        delta, damping = _levenberg_marquardt(residuals, len(jobs), config.silhouette_iterations)
+        delta = _levenberg_marquardt(residuals, len(jobs), config.silhouette_iterations)
         iou_before, iou_after = iou(torch.zeros_like(delta)), iou(delta)
         R, t = pose(delta)
         shift = (t - t0).norm(dim=1) / t0.norm(dim=1).clamp_min(1e-9)
@@ -205,7 +205,7 @@ def _levenberg_marquardt(residuals, batch: int, iterations: int, step: float = 1
         r = torch.where(better[:, None], r_trial, r)
         cost = torch.where(better, cost_trial, cost)
         damping = torch.where(better, damping / 3, damping * 4).clamp(1e-7, 1e7)
-    return delta, damping
+    return delta
 
 
 def _pad_points(point_sets: list[torch.Tensor]) -> torch.Tensor:
