@@ -27,6 +27,17 @@ def _entry(name, nerf_T_obj, position_only=False):
     return name + " " + " ".join(repr(float(v)) for v in values)
 
 
+def _looking_at_origin(centre) -> np.ndarray:
+    """nerf_T_cam of a ROS optical camera at ``centre`` whose z axis points at the origin (z up, no roll)."""
+    z_axis = -centre / np.linalg.norm(centre)
+    x_axis = np.cross(z_axis, [0.0, 0.0, 1.0])
+    x_axis /= np.linalg.norm(x_axis)
+    nerf_T_cam = np.eye(4)
+    nerf_T_cam[:3, :3] = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], axis=1)
+    nerf_T_cam[:3, 3] = centre
+    return nerf_T_cam
+
+
 @pytest.fixture
 def world():
     rng = np.random.default_rng(3)
@@ -34,12 +45,7 @@ def world():
                       for name in ("cracker_box", "mustard_bottle", "tuna_can")}
     # A camera about 4 units (1 m) away, looking at the objects (optical z towards the origin).
     centre = np.array([0.5, -3.5, 2.0])
-    z_axis = -centre / np.linalg.norm(centre)
-    x_axis = np.cross(z_axis, [0.0, 0.0, 1.0])
-    x_axis /= np.linalg.norm(x_axis)
-    nerf_T_cam = np.eye(4)
-    nerf_T_cam[:3, :3] = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], axis=1)
-    nerf_T_cam[:3, 3] = centre
+    nerf_T_cam = _looking_at_origin(centre)
     nerf_T_cam = nerf_T_cam @ _pose([0.0, 0.0, 0.3], [0.0, 0.0, 0.0])  # some roll
     return nerf_T_objects, nerf_T_cam
 
@@ -267,12 +273,7 @@ def _table_scene(seed: int, bearing_noise_deg: float):
     nerf_T_objects = {f"object_{k}": _pose([0.0, 0.0, rng.uniform(-3, 3)],
                                            [*rng.uniform(-0.15, 0.15, 2) / METRES_PER_UNIT, 0.0]) for k in range(8)}
     centre = np.array([0.0, -0.8, 0.6]) / METRES_PER_UNIT
-    z_axis = -centre / np.linalg.norm(centre)
-    x_axis = np.cross(z_axis, [0.0, 0.0, 1.0])
-    x_axis /= np.linalg.norm(x_axis)
-    nerf_T_cam = np.eye(4)
-    nerf_T_cam[:3, :3] = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], axis=1)
-    nerf_T_cam[:3, 3] = centre
+    nerf_T_cam = _looking_at_origin(centre)
     detections = _detections(nerf_T_objects, nerf_T_cam)
     for det in detections:
         bend = Rotation.from_rotvec(rng.normal(size=3) * math.radians(bearing_noise_deg) / math.sqrt(3))
