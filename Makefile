@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup demo test lint bench posecnn-model clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,6 +23,10 @@ lint: setup  ## flake8 only
 
 bench: setup  ## the speed benchmarks (ratios measured side by side)
 	@$(ENV) && for b in bench/*.py; do echo "== $$b"; python $$b || exit 1; done
+
+posecnn-model: setup  ## retrain the shipped PoseCNN into OUT=dir (data + both stages, ~1.3 h on one core)
+	@test -n "$(OUT)" || { echo "usage: make posecnn-model OUT=dir"; exit 2; }
+	@bash scripts/train_posecnn_tabletop.sh "$(OUT)"
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build install log
