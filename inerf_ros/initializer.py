@@ -472,7 +472,8 @@ class CameraPriorEstimator:
                                           math.radians(cfg.bearing_inlier_deg))
         if cam_T_nerf is None or len(keep) < 4:
             return None
-        cam_T_nerf = self._joint_refine(cam_T_nerf, detections, [indices[k] for k in keep], hypotheses)
+        cam_T_nerf = self._joint_refine(cam_T_nerf, p_nerf[keep], r_cam[keep], detections,
+                                        [indices[k] for k in keep], hypotheses)
         nerf_T_cam = _invert(cam_T_nerf)
         fit = align_points(r_cam[keep], p_nerf[keep], weights[keep], cfg.alignment_min_spread_m / cfg.metres_per_unit)
         if fit is not None:
@@ -483,16 +484,16 @@ class CameraPriorEstimator:
             covariance = np.diag(np.square(sigmas))
         return nerf_T_cam, covariance, [indices[k] for k in keep]
 
-    def _joint_refine(self, cam_T_nerf: np.ndarray, detections, used: list[int],
-                      hypotheses: dict[int, np.ndarray]) -> np.ndarray:
+    def _joint_refine(self, cam_T_nerf: np.ndarray, p_nerf: np.ndarray, r_cam: np.ndarray, detections,
+                      used: list[int], hypotheses: dict[int, np.ndarray]) -> np.ndarray:
         """Refine the bearings camera on the inliers' directions, distances and (asymmetric objects, full
-        mode) rotations, each in units of its standard deviation, with a robust (soft L1) loss."""
+        mode) rotations, each in units of its standard deviation, with a robust (soft L1) loss.
+        ``p_nerf`` / ``r_cam``: the known and detected positions of ``detections[used]``."""
         from scipy.optimize import least_squares
 
         cfg = self.config
         if cfg.joint_range_sigma <= 0 and cfg.joint_rotation_sigma_deg <= 0:
             return cam_T_nerf
-        p_nerf, r_cam, _ = self._positions(detections, used)
         ranges = np.linalg.norm(r_cam, axis=1)
         directions = r_cam / ranges[:, None]
         rotated = [k for k, i in enumerate(used) if i in hypotheses] if cfg.joint_rotation_sigma_deg > 0 else []
@@ -607,9 +608,7 @@ def _msac_bearings(p_nerf: np.ndarray, directions: np.ndarray, threshold_rad: fl
         return pose if np.isfinite(pose).all() else None
 
     best, best_cost = None, np.inf
-    for subset in subsets:
-        if directions[list(subset), 2].min() <= 1e-6:
-            continue
+    for subset in subsets:   # the caller ensures every direction points forward (z > 0)
         pose = solve(subset)
         if pose is None:
             continue

@@ -178,6 +178,11 @@ def test_parameters_are_validated_at_run_time(graph):
     assert not result.successful and "unknown sampling strategy" in result.reason
     assert inerf.set_parameters([Parameter("num_rays", value=128)])[0].successful
     assert inerf.set_parameters([Parameter("model_dir", value="/elsewhere")])[0].successful is False
+    posecnn = graph[2]
+    result = posecnn.set_parameters([Parameter("silhouette_iterations", value=0)])[0]
+    assert not result.successful and "out of range" in result.reason
+    assert posecnn.set_parameters([Parameter("silhouette_refine", value=False)])[0].successful
+    assert posecnn._detector.refiner.config.silhouette_refine is False   # applied to the running detector
 
 
 def test_nan_prior_on_the_wire_and_stale_prior_are_refused(graph):
