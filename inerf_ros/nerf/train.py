@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from inerf_ros import config as cfg
 from inerf_ros.datasets.transforms import PosedImages, load_transforms
+from inerf_ros.nerf.appearance import PhotoAppearance, psnr_affine
 from inerf_ros.nerf.checkpoint import save_model
 from inerf_ros.nerf.field import FieldConfig, density_threshold
 from inerf_ros.nerf.metrics import psnr, ssim
@@ -52,6 +53,14 @@ class TrainConfig:
     distortion_weight: float = cfg.option(0.0, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
                                           "weight on a surface: no haze, fewer samples to render)",
                                           range=(0.0, 10.0))
+    appearance: str = cfg.option("none", "none, or affine: a colour gain and offset per training photo, learned "
+                                 "with the field (phone cameras change exposure and white balance between shots; "
+                                 "without it the field bakes those changes into view-dependent colour and "
+                                 "floaters); renders use the neutral appearance",
+                                 choices=("none", "affine"))
+    appearance_weight: float = cfg.option(0.01, "affine appearance: weight of the pull of every photo's gain and "
+                                          "offset towards neutral (fixes the common scale the field could "
+                                          "trade against them)", range=(0.0, 100.0))
     alpha_threshold: float = cfg.option(0.0, "training differentiates only samples with opacity above this (and "
                                         "transmittance above 1e-4)", range=(0.0, 0.5))
     downscale: float = cfg.option(1.0, "shrink images by this factor (e.g. 4: 800x800 -> 200x200)", range=(1.0, 64.0))
@@ -85,15 +94,16 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class RaySet:
-    """All training pixels as rays: origins (P, 3), directions (P, 3), colours (P, 3)."""
+    """All training pixels as rays: origins (P, 3), directions (P, 3), colours (P, 3), photo index (P,)."""
 
     origins: torch.Tensor
     directions: torch.Tensor
     colors: torch.Tensor
+    photos: torch.Tensor
 
 
 def build_rays(data: PosedImages) -> RaySet:
-    origins, directions, colors = [], [], []
+    origins, directions, colors, photos = [], [], [], []
     for i in range(len(data)):
         intr = data.intrinsics[i]
         pixels = image_pixels(intr)
@@ -102,7 +112,8 @@ def build_rays(data: PosedImages) -> RaySet:
         origins.append(o)
         directions.append(d)
         colors.append(data.images[i].reshape(-1, 3)[keep])
-    return RaySet(torch.cat(origins), torch.cat(directions), torch.cat(colors))
+        photos.append(torch.full((o.shape[0],), i, dtype=torch.long))
+    return RaySet(torch.cat(origins), torch.cat(directions), torch.cat(colors), torch.cat(photos))
 
 
 def _sample_step(aabb, train: TrainConfig) -> float:
@@ -131,16 +142,18 @@ def evaluate(model: NerfModel, data: PosedImages, device, limit: int = 0) -> dic
         gt = data.images[i]
         valid = data.valid[i]
         if bool(valid.all()):
-            p = psnr(rgb, gt)
+            p, p_affine = psnr(rgb, gt), psnr_affine(rgb, gt)
         else:
-            p = psnr(rgb[valid], gt[valid])
-        scores.append((p, ssim(rgb, gt)))
+            p, p_affine = psnr(rgb[valid], gt[valid]), psnr_affine(rgb[valid], gt[valid])
+        scores.append((p, ssim(rgb, gt), p_affine))
         renders.append({k: v.cpu() for k, v in out.items()})
     model.train()
     psnrs = [s[0] for s in scores]
     ssims = [s[1] for s in scores]
+    affine = [s[2] for s in scores]
     return {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
             "ssim": float(np.mean(ssims)) if ssims else float("nan"),
+            "psnr_affine": float(np.mean(affine)) if affine else float("nan"),
             "per_view_psnr": psnrs, "views": n, "renders": renders}
 
 
@@ -182,13 +195,19 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         data.aabb = torch.stack([centre - half, centre + half])
     train_data, held_out = data.split_holdout(train_cfg.holdout_every)
     rays = build_rays(train_data)
-    rays = RaySet(*(t.to(device) for t in (rays.origins, rays.directions, rays.colors)))
+    rays = RaySet(*(t.to(device) for t in (rays.origins, rays.directions, rays.colors, rays.photos)))
     load_seconds = time.time() - t_load
     model = make_model(data, train_cfg, field_cfg).to(device)
     planes = list(model.field.planes.parameters())
     mlps = list(model.field.density_mlp.parameters()) + list(model.field.color_mlp.parameters())
     if model.background_net is not None:
         mlps += list(model.background_net.parameters())
+    appearance = PhotoAppearance(len(train_data)).to(device) if train_cfg.appearance == "affine" else None
+    if appearance is not None:
+        mlps += list(appearance.parameters())
+
+    def observed(rgb: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
+        return rgb if appearance is None else appearance(rgb, photos)
     optimizer = torch.optim.Adam([{"params": planes, "lr": train_cfg.lr_planes},
                                   {"params": mlps, "lr": train_cfg.lr_mlp}], betas=(0.9, 0.99), eps=1e-15,
                                  fused=device.type == "cpu" or None)
@@ -230,9 +249,10 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
             group["lr"] = lr * train_cfg.lr_final_factor ** progress_frac
         idx = torch.randint(0, n_pixels, (train_cfg.batch_rays,), generator=gen).to(device)
         origins, directions, target = rays.origins[idx], rays.directions[idx], rays.colors[idx]
+        photos = rays.photos[idx]
         out = model.render_rays(origins[:n_fine], directions[:n_fine], jitter=True,
                                 alpha_threshold=train_cfg.alpha_threshold)
-        loss = torch.nn.functional.mse_loss(out["rgb"], target[:n_fine])
+        loss = torch.nn.functional.mse_loss(observed(out["rgb"], photos[:n_fine]), target[:n_fine])
         mse_fine = float(loss.detach())
         if train_cfg.distortion_weight > 0:
             loss = loss + train_cfg.distortion_weight * distortion_loss(out["weights"], out["t"], out["deltas"])
@@ -241,9 +261,12 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
                 model.field.n_levels > 1 else None
             out_c = model.render_rays(origins[n_fine:], directions[n_fine:], max_level=level, jitter=True,
                                       alpha_threshold=train_cfg.alpha_threshold)
-            loss = loss + torch.nn.functional.mse_loss(out_c["rgb"], target[n_fine:]) * (n_coarse / n_fine)
+            loss = loss + torch.nn.functional.mse_loss(observed(out_c["rgb"], photos[n_fine:]),
+                                                       target[n_fine:]) * (n_coarse / n_fine)
         if train_cfg.tv_weight > 0:
             loss = loss + train_cfg.tv_weight * model.field.plane_tv()
+        if appearance is not None:
+            loss = loss + train_cfg.appearance_weight * appearance.penalty()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -276,14 +299,16 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     model.eval()
     t_eval = time.time()
     result = evaluate(model, held_out, device, train_cfg.eval_views) if len(held_out) else \
-        {"psnr": float("nan"), "ssim": float("nan"), "per_view_psnr": [], "views": 0, "renders": []}
+        {"psnr": float("nan"), "ssim": float("nan"), "psnr_affine": float("nan"), "per_view_psnr": [], "views": 0,
+         "renders": []}
     eval_seconds = time.time() - t_eval
     for i, render in enumerate(result.pop("renders")[:4]):
         save_preview(out_dir / "previews" / f"heldout_{i:02d}.png", held_out.images[i], render)
     metrics = {
         "data": str(data.source), "image_size": [data.intrinsics[0].width, data.intrinsics[0].height],
         "train_views": len(train_data), "held_out_views": len(held_out), "evaluated_views": result["views"],
-        "heldout_psnr": result["psnr"], "heldout_ssim": result["ssim"], "per_view_psnr": result["per_view_psnr"],
+        "heldout_psnr": result["psnr"], "heldout_ssim": result["ssim"], "heldout_psnr_affine": result["psnr_affine"],
+        "per_view_psnr": result["per_view_psnr"],
         "steps": step, "rays": rays_done, "train_seconds": round(train_seconds, 1),
         "budget_clock": train_cfg.budget_clock,
         "wall_seconds": round(wall_seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
@@ -291,6 +316,7 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         "eval_seconds": round(eval_seconds, 1), "occupied_fraction": occupied, "visible_fraction": visible,
         "device": str(device),
         "torch_threads": torch.get_num_threads(), "stopped_by": stop["signal"],
+        "appearance": appearance.summary() if appearance is not None else None,
     }
     summary = {k: v for k, v in metrics.items() if k != "per_view_psnr"}
     json_path = save_model(model, out_dir, extra={"training": summary, "train_config": dataclasses.asdict(train_cfg)},
@@ -307,13 +333,17 @@ def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
         f"- data: `{m['data']}` at {m['image_size'][0]}x{m['image_size'][1]}",
         f"- views: {m['train_views']} for training, {m['held_out_views']} held out "
         f"(every {train_cfg.holdout_every}th), {m['evaluated_views']} evaluated",
-        f"- held-out PSNR: **{m['heldout_psnr']:.2f} dB**, SSIM: **{m['heldout_ssim']:.4f}**",
+        f"- held-out PSNR: **{m['heldout_psnr']:.2f} dB**, SSIM: **{m['heldout_ssim']:.4f}**; PSNR after a colour "
+        f"gain and offset per view (the photos' exposure differences removed): {m['heldout_psnr_affine']:.2f} dB",
         f"- training: {m['steps']} steps, {m['rays']} rays in {m['train_seconds']:.0f} s "
         f"({m['rays_per_second']} rays/s; clock: {m['budget_clock']}; wall {m['wall_seconds']:.0f} s, "
         f"process CPU {m['cpu_seconds']:.0f} s) on {m['device']} with {m['torch_threads']} threads",
         f"- model size: {m['model_bytes'] / 1e6:.2f} MB" +
         (f"\n- stopped early by {m['stopped_by']}" if m.get("stopped_by") else ""),
         f"- occupied fraction of the box: {m['occupied_fraction']:.3f}",
+        *([f"- per-photo appearance (affine): gains {m['appearance']['gain_min']:.3f}-"
+           f"{m['appearance']['gain_max']:.3f}, largest offset {m['appearance']['offset_abs_max']:.3f}"]
+          if m.get("appearance") else []),
         f"- field: `{json.dumps(dataclasses.asdict(field_cfg))}`", "",
         "Previews: `previews/heldout_*.png` (ground truth | render | depth).", ""])
 

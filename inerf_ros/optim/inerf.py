@@ -38,6 +38,7 @@ from torch import Tensor
 from inerf_ros import frames, lie
 from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
+from inerf_ros.nerf.appearance import fit_affine_colour
 from inerf_ros.optim.sampling import PixelSampler, SamplingConfig
 
 
@@ -56,6 +57,12 @@ class OptimizerConfig:
     lr_decay: float = option(0.8, "learning-rate factor applied every lr_decay_every steps", range=(0.01, 1.0))
     lr_decay_every: int = option(100, "steps between learning-rate decays", range=(1, 100000))
     loss: str = option("mse", "photometric loss", choices=("mse", "huber"))
+    exposure: str = option("fixed", "fixed: compare rendered and observed colours as they are; affine: first map "
+                                    "the rendered colours by the gain and offset per channel that fit the observed "
+                                    "pixels best (refitted on every batch: a camera's auto-exposure and white "
+                                    "balance differ from those of the NeRF's photos, and a colour mismatch pulls "
+                                    "the pose towards views with more of the brighter or darker surfaces)",
+                           choices=("fixed", "affine"))
     huber_delta: float = option(0.1, "Huber loss threshold on colour residuals (0-1 scale)", range=(1e-4, 1.0))
     rotation_tolerance_deg: float = option(0.05, "convergence: best pose rotates less than this per step",
                                            range=(0.0, 10.0))
@@ -208,6 +215,14 @@ def _lr_factor(config: OptimizerConfig, iteration: int, max_iterations: int) -> 
     return config.lr_decay ** ((iteration - 1) // config.lr_decay_every)
 
 
+def _residual(rendered: Tensor, target: Tensor, config: OptimizerConfig) -> Tensor:
+    """Colour residuals (K, N, 3) of rendered (K, N, 3) against observed (N, 3) pixels."""
+    if config.exposure == "affine":
+        gain, offset = fit_affine_colour(rendered, target)
+        return rendered * gain.to(rendered.dtype) + offset.to(rendered.dtype) - target[None]
+    return rendered - target[None]
+
+
 def _photometric_loss(residual: Tensor, config: OptimizerConfig) -> Tensor:
     """Per-hypothesis loss of residuals (K, N, 3)."""
     if config.loss == "huber":
@@ -284,7 +299,7 @@ class PoseOptimizer:
         k, n = origins.shape[:2]
         out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level,
                                      n_samples=self.config.samples_per_ray or None)
-        residual = out["rgb"].reshape(k, n, 3) - target[None]
+        residual = _residual(out["rgb"].reshape(k, n, 3), target, self.config)
         return _photometric_loss(residual, self.config), residual
 
     def _max_level(self, iteration: int, config: OptimizerConfig) -> float | None:
@@ -465,13 +480,15 @@ class PoseOptimizer:
         The renderer treats rays independently, so one backward pass per colour channel gives
         every ray's gradient with respect to its own origin o and direction d; for a right-multiplied
         correction do/dv = R and dd/domega = -[d]x R, so the rows are (R^T g_o, R^T (d x g_d)).
+        With ``exposure="affine"`` the fitted gain and offset are held fixed (exact for the gradient,
+        J^T r; the Gauss-Newton Hessian ignores how the fit follows the pose).
         """
         origins, directions = self._pixel_rays(intrinsics, poses.float(), uv)
         origins, directions = origins.detach().requires_grad_(True), directions.detach().requires_grad_(True)
         k, n = origins.shape[:2]
         out = self.model.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), max_level=max_level,
                                      n_samples=self.config.samples_per_ray or None)
-        residual = out["rgb"].reshape(k, n, 3) - target[None]
+        residual = _residual(out["rgb"].reshape(k, n, 3), target, self.config)
         rotation = poses[:, :3, :3].float()
         rows = []
         for channel in range(3):

@@ -5,6 +5,7 @@ import torch
 
 from optim_test_utils import perturbed
 from inerf_ros import lie
+from inerf_ros.nerf.appearance import fit_affine_colour
 from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
 from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior
 from inerf_ros.optim.sampling import SamplingConfig
@@ -177,3 +178,39 @@ def test_lm_covariance_reuses_its_jacobian_and_matches_a_fresh_one(box_nerf, box
     fresh = np.sort(np.linalg.eigvalsh(np.linalg.inv(jacobian.T @ jacobian / float((residual**2).mean()))))
     ratio = np.sqrt(reused / fresh)  # standard deviations along the principal axes
     assert np.all((ratio > 0.3) & (ratio < 3.0)), ratio
+
+
+def test_exposure_fit_recovers_a_gain_and_offset_per_channel():
+    generator = torch.Generator().manual_seed(0)
+    rendered = torch.rand(2, 2000, 3, generator=generator, dtype=torch.float64)
+    gain_true, offset_true = torch.tensor([0.7, 0.9, 1.2]), torch.tensor([0.05, -0.02, 0.0])
+    target = rendered[1] * gain_true + offset_true
+    gain, offset = fit_affine_colour(rendered, target)
+    assert gain.shape == offset.shape == (2, 1, 3)
+    torch.testing.assert_close(gain[1, 0].float(), gain_true, atol=0.01, rtol=0)
+    torch.testing.assert_close(offset[1, 0].float(), offset_true, atol=0.01, rtol=0)
+    # A flat batch cannot tell gain from offset: the ridge picks the smallest correction that explains
+    # it (a well-defined answer instead of a singular system).
+    flat_gain, flat_offset = fit_affine_colour(torch.full((1, 100, 3), 0.5, dtype=torch.float64),
+                                               torch.full((100, 3), 0.4))
+    assert torch.isfinite(flat_gain).all() and (flat_gain - 1).abs().max() < 0.1
+    torch.testing.assert_close(flat_gain * 0.5 + flat_offset, torch.full((1, 1, 3), 0.4, dtype=torch.float64),
+                               atol=1e-3, rtol=0)
+
+
+def test_affine_exposure_localizes_a_darker_photo(box_nerf, box_view):
+    """A camera exposing darker than the NeRF's photos: fixed colours pull the pose off, the fitted
+    gain and offset do not."""
+    image, intrinsics, gt = box_view
+    darker = (image.astype(np.float64) * 0.6 + 10).round().astype(np.uint8)
+    start = perturbed(gt, 6.0, [0.3, -0.5, 0.8], [0.04, -0.03, 0.03])
+
+    def final_errors(exposure):
+        config = OptimizerConfig(solver="lm", max_iterations=40, exposure=exposure)
+        estimate = PoseOptimizer(box_nerf, config, SamplingConfig(num_rays=512)).estimate(darker, intrinsics, start)
+        return errors(estimate.nerf_T_optical, gt)
+
+    rot_fixed, trans_fixed = final_errors("fixed")
+    rot, trans = final_errors("affine")
+    assert rot < 0.5 and trans < 0.01, (rot, trans)
+    assert rot_fixed > 3 * rot or trans_fixed > 3 * trans, (rot_fixed, trans_fixed, rot, trans)
