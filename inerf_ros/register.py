@@ -538,6 +538,13 @@ def write_transforms(json_path: Path, data_json: dict, verdicts: list[Verdict], 
         new_frames.append({"file_path": file_path, "transform_matrix": verdict.nerf_T_opengl,
                            "registered_by": "inerf", "registration_psnr": round(verdict.psnr, 3)})
     doc = {k: v for k, v in data_json.items() if k != "frames"}
+    if "sparse_points" in doc:  # SfM's points of the original frames (new frames have none): keep them usable
+        points = base / str(doc["sparse_points"])
+        if points.is_file():
+            shutil.copy2(points, out_dir / points.name)
+            doc["sparse_points"] = points.name
+        else:
+            del doc["sparse_points"]
     rejected = [v.image for v in verdicts if not v.accepted and not v.check]
     doc["unregistered"] = sorted(set(data_json.get("unregistered", [])) - {v.image for v in verdicts if v.accepted}
                                  | set(rejected))

@@ -35,6 +35,10 @@ class SfmConfig:
     metres_per_unit: float = cfg.option(0.0, "metres per output unit when known (0: unknown, not written)",
                                         range=(0.0, 1e6))
     copy_images: bool = cfg.option(True, "copy the photos into OUT_DIR/images (else link to IMAGES_DIR)")
+    min_track_length: int = cfg.option(3, "sparse points written for depth supervision (OUT_DIR/sparse_points.npz) "
+                                          "must be seen in at least this many photos", range=(2, 1000))
+    points_only: bool = cfg.option(False, "only (re)write OUT_DIR/sparse_points.npz from the reconstruction already "
+                                          "in OUT_DIR (for data made before the file existed)")
 
 
 def _import_pycolmap():
@@ -103,6 +107,43 @@ def normalise_scene(world_T_cams: np.ndarray, points: np.ndarray) -> tuple[np.nd
     half = 0.5 * (hi - lo) * scale * 1.25  # a margin around the robust point bounds
     aabb = np.stack([-half, half])
     return nerf_T_cams, nerf_T_world, aabb
+
+
+def write_sparse_points(recon, nerf_T_world: np.ndarray, out_dir: Path, min_track_length: int) -> dict:
+    """``OUT_DIR/sparse_points.npz``: ``xyz`` (P, 3) SfM points in the NeRF frame and, per registered
+    photo, ``frame/<file name>`` the indices of the points it observes (for depth supervision: a ray
+    from the camera through its own observed point must stop there). Points seen by fewer than
+    ``min_track_length`` photos are left out (two-view points are the least reliable)."""
+    kept = {pid: p for pid, p in recon.points3D.items() if p.track.length() >= min_track_length}
+    ids = sorted(kept)
+    row = {pid: i for i, pid in enumerate(ids)}
+    xyz = np.array([kept[pid].xyz for pid in ids], dtype=np.float64).reshape(-1, 3)
+    xyz = xyz @ nerf_T_world[:3, :3].T + nerf_T_world[:3, 3]
+    arrays = {"xyz": xyz.astype(np.float32)}
+    for image in recon.images.values():
+        if not image.has_pose:
+            continue
+        seen = sorted({row[p.point3D_id] for p in image.points2D if p.has_point3D() and p.point3D_id in row})
+        arrays[f"frame/{image.name}"] = np.asarray(seen, dtype=np.int64)
+    np.savez_compressed(out_dir / "sparse_points.npz", **arrays)
+    return {"points": len(ids), "photos": len(arrays) - 1}
+
+
+def rewrite_sparse_points(out_dir: Path, config: SfmConfig) -> dict:
+    """Re-export ``sparse_points.npz`` of an existing ``inerf-ros sfm`` folder and name it in its json."""
+    pycolmap = _import_pycolmap()
+    out_dir = Path(out_dir)
+    json_path = out_dir / "transforms.json"
+    data = json.loads(json_path.read_text())
+    models = [pycolmap.Reconstruction(d) for d in sorted((out_dir / "colmap" / "sparse").iterdir()) if d.is_dir()]
+    if not models or "applied_transform" not in data:
+        raise SystemExit(f"{out_dir}: no COLMAP reconstruction or no 'applied_transform' (not an inerf-ros sfm folder)")
+    recon = max(models, key=lambda r: r.num_reg_images())
+    nerf_T_world = np.vstack([np.asarray(data["applied_transform"], dtype=np.float64), [0.0, 0.0, 0.0, 1.0]])
+    summary = write_sparse_points(recon, nerf_T_world, out_dir, config.min_track_length)
+    data["sparse_points"] = "sparse_points.npz"
+    json_path.write_text(json.dumps(data, indent=2))
+    return summary
 
 
 def run_sfm(images_dir: Path, out_dir: Path, config: SfmConfig) -> dict:
@@ -180,6 +221,8 @@ def run_sfm(images_dir: Path, out_dir: Path, config: SfmConfig) -> dict:
     })
     if config.metres_per_unit > 0:
         data["metres_per_unit"] = config.metres_per_unit
+    write_sparse_points(recon, nerf_T_world, out_dir, config.min_track_length)
+    data["sparse_points"] = "sparse_points.npz"
     (out_dir / "transforms.json").write_text(json.dumps(data, indent=2))
     return data["sfm"] | {"unregistered": data["unregistered"]}
 
@@ -192,6 +235,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = cfg.from_args(SfmConfig, args)
+    if config.points_only:
+        print(json.dumps(rewrite_sparse_points(args.out_dir, config), indent=2))
+        print(f"wrote {args.out_dir / 'sparse_points.npz'}")
+        return 0
     if not args.images_dir.is_dir():
         raise SystemExit(f"{args.images_dir}: not a folder of photos")
     summary = run_sfm(args.images_dir, args.out_dir, config)

@@ -51,6 +51,8 @@ class PosedImages:
         metres_per_unit: metres per NeRF unit (json key ``metres_per_unit``; 1.0 when absent).
         background: RGB the transparent pixels were composited over.
         source: the json file.
+        sparse_points: per frame, the (M, 3) float32 SfM points (NeRF frame) that the frame's photo
+            observes, from the json's ``sparse_points`` file (written by ``inerf-ros sfm``); None without.
     """
 
     images: Tensor
@@ -63,6 +65,7 @@ class PosedImages:
     metres_per_unit: float = 1.0
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     source: str = ""
+    sparse_points: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -73,7 +76,8 @@ class PosedImages:
         return dataclasses.replace(
             self, images=self.images[idx], nerf_T_cam=self.nerf_T_cam[idx], valid=self.valid[idx],
             intrinsics=[self.intrinsics[i] for i in idx.tolist()],
-            file_names=[self.file_names[i] for i in idx.tolist()])
+            file_names=[self.file_names[i] for i in idx.tolist()],
+            sparse_points=None if self.sparse_points is None else [self.sparse_points[i] for i in idx.tolist()])
 
     def holdout_indices(self, every: int = 8) -> tuple[list[int], list[int]]:
         """Deterministic split: frame i is held out when ``i % every == 0``; returns (train, held_out)."""
@@ -271,9 +275,29 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
     metres_per_unit = float(data.get("metres_per_unit", 1.0))
     if not math.isfinite(metres_per_unit) or metres_per_unit <= 0:
         raise DatasetError(f"{json_path}: 'metres_per_unit' must be positive, got {metres_per_unit}")
+    sparse_points = _load_sparse_points(base, data, names, json_path) if "sparse_points" in data else None
     return PosedImages(
         images=torch.from_numpy(np.stack(images)).float().clamp_(0, 1),
         nerf_T_cam=torch.from_numpy(np.stack(poses)).float(),
         intrinsics=intrinsics, file_names=names, valid=torch.from_numpy(np.stack(valids)),
         aabb=torch.from_numpy(aabb).float(), aabb_scale=aabb_scale, metres_per_unit=metres_per_unit,
-        background=tuple(float(c) for c in bg), source=str(json_path))
+        background=tuple(float(c) for c in bg), source=str(json_path), sparse_points=sparse_points)
+
+
+def _load_sparse_points(base: Path, data: dict, names: list[str], json_path: Path) -> list[np.ndarray]:
+    """Per frame, the SfM points its photo observes (the ``sparse_points`` npz: ``xyz`` (P, 3) in the
+    NeRF frame, and per image file name ``frame/<name>`` (M,) indices into it). Read without pickle."""
+    path = base / str(data["sparse_points"])
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            xyz = archive["xyz"].astype(np.float32)
+            index = {key[len("frame/"):]: archive[key] for key in archive.files if key.startswith("frame/")}
+    except (OSError, ValueError, KeyError) as error:
+        raise DatasetError(f"{json_path}: cannot read its sparse points {path} ({error})") from None
+    points = []
+    for name in names:
+        ids = index.get(Path(name).name, np.zeros(0, dtype=np.int64))
+        if ids.size and (ids.min() < 0 or ids.max() >= len(xyz)):
+            raise DatasetError(f"{path}: point indices of {name} out of range")
+        points.append(xyz[ids])
+    return points

@@ -51,4 +51,9 @@ def test_sfm_on_watch_photos(tmp_path):
     assert summary["registered"] >= 5, summary
     data = load_transforms(tmp_path / "out", downscale=8)
     assert len(data) == summary["registered"] and data.images.shape[1:] == (180, 135, 3)
+    # Every photo observes SfM points for depth supervision, and they lie in front of its camera.
+    assert all(len(points) >= 10 for points in data.sparse_points)
+    for pose, points in zip(data.nerf_T_cam.numpy(), data.sparse_points):
+        in_camera = (points - pose[:3, 3]) @ pose[:3, :3]
+        assert np.mean(in_camera[:, 2] < 0) > 0.95  # OpenGL cameras look down -z
     assert np.all(data.aabb.numpy()[1] > data.aabb.numpy()[0])

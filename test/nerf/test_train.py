@@ -61,3 +61,38 @@ def test_per_photo_appearance_absorbs_exposure_changes(sphere_scene, tmp_path):
     assert psnr["affine"] > psnr["none"] + 2.0, psnr
     summary = metrics["appearance"]
     assert summary["gain_max"] / summary["gain_min"] > 1.25, summary  # offsets take part of the 1 / 0.6
+
+
+def test_depth_loss_rewards_weight_at_the_point_only():
+    import torch
+
+    from inerf_ros.nerf.train import depth_loss
+
+    t = torch.linspace(0.5, 2.5, 21)[None].expand(3, -1)  # samples every 0.1
+    weights = torch.zeros(3, 21)
+    weights[0, 10] = 1.0   # all weight at the point's distance, 1.5
+    weights[1, 2] = 1.0    # all weight 0.8 in front of it
+    distances = torch.full((3,), 1.5)    # ray 2 has no weight at all: it sees the background
+    per_ray = [float(depth_loss(weights[i:i + 1], t[i:i + 1], distances[i:i + 1], sigma=0.02)) for i in range(3)]
+    assert per_ray[0] == 0.0 and per_ray[1] == 1.0 and per_ray[2] == 1.0
+    weights[0, 10:12] = 0.5  # half the weight a sample further (0.1 = 3.3 sigma): costs that half
+    assert float(depth_loss(weights[:1], t[:1], distances[:1], sigma=0.02)) == 0.5
+
+
+def test_depth_rays_pass_through_their_points(tmp_path):
+    import numpy as np
+    import torch
+
+    from inerf_ros.datasets.transforms import PosedImages
+    from inerf_ros.nerf.train import build_depth_rays
+    from nerf_test_utils import look_at
+
+    poses = torch.from_numpy(np.stack([look_at((0.0, -3.0, 1.0)), look_at((2.0, 2.0, 0.5))])).float()
+    points = [np.array([[0.1, 0.2, 0.3], [5.0, 0.0, 0.0]], np.float32), np.array([[-0.2, 0.0, 0.1]], np.float32)]
+    data = PosedImages(images=torch.zeros(2, 4, 4, 3), nerf_T_cam=poses, intrinsics=[None, None],
+                       file_names=["a", "b"], valid=torch.ones(2, 4, 4, dtype=torch.bool),
+                       aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]), sparse_points=points)
+    rays = build_depth_rays(data)
+    assert rays.distances.shape == (2,)  # the point outside the box is left out
+    ends = rays.origins + rays.directions * rays.distances[:, None]
+    torch.testing.assert_close(ends, torch.tensor([[0.1, 0.2, 0.3], [-0.2, 0.0, 0.1]]))

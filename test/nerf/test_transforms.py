@@ -139,3 +139,24 @@ def test_missing_intrinsics_and_bad_matrix(tmp_path):
                                           "frames": [{"file_path": "images/a.png", "transform_matrix": [[1, 2]]}]}))
     with pytest.raises(DatasetError, match="no transforms"):
         load_transforms(tmp_path / "images")
+
+
+def test_sparse_points_follow_their_frames(tmp_path):
+    doc = {"fl_x": 10.0, "fl_y": 10.0, "cx": 4.0, "cy": 3.0, "w": 8, "h": 6, "sparse_points": "points.npz",
+           "frames": [{"file_path": f"images/{name}.png", "transform_matrix": POSE} for name in ("a", "b", "c")]}
+    xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.savez(tmp_path / "points.npz", xyz=xyz, **{"frame/a.png": np.array([0, 2]), "frame/c.png": np.array([3])})
+    data = load_transforms(_write(tmp_path, doc))
+    assert [p.tolist() for p in data.sparse_points] == [xyz[[0, 2]].tolist(), [], xyz[[3]].tolist()]
+    assert [p.tolist() for p in data.subset([2, 0]).sparse_points] == [xyz[[3]].tolist(), xyz[[0, 2]].tolist()]
+
+    np.savez(tmp_path / "points.npz", xyz=xyz, **{"frame/a.png": np.array([7])})
+    with pytest.raises(DatasetError, match="out of range"):
+        load_transforms(tmp_path)
+    (tmp_path / "points.npz").write_bytes(b"not an npz")
+    with pytest.raises(DatasetError, match="points.npz"):
+        load_transforms(tmp_path)
+    # Pickled object arrays are refused, never loaded.
+    np.savez(tmp_path / "points.npz", xyz=np.array([object()], dtype=object))
+    with pytest.raises(DatasetError, match="points.npz"):
+        load_transforms(tmp_path)
