@@ -133,11 +133,17 @@ def rewrite_sparse_points(out_dir: Path, config: SfmConfig) -> dict:
     """Re-export ``sparse_points.npz`` of an existing ``inerf-ros sfm`` folder and name it in its json."""
     pycolmap = _import_pycolmap()
     out_dir = Path(out_dir)
-    json_path = out_dir / "transforms.json"
-    data = json.loads(json_path.read_text())
-    models = [pycolmap.Reconstruction(d) for d in sorted((out_dir / "colmap" / "sparse").iterdir()) if d.is_dir()]
+    json_path, sparse = out_dir / "transforms.json", out_dir / "colmap" / "sparse"
+    not_sfm = f"{out_dir}: not an inerf-ros sfm folder"
+    if not json_path.is_file() or not sparse.is_dir():
+        raise SystemExit(f"{not_sfm} (needs transforms.json and colmap/sparse/)")
+    try:
+        data = json.loads(json_path.read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{json_path}: not valid JSON ({error})") from None
+    models = [pycolmap.Reconstruction(d) for d in sorted(sparse.iterdir()) if d.is_dir()]
     if not models or "applied_transform" not in data:
-        raise SystemExit(f"{out_dir}: no COLMAP reconstruction or no 'applied_transform' (not an inerf-ros sfm folder)")
+        raise SystemExit(f"{not_sfm} (no COLMAP reconstruction or no 'applied_transform')")
     recon = max(models, key=lambda r: r.num_reg_images())
     nerf_T_world = np.vstack([np.asarray(data["applied_transform"], dtype=np.float64), [0.0, 0.0, 0.0, 1.0]])
     summary = write_sparse_points(recon, nerf_T_world, out_dir, config.min_track_length)

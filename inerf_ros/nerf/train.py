@@ -190,11 +190,8 @@ def evaluate(model: NerfModel, data: PosedImages, device, limit: int = 0) -> dic
         rgb = out["rgb"].clamp(0, 1).cpu()
         gt = data.images[i]
         valid = data.valid[i]
-        if bool(valid.all()):
-            p, p_affine = psnr(rgb, gt), psnr_affine(rgb, gt)
-        else:
-            p, p_affine = psnr(rgb[valid], gt[valid]), psnr_affine(rgb[valid], gt[valid])
-        scores.append((p, ssim(rgb, gt), p_affine))
+        scored_rgb, scored_gt = (rgb, gt) if bool(valid.all()) else (rgb[valid], gt[valid])
+        scores.append((psnr(scored_rgb, scored_gt), ssim(rgb, gt), psnr_affine(scored_rgb, scored_gt)))
         renders.append({k: v.cpu() for k, v in out.items()})
     model.train()
     psnrs = [s[0] for s in scores]
@@ -250,7 +247,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         raise ValueError(f"--depth-weight needs the data's sparse points ('sparse_points' in {data.source}: "
                          "run inerf-ros sfm, or inerf-ros sfm --points-only on an older sfm folder)")
     if depth_rays is not None:
-        depth_rays = DepthRays(*(t.to(device) for t in dataclasses.astuple(depth_rays)))
+        depth_rays = DepthRays(depth_rays.origins.to(device), depth_rays.directions.to(device),
+                               depth_rays.distances.to(device))
     load_seconds = time.time() - t_load
     model = make_model(data, train_cfg, field_cfg).to(device)
     planes = list(model.field.planes.parameters())
@@ -422,7 +420,10 @@ def run(args: argparse.Namespace) -> int:
     field_cfg = cfg.from_args(FieldConfig, args)
     if train_cfg.threads == 0:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    metrics = train(args.data, args.out, train_cfg, field_cfg, progress=not args.quiet)
+    try:
+        metrics = train(args.data, args.out, train_cfg, field_cfg, progress=not args.quiet)
+    except ValueError as error:  # bad data or settings (DatasetError included): say so, no traceback
+        raise SystemExit(f"train-nerf: {error}") from None
     print(f"held-out PSNR {metrics['heldout_psnr']:.2f} dB, SSIM {metrics['heldout_ssim']:.4f} on "
           f"{metrics['evaluated_views']} views; {metrics['steps']} steps in {metrics['train_seconds']:.0f} s; "
           f"model {metrics['model_bytes'] / 1e6:.2f} MB -> {args.out}")

@@ -39,6 +39,21 @@ def test_camera_json_keeps_the_pixel_convention():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pycolmap") is None, reason="pycolmap is not installed")
+def test_points_only_refuses_a_folder_that_is_not_an_sfm_output(tmp_path):
+    from inerf_ros.datasets.sfm import rewrite_sparse_points
+
+    with pytest.raises(SystemExit, match="not an inerf-ros sfm folder"):
+        rewrite_sparse_points(tmp_path, SfmConfig(points_only=True))
+    (tmp_path / "transforms.json").write_text("{not json")
+    (tmp_path / "colmap" / "sparse").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="not valid JSON"):
+        rewrite_sparse_points(tmp_path, SfmConfig(points_only=True))
+    (tmp_path / "transforms.json").write_text("{}")
+    with pytest.raises(SystemExit, match="no COLMAP reconstruction"):
+        rewrite_sparse_points(tmp_path, SfmConfig(points_only=True))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pycolmap") is None, reason="pycolmap is not installed")
 def test_sfm_on_watch_photos(tmp_path):
     photos = SHARED / "data" / "watch" / "images"
     if not photos.is_dir():

@@ -96,3 +96,10 @@ def test_depth_rays_pass_through_their_points(tmp_path):
     assert rays.distances.shape == (2,)  # the point outside the box is left out
     ends = rays.origins + rays.directions * rays.distances[:, None]
     torch.testing.assert_close(ends, torch.tensor([[0.1, 0.2, 0.3], [-0.2, 0.0, 0.1]]))
+
+
+def test_depth_supervision_without_sparse_points_is_a_clear_error(sphere_scene, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "inerf_ros.cli", "train-nerf", str(sphere_scene), "--out",
+                          str(tmp_path / "model"), "--steps", "1", "--depth-weight", "0.02", "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "sparse points" in out.stderr and "Traceback" not in out.stderr, out.stderr
