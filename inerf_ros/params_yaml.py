@@ -103,8 +103,13 @@ def render(values: dict[str, dict] | None = None) -> str:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    target = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "config" / "localize.yaml"
+    import argparse
+
+    default = Path(__file__).resolve().parent.parent / "config" / "localize.yaml"
+    parser = argparse.ArgumentParser(prog="python -m inerf_ros.params_yaml",
+                                     description="Write the nodes' parameter file from the config dataclasses.")
+    parser.add_argument("target", nargs="?", type=Path, default=default, help=f"output file (default: {default})")
+    target = parser.parse_args(argv).target
     target.write_text(render())
     print(f"wrote {target}")
     return 0

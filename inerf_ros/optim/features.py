@@ -142,7 +142,8 @@ def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray,
 def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
                        matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 10,
                        n_samples: int | None = None, device: str | torch.device = "cpu",
-                       observed: tuple[np.ndarray, np.ndarray | None] | None = None) -> PnpResult:
+                       observed: tuple[np.ndarray, np.ndarray | None] | None = None,
+                       pool: bool = False) -> PnpResult:
     """Pose of the camera that took ``image_rgb`` by matching it to the NeRF rendered at the start pose.
 
     Each round renders at the current pose (``render_scale`` x the image's size), matches, lifts the
@@ -153,6 +154,13 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
     rendering closer, and the next round's matches judge it. The result is the last successful round's,
     and it needs ``min_inliers`` (``nerf_T_optical`` None otherwise). ``observed``: the image's
     keypoints and descriptors from ``matcher.detect``, when the caller tries several starts.
+
+    ``pool``: the result is instead one PnP on the matches of every successful round together. A
+    round's few dozen matches leave the pose noisy along the direction a mostly flat object hardly
+    constrains (a shift with a compensating turn): on the watch scene, successive rounds' poses
+    jumped between 1 and 13 "cm" from the truth, the pooled one stayed within 2-4. All rounds'
+    points are in the NeRF frame, so their matches stack; RANSAC drops the far first rendering's
+    wrong ones.
     """
     from inerf_ros import frames
     from inerf_ros.nerf.render import render_image
@@ -161,6 +169,7 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
     render_intrinsics = intrinsics.scaled(render_scale) if render_scale != 1.0 else intrinsics
     pose_optical = np.asarray(start_nerf_T_optical, dtype=np.float64)
     best = PnpResult(None, 0, 0, "no round ran")
+    pooled_points, pooled_uv = [], []
     for round_index in range(rounds):
         nerf_T_gl = torch.from_numpy(frames.optical_to_opengl(pose_optical)).to(torch.device(device))
         rendering = render_image(model, render_intrinsics, nerf_T_gl.float(), n_samples=n_samples)
@@ -172,14 +181,23 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
             observed_index, rendered_index = np.array(pairs).T
             points, keep = lift(model, render_intrinsics, nerf_T_gl, rendered_uv[rendered_index],
                                 n_samples=n_samples)
-            needed = min_inliers if round_index == rounds - 1 else min(_STEPPING_STONE_INLIERS, min_inliers)
-            result = solve_pnp(points, observed_uv[observed_index][keep], intrinsics, pixel_tolerance(intrinsics),
-                               needed)
+            uv = observed_uv[observed_index][keep]
+            needed = min_inliers if round_index == rounds - 1 and not pool else \
+                min(_STEPPING_STONE_INLIERS, min_inliers)
+            result = solve_pnp(points, uv, intrinsics, pixel_tolerance(intrinsics), needed)
             result.matches = len(pairs)
         if result.nerf_T_optical is None:
             break
         best = result
         pose_optical = result.nerf_T_optical
+        pooled_points.append(points)
+        pooled_uv.append(uv)
+    if pool and len(pooled_points) > 1:
+        together = solve_pnp(np.concatenate(pooled_points), np.concatenate(pooled_uv), intrinsics,
+                             pixel_tolerance(intrinsics), min_inliers)
+        if together.nerf_T_optical is not None:
+            together.note = f"{together.note} over {len(pooled_points)} rounds"
+            return together
     if best.nerf_T_optical is None or best.inliers < min_inliers:
         last_failed = result.nerf_T_optical is None
         return PnpResult(None, best.inliers, best.matches,

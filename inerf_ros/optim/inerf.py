@@ -39,7 +39,7 @@ from inerf_ros import frames, lie
 from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
 from inerf_ros.nerf.appearance import fit_affine_colour
-from inerf_ros.optim.sampling import PixelSampler, SamplingConfig
+from inerf_ros.optim.sampling import PixelSampler, SamplingConfig, needs_opacity
 
 
 @dataclasses.dataclass
@@ -103,6 +103,8 @@ class OptimizerConfig:
                                         range=(0.1, 2.0))
     feature_align_rounds: int = option(2, "render-match-PnP rounds; later rounds start from the previous "
                                           "round's pose, whose rendering matches better", range=(1, 10))
+    feature_align_pool: bool = option(True, "the aligned pose is one PnP on every round's matches together "
+                                            "(steadier than the last round's few dozen)")
     feature_align_tries: int = option(1, "start renderings tried until one aligns: the start, then pan/tilt "
                                          "rings of hypothesis_rotation_deg around it", range=(1, 64))
     feature_align_min_inliers: int = option(10, "PnP inliers needed to accept a feature alignment (its pose "
@@ -342,7 +344,7 @@ class PoseOptimizer:
         max_iterations, k, learning_rate = config.max_iterations, config.num_hypotheses, config.learning_rate
 
         generator = torch.Generator().manual_seed(config.seed)
-        sampler = PixelSampler(image_rgb, self.sampling, label_mask, seed=config.seed)
+        sampler = self._sampler(image_rgb, intrinsics, start, label_mask, config.seed)
         target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
 
         align_note = ""
@@ -352,6 +354,8 @@ class PoseOptimizer:
                 start, k = aligned, 1
                 max_iterations = min(max_iterations, config.refine_iterations)
                 learning_rate = config.refine_learning_rate
+                if needs_opacity(self.sampling):  # the foreground as seen from the aligned pose
+                    sampler = self._sampler(image_rgb, intrinsics, start, label_mask, config.seed)
         start_gl = torch.from_numpy(frames.optical_to_opengl(start)).to(self.device, torch.float64)
         starts = start_gl.expand(k, 4, 4).clone()
         if k > 1:  # hypothesis 0 is the prior itself; the others spread around it
@@ -428,6 +432,25 @@ class PoseOptimizer:
             converged=converged, time_s=time.perf_counter() - started, num_hypotheses=k,
             sampling_strategy=sampler.strategy, covariance=covariance, note=note, history=history, losses=losses)
 
+    def _sampler(self, image_rgb: np.ndarray, intrinsics: Intrinsics, nerf_T_optical: np.ndarray,
+                 label_mask: np.ndarray | None, seed: int) -> PixelSampler:
+        """The pixel sampler of one estimate; the ``foreground`` strategy renders the opacity at the pose."""
+        opacity = self._opacity(intrinsics, nerf_T_optical) if needs_opacity(self.sampling) else None
+        return PixelSampler(image_rgb, self.sampling, label_mask, seed=seed, opacity=opacity)
+
+    def _opacity(self, intrinsics: Intrinsics, nerf_T_optical: np.ndarray, factor: float = 0.25) -> np.ndarray:
+        """(H, W) NeRF opacity at a pose, rendered at ``factor`` of the size (a region, not a picture:
+        a 16th of the rays costs less than a few optimizer steps) and enlarged to the image."""
+        import cv2
+
+        from inerf_ros.nerf.render import render_image
+
+        small = intrinsics.scaled(factor)
+        pose = torch.from_numpy(frames.optical_to_opengl(nerf_T_optical)).to(self.device, torch.float32)
+        opacity = render_image(self.model, small, pose, n_samples=self.config.samples_per_ray or None)["opacity"]
+        return cv2.resize(opacity.float().cpu().numpy(), (intrinsics.width, intrinsics.height),
+                          interpolation=cv2.INTER_LINEAR)
+
     def _feature_align(self, config: OptimizerConfig, image_rgb: np.ndarray, intrinsics: Intrinsics,
                        start_nerf_T_optical: np.ndarray, sampler: PixelSampler,
                        target_image: Tensor) -> tuple[np.ndarray | None, str]:
@@ -452,7 +475,7 @@ class PoseOptimizer:
             result = features.align_to_rendering(
                 self.model, image_rgb, intrinsics, render_pose, self._matcher, config.feature_align_scale,
                 config.feature_align_rounds, config.feature_align_min_inliers, config.samples_per_ray or None,
-                self.device, observed)
+                self.device, observed, pool=config.feature_align_pool)
             if result.nerf_T_optical is not None:
                 break
         if result.nerf_T_optical is None:

@@ -8,6 +8,10 @@ Strategies (iNeRF, Yen-Chen et al. 2021, and the mask region of seed 003):
 * ``interest_regions``: the keypoints dilated ``dilation_iterations`` times with a 5x5 kernel, then
   sampled uniformly from that region.
 * ``mask_region``: pixels of a label mask: the chosen classes (or every object), optionally dilated.
+* ``foreground``: pixels where the NeRF renders its own surfaces (opacity at the start pose), optionally
+  dilated. On a scene whose backdrop the field models only as a direction-only light field (a wall
+  behind the object, a room), those backdrop pixels pull the pose towards wherever the training views
+  saw that direction from; the surfaces themselves carry the parallax that fixes the translation.
 * unions, written with ``+``: ``mask_region+interest_regions`` samples from the union of both regions.
 
 An empty region never fails: the sampler falls back to random pixels and says so in ``note``.
@@ -23,19 +27,23 @@ import torch
 
 from inerf_ros.config import option
 
-STRATEGIES = ("random", "interest_points", "interest_regions", "mask_region")
+STRATEGIES = ("random", "interest_points", "interest_regions", "mask_region", "foreground")
 
 
 @dataclasses.dataclass
 class SamplingConfig:
     strategy: str = option("random", "ray sampling: random, interest_points, interest_regions, mask_region, "
-                                     "or a union joined with '+' (e.g. mask_region+interest_regions)")
+                                     "foreground, or a union joined with '+' (e.g. mask_region+interest_regions)")
     num_rays: int = option(1024, "rays rendered per optimizer step", range=(16, 65536))
     keypoint_detector: str = option("orb", "keypoint detector for interest points / regions", choices=("orb", "sift"))
     max_keypoints: int = option(1000, "keypoints detected per image", range=(1, 100000))
     dilation_iterations: int = option(3, "interest-region dilations with a 5x5 kernel (iNeRF's I)", range=(0, 50))
     mask_dilation: int = option(2, "mask-region dilations with a 5x5 kernel", range=(0, 50))
     mask_classes: list = option([], "class ids kept in the mask region (empty: every object)")
+    foreground_opacity: float = option(0.5, "foreground: pixels whose rendered opacity at the start pose is at "
+                                            "least this", range=(0.01, 1.0))
+    foreground_dilation: int = option(0, "foreground dilations with a 5x5 kernel (0: the surfaces only; a dilated "
+                                         "region takes in backdrop pixels next to the object)", range=(0, 50))
 
     def check(self) -> None:
         parse_strategy(self.strategy)
@@ -105,6 +113,24 @@ def mask_region(label_mask: np.ndarray, config: SamplingConfig) -> np.ndarray:
     return region
 
 
+def foreground_region(opacity: np.ndarray, config: SamplingConfig) -> np.ndarray:
+    """Boolean (H, W) region where the NeRF's rendered opacity reaches ``foreground_opacity``, dilated."""
+    opacity = np.asarray(opacity, dtype=np.float32)
+    if opacity.ndim != 2:
+        raise ValueError(f"opacity must be 2-D, got shape {opacity.shape}")
+    if not np.isfinite(opacity).all():
+        raise ValueError("opacity contains NaN or infinite values")
+    region = opacity >= config.foreground_opacity
+    if config.foreground_dilation and region.any():
+        region = cv2.dilate(region.astype(np.uint8), _KERNEL, iterations=config.foreground_dilation).astype(bool)
+    return region
+
+
+def needs_opacity(config: SamplingConfig) -> bool:
+    """Whether the sampler needs the NeRF's opacity at the start pose (the ``foreground`` strategy)."""
+    return "foreground" in parse_strategy(config.strategy)
+
+
 def _uniform(region: np.ndarray | None, shape: tuple[int, int], n: int, generator: torch.Generator) -> torch.Tensor:
     if region is None:
         height, width = shape
@@ -124,25 +150,28 @@ class PixelSampler:
         image_rgb: (H, W, 3) uint8 observed image.
         config: the sampling configuration.
         label_mask: (H, W) integer class-id mask, needed for ``mask_region``.
+        opacity: (H, W) NeRF opacity rendered at the start pose, needed for ``foreground``.
     """
 
     def __init__(self, image_rgb: np.ndarray, config: SamplingConfig, label_mask: np.ndarray | None = None,
-                 seed: int = 0):
+                 seed: int = 0, opacity: np.ndarray | None = None):
         image_rgb = np.asarray(image_rgb)
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image_rgb.shape} {image_rgb.dtype}")
         if label_mask is not None and np.asarray(label_mask).shape != image_rgb.shape[:2]:
             raise ValueError(f"label mask shape {np.asarray(label_mask).shape} does not match image "
                              f"{image_rgb.shape[:2]}")
+        if opacity is not None and np.asarray(opacity).shape != image_rgb.shape[:2]:
+            raise ValueError(f"opacity shape {np.asarray(opacity).shape} does not match image {image_rgb.shape[:2]}")
         self.shape = image_rgb.shape[:2]
         self.config = config
         self._generator = torch.Generator().manual_seed(seed)
         self._keypoints = np.zeros((0, 2), np.int64)
         if parse_strategy(config.strategy) == ("interest_points",):
             self._keypoints = detect_keypoints(image_rgb, config.keypoint_detector, config.max_keypoints)
-        self.region, self.strategy, self.note = self._build_region(image_rgb, label_mask)
+        self.region, self.strategy, self.note = self._build_region(image_rgb, label_mask, opacity)
 
-    def _build_region(self, image_rgb, label_mask) -> tuple[np.ndarray | None, str, str]:
+    def _build_region(self, image_rgb, label_mask, opacity) -> tuple[np.ndarray | None, str, str]:
         parts = parse_strategy(self.config.strategy)
         if parts == ("random",) or parts == ("interest_points",):
             return None, self.config.strategy, ""
@@ -156,6 +185,11 @@ class PixelSampler:
                     notes.append("mask_region asked for but no label mask given")
                     continue
                 region |= mask_region(label_mask, self.config)
+            elif part == "foreground":
+                if opacity is None:
+                    notes.append("foreground asked for but no rendered opacity given")
+                    continue
+                region |= foreground_region(opacity, self.config)
         if not region.any():
             notes.append(f"{self.config.strategy} region is empty: sampling random pixels instead")
             return None, "random", "; ".join(notes)

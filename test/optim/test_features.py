@@ -58,6 +58,18 @@ def test_align_to_rendering_recovers_a_far_start(box_scene):
     assert result.inliers >= 15 and result.inliers <= result.matches
 
 
+def test_pooled_alignment_solves_one_pnp_on_every_rounds_matches(box_scene):
+    scene, image = box_scene
+    matcher = features.FeatureMatcher("sift", max_features=150)
+    last = features.align_to_rendering(scene, image, INTRINSICS, FAR_START, matcher, render_scale=1.0, rounds=3)
+    pooled = features.align_to_rendering(scene, image, INTRINSICS, FAR_START, matcher, render_scale=1.0, rounds=3,
+                                         pool=True)
+    assert pooled.nerf_T_optical is not None and "over 3 rounds" in pooled.note, pooled.note
+    assert pooled.matches > 2 * last.matches and pooled.inliers > 2 * last.inliers, (pooled, last)
+    rotation, translation = _errors(pooled.nerf_T_optical)
+    assert rotation < 0.5 and translation < 0.02, (rotation, translation)
+
+
 def test_align_to_rendering_fails_cleanly_on_an_unrelated_image(box_scene):
     scene, _ = box_scene
     flat = np.full((INTRINSICS.height, INTRINSICS.width, 3), 90, np.uint8)

@@ -214,3 +214,28 @@ def test_affine_exposure_localizes_a_darker_photo(box_nerf, box_view):
     rot, trans = final_errors("affine")
     assert rot < 0.5 and trans < 0.01, (rot, trans)
     assert rot_fixed > 3 * rot or trans_fixed > 3 * trans, (rot_fixed, trans_fixed, rot, trans)
+
+
+def test_foreground_sampling_ignores_a_backdrop_the_nerf_does_not_model(box_nerf, box_view):
+    """The photo's backdrop differs from the NeRF's (a dark band beside the box, as a wall or a room
+    the field holds only as a far-away backdrop): pixels drawn from the whole image pull the box's
+    silhouette towards the band, pixels on the field's own surfaces do not."""
+    image, intrinsics, gt = box_view
+    photo = image.copy()
+    backdrop = image.astype(int).sum(-1) >= 700  # the NeRF's white background
+    band = backdrop.copy()
+    band[:, 40:] = False
+    photo[band] = image[~backdrop].mean(0).round().astype(np.uint8)  # the box's own mean colour
+    start = perturbed(gt, 4.0, [0.3, -0.5, 0.8], [0.03, -0.02, 0.02])
+
+    def final_errors(strategy):
+        config = OptimizerConfig(solver="lm", max_iterations=40)
+        optimizer = PoseOptimizer(box_nerf, config, SamplingConfig(strategy=strategy, num_rays=512))
+        estimate = optimizer.estimate(photo, intrinsics, start)
+        assert estimate.sampling_strategy == strategy, estimate.note
+        return errors(estimate.nerf_T_optical, gt)
+
+    rot_all, trans_all = final_errors("random")
+    rot, trans = final_errors("foreground")
+    assert rot < 0.5 and trans < 0.01, (rot, trans)
+    assert rot_all > 3 * rot or trans_all > 3 * trans, (rot_all, trans_all, rot, trans)

@@ -100,3 +100,34 @@ def test_bad_strategies_are_refused(strategy):
 def test_mask_of_wrong_size_is_refused():
     with pytest.raises(ValueError, match="does not match"):
         PixelSampler(textured_image(), SamplingConfig(strategy="mask_region"), np.zeros((10, 10), np.uint8))
+
+
+def test_foreground_keeps_to_the_rendered_opacity_and_dilation_stays_in_the_image():
+    opacity = np.zeros((60, 80), np.float32)
+    opacity[0:10, 70:80] = 0.9  # a corner: the dilation must stay inside the image
+    opacity[30:40, 30:40] = 0.3  # under the threshold
+    cfg = SamplingConfig(strategy="foreground", num_rays=3000, foreground_opacity=0.5, foreground_dilation=0)
+    sampler = PixelSampler(textured_image(), cfg, opacity=opacity)
+    uv = sampler.sample().uv.long()
+    assert sampler.strategy == "foreground" and sampler.note == ""
+    assert (opacity[uv[:, 1], uv[:, 0]] >= 0.5).all()
+    dilated = PixelSampler(textured_image(), SamplingConfig(strategy="foreground", foreground_dilation=2),
+                           opacity=opacity)
+    assert dilated.region.shape == (60, 80) and dilated.region.sum() > (opacity >= 0.5).sum()
+    assert not dilated.region[30:40, 30:40].any()
+
+
+def test_foreground_without_opacity_or_surfaces_falls_back_and_says_so():
+    cfg = SamplingConfig(strategy="foreground", num_rays=100)
+    missing = PixelSampler(textured_image(), cfg)
+    assert missing.strategy == "random" and "no rendered opacity" in missing.note
+    empty = PixelSampler(textured_image(), cfg, opacity=np.zeros((60, 80), np.float32)).sample()
+    assert empty.strategy == "random" and "empty" in empty.note and empty.uv.shape == (100, 2)
+
+
+def test_bad_opacity_is_refused():
+    cfg = SamplingConfig(strategy="foreground")
+    with pytest.raises(ValueError, match="does not match"):
+        PixelSampler(textured_image(), cfg, opacity=np.zeros((10, 10), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        PixelSampler(textured_image(), cfg, opacity=np.full((60, 80), np.nan, np.float32))
