@@ -72,6 +72,13 @@ class RegisterConfig:
                                     "and, with PnP, as many with the most SIFT matches", range=(1, 100))
     pnp_starts: bool = cfg.option(True, "also start from PnP: SIFT matches to each neighbour lifted to 3-D "
                                         "with the NeRF's depth")
+    matcher: str = cfg.option("asift", "features for the PnP starts: asift (SIFT under simulated tilts: matches "
+                                       "photos taken from far apart, ~1.5 s per photo) or sift",
+                              choices=("asift", "sift"))
+    chain: bool = cfg.option(True, "accepted photos become views to start from, and the rejected ones are tried "
+                                   "again against them (photos that share features only with other new photos)")
+    chain_passes: int = cfg.option(3, "with chain: passes over the still rejected photos, while a pass accepts "
+                                      "some", range=(1, 100))
     match_scale: float = cfg.option(2.0, "SIFT matching for the PnP starts at this multiple of the working size "
                                          "(at most the photos' size)", range=(0.25, 16.0))
     min_inliers: int = cfg.option(12, "with PnP starts: at least this many SIFT matches to one neighbour must "
@@ -93,6 +100,20 @@ class RegisterConfig:
                                  range=(0.0, 100.0))
     psnr_margin_db: float = cfg.option(3.0, "automatic threshold: the model's PSNR at the known poses of the "
                                             "data's held-out views minus this", range=(0.0, 100.0))
+    verdict_pixels: str = cfg.option("all", "pixels the PSNR verdict (and its reference) is measured on: all, or "
+                                            "foreground, where the NeRF renders its own surfaces at the pose "
+                                            "(opacity >= 0.5: for a backdrop the capture never saw, which renders "
+                                            "as a blur whatever the pose)",
+                                     choices=("foreground", "all"))
+    min_foreground: float = cfg.option(0.05, "verdict_pixels foreground: reject a pose at which the NeRF's surfaces "
+                                             "cover less than this fraction of the photo", range=(0.0, 1.0))
+    geometric_support: int = cfg.option(100, "also accept a photo under the PSNR threshold when at least this many "
+                                             "feature matches to one view agree with its pose and the PSNR is "
+                                             "within geometric_margin_db of the threshold: a view from a side the "
+                                             "capture did not cover renders worse at the right pose (0: the "
+                                             "photometric verdict only)", range=(0, 1000000))
+    geometric_margin_db: float = cfg.option(6.0, "how far under the PSNR threshold a photo accepted on geometry may be",
+                                            range=(0.0, 100.0))
     min_gain_db: float = cfg.option(2.0, "the render must beat the photo's flat mean colour by this (dB)",
                                     range=(0.0, 100.0))
     skip_registered: bool = cfg.option(True, "skip photos whose file name is already a frame of DATA")
@@ -142,6 +163,11 @@ class Verdict:
     source_path: str = ""
     resized_from: list | None = None
     feature_support: int | None = None
+    foreground_fraction: float | None = None
+    accepted_by: str = ""
+    """Accepted photos: "photometric" (PSNR over the threshold) or "geometry" (many agreeing matches, PSNR
+    over the floor)."""
+    """Share of the verdict grid where the NeRF renders its surfaces at the final pose."""
     candidates: list = dataclasses.field(default_factory=list)
     """Every start: label, start PSNR (scoring rays), refined PSNR (verdict grid) when refined, start pose."""
 
@@ -265,14 +291,17 @@ class Registrar:
             hypothesis_translation=config.hypothesis_translation * self.diagonal,
             resample_every=max(5, config.max_iterations // 4), samples_per_ray=config.samples_per_ray,
             covariance_rays=0, seed=config.seed, min_iterations=min(20, config.max_iterations))
-        self.optimizer = PoseOptimizer(model, optimizer_config, SamplingConfig(num_rays=config.num_rays),
-                                       device=self.device)
+        # Where the verdict ignores the backdrop, so do the pose steps: from a new side it is a blur.
+        strategy = "foreground" if config.verdict_pixels == "foreground" else "random"
+        self.optimizer = PoseOptimizer(model, optimizer_config,
+                                       SamplingConfig(strategy=strategy, num_rays=config.num_rays), device=self.device)
         images = data.images.numpy()
         self.descriptors = np.stack([thumbnail(im) for im in images])
         self._images_uint8 = (images * 255 + 0.5).astype(np.uint8)
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
-        self._matcher = features.FeatureMatcher("sift", exact=False)  # 4k x 4k features per pair
+        self._matcher = features.FeatureMatcher(config.matcher, exact=False)  # thousands x thousands per pair
         self._features: dict = {}
+        self._added: list[tuple[str, np.ndarray]] = []  # accepted photos as views: (name, OpenGL pose)
         self._matches: list = []  # (3-D points, photo pixels) of the current photo's matches, for support
         self.holdout_every = holdout_every
         _, self.held_out = data.holdout_indices(holdout_every) if len(data) >= 2 else ([], [])
@@ -304,16 +333,57 @@ class Registrar:
                 "origins": origins.cpu(), "directions": directions.cpu()}
 
     def photometric(self, image: np.ndarray, nerf_T_gl: np.ndarray, uv: torch.Tensor) -> float:
-        """Mean squared colour error of pixels ``uv`` of ``image`` (H, W, 3 float) at a pose."""
+        """Mean squared colour error of the verdict pixels among ``uv`` of ``image`` (H, W, 3 float) at a pose."""
         target = torch.from_numpy(image)[uv[:, 1].long(), uv[:, 0].long()]
-        return float(((self.render_pixels(nerf_T_gl, uv)["rgb"] - target) ** 2).mean())
+        return self.verdict_errors(self.render_pixels(nerf_T_gl, uv), target)[0]
+
+    def verdict_errors(self, rendered: dict, target: torch.Tensor) -> tuple[float, float, float]:
+        """(MSE of the render, MSE of the photo's flat mean colour, share of pixels judged) on the
+        verdict pixels (``verdict_pixels``) of a render of the verdict grid."""
+        if self.config.verdict_pixels == "foreground":
+            keep = rendered["opacity"] >= 0.5
+        else:
+            keep = torch.ones(target.shape[0], dtype=torch.bool)
+        if not bool(keep.any()):
+            return float("inf"), float("inf"), 0.0
+        judged = target[keep]
+        mse = float(((rendered["rgb"][keep] - judged) ** 2).mean())
+        return mse, float(((judged - judged.mean(0)) ** 2).mean()), float(keep.float().mean())
 
     def _reference_psnr(self) -> float:
-        """The model's PSNR (verdict pixel grid) at the known poses of the held-out views."""
+        """The model's PSNR (verdict pixels of the grid) at the known poses of the held-out views."""
         views = self.held_out[:5] or list(range(min(3, len(self.data))))
         uv = self._grid(self.intrinsics)
-        mses = [self.photometric(self.data.images[i].numpy(), self.data.nerf_T_cam[i].numpy(), uv) for i in views]
+        mses = []
+        for i in views:
+            target = self.data.images[i][uv[:, 1].long(), uv[:, 0].long()]
+            mses.append(self.verdict_errors(self.render_pixels(self.data.nerf_T_cam[i].numpy(), uv), target)[0])
         return _psnr(float(np.mean(mses)))
+
+    # -- views to start from: the data's, then accepted photos (indices past len(data)) ---------
+    @property
+    def num_views(self) -> int:
+        return len(self.data) + len(self._added)
+
+    def view_name(self, index: int) -> str:
+        if index < len(self.data):
+            return Path(self.data.file_names[index]).name
+        return self._added[index - len(self.data)][0]
+
+    def view_pose(self, index: int) -> np.ndarray:
+        """OpenGL camera-to-NeRF pose of view ``index`` (float64)."""
+        if index < len(self.data):
+            return self.data.nerf_T_cam[index].double().numpy()
+        return self._added[index - len(self.data)][1]
+
+    def add_view(self, name: str, image: np.ndarray, nerf_T_gl, match_image: np.ndarray | None = None) -> None:
+        """An accepted photo becomes a view to start from: photos that share features only with it
+        (a capture's far side, steep views) then get PnP starts too."""
+        index = self.num_views
+        self._added.append((name, np.asarray(nerf_T_gl, dtype=np.float64)))
+        self.descriptors = np.concatenate([self.descriptors, thumbnail(image)[None]])
+        self._features[index] = self.features(match_image if match_image is not None else
+                                              (image * 255 + 0.5).astype(np.uint8))
 
     # -- starts --------------------------------------------------------------------------------
     def neighbours(self, image: np.ndarray, exclude=()) -> list[int]:
@@ -334,7 +404,7 @@ class Registrar:
     def matched_views(self, image_features, exclude=()) -> list[int]:
         """Registered views ranked by their number of SIFT matches to the photo (most first)."""
         counts = [(len(self._matcher.match(image_features[1], self._view_features(i)[1])), i)
-                  for i in range(len(self.data)) if i not in set(exclude)]
+                  for i in range(self.num_views) if i not in set(exclude)]
         return [i for n, i in sorted(counts, key=lambda c: -c[0]) if n > 0][: self.config.neighbours]
 
     def pnp_start(self, image_features, index: int) -> tuple[np.ndarray | None, str]:
@@ -347,8 +417,9 @@ class Registrar:
         if len(pairs) < 12:
             return None, f"{len(pairs)} matches"
         new_index, ref_index = np.array(pairs).T
-        points, keep = features.lift(self.model, self.intrinsics, self.data.nerf_T_cam[index].to(self.device),
-                                     uv_all_ref[ref_index], n_samples=self.config.samples_per_ray or None)
+        pose = torch.from_numpy(self.view_pose(index)).float().to(self.device)
+        points, keep = features.lift(self.model, self.intrinsics, pose, uv_all_ref[ref_index],
+                                     n_samples=self.config.samples_per_ray or None)
         uv_new = uv_all_new[new_index][keep]
         self._matches.append((points, uv_new))
         result = features.solve_pnp(points, uv_new, self.intrinsics, self.pixel_tolerance, min_inliers=12)
@@ -396,10 +467,9 @@ class Registrar:
         by_look = self.neighbours(image, exclude)
         by_matches = self.matched_views(image_features, exclude) if config.pnp_starts else []
         for index in dict.fromkeys(by_look + by_matches):
-            view = Path(self.data.file_names[index]).name
-            starts.append((f"view {view}", self.data.nerf_T_cam[index].double().numpy()))
+            starts.append((f"view {self.view_name(index)}", self.view_pose(index)))
         for index in by_matches:
-            view = Path(self.data.file_names[index]).name
+            view = self.view_name(index)
             pose, note = self.pnp_start(image_features, index)
             if pose is not None:
                 starts.append((f"pnp {view}", pose))
@@ -414,7 +484,6 @@ class Registrar:
         image_uint8 = (image * 255 + 0.5).astype(np.uint8)
         grid = self._grid(intr)
         target = torch.from_numpy(image)[grid[:, 1].long(), grid[:, 0].long()]
-        flat_mse = float(((target - target.mean(0)) ** 2).mean())
         best = None
         iterations = 0
         candidates = [{"start": label, "start_psnr": _psnr(loss), "pose": pose.tolist()}
@@ -423,29 +492,42 @@ class Registrar:
             estimate = self.optimizer.estimate(image_uint8, intr, frames.opengl_to_optical(pose))
             iterations += estimate.iterations
             final_gl = frames.optical_to_opengl(estimate.nerf_T_optical)
-            rendered = self.render_pixels(final_gl, grid)["rgb"]
-            mse = float(((rendered - target) ** 2).mean())
+            rendered = self.render_pixels(final_gl, grid)
+            mse, flat_mse, judged = self.verdict_errors(rendered, target)
             candidate.update(refined_psnr=_psnr(mse), iterations=estimate.iterations, refined_pose=final_gl.tolist())
             if best is None or mse < best[0]:
-                best = (mse, label, final_gl, estimate)
+                best = (mse, label, final_gl, estimate, flat_mse, judged)
                 shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
-                self.last_preview = np.concatenate([target.reshape(shape).numpy(), rendered.reshape(shape).numpy()], 1)
-        mse, label, final_gl, estimate = best
+                self.last_preview = np.concatenate([target.reshape(shape).numpy(),
+                                                    rendered["rgb"].reshape(shape).numpy()], 1)
+        mse, label, final_gl, estimate, flat_mse, judged = best
         psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
         # Geometric check only where the photo has enough matches to some neighbour to judge by.
         checkable = config.pnp_starts and config.min_inliers > 0 and \
             any(len(points) >= config.min_inliers for points, _ in self._matches)
         support = self.feature_support(final_gl) if checkable else None
-        if psnr < self.threshold:
+        foreground = config.verdict_pixels == "foreground"
+        if foreground and judged < max(config.min_foreground, 1e-9):
+            accepted, reason = False, (f"the NeRF's surfaces cover {100 * judged:.1f} % of the photo at the best pose "
+                                       f"(< {100 * config.min_foreground:g} %)")
+        elif psnr < self.threshold and not self._geometry_vouches(psnr, support):
             accepted, reason = False, f"PSNR {psnr:.2f} dB < threshold {self.threshold:.2f} dB"
+            if support is not None and config.geometric_support:
+                reason += (f" ({support} feature matches agree; {config.geometric_support} and PSNR >= "
+                           f"{self.threshold - config.geometric_margin_db:.2f} dB would accept it on geometry)")
         elif psnr - flat_psnr < config.min_gain_db:
             accepted, reason = False, (f"render explains the photo no better than its mean colour "
                                        f"({psnr:.2f} vs {flat_psnr:.2f} dB)")
         elif support is not None and support < config.min_inliers:
             accepted, reason = False, (f"PSNR {psnr:.2f} dB passes but only {support} feature matches agree with the "
                                        f"pose (< {config.min_inliers})")
+        elif psnr < self.threshold:
+            accepted, reason = True, (f"on geometry: {support} feature matches agree; PSNR {psnr:.2f} dB is under "
+                                      f"the photometric threshold {self.threshold:.2f} dB but over its floor "
+                                      f"{self.threshold - config.geometric_margin_db:.2f} dB")
         else:
-            accepted, reason = True, f"PSNR {psnr:.2f} dB >= {self.threshold:.2f} dB" + (
+            where = f" on the NeRF's surfaces ({100 * judged:.0f} % of the photo)" if foreground else ""
+            accepted, reason = True, f"PSNR {psnr:.2f} dB >= {self.threshold:.2f} dB{where}" + (
                 f", {support} feature matches agree" if support is not None else
                 ", too few feature matches for a geometric check" if config.pnp_starts else "")
         if notes and not any(s[0].startswith("pnp") for s in starts):
@@ -453,7 +535,20 @@ class Registrar:
         return Verdict(image=name, accepted=accepted, reason=reason, start=label, iterations=iterations,
                        loss=estimate.final_loss, psnr=psnr, flat_psnr=flat_psnr,
                        seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,
-                       feature_support=support)
+                       feature_support=support, foreground_fraction=judged if foreground else None,
+                       accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "")
+
+    def _geometry_vouches(self, psnr: float, support: int | None) -> bool:
+        """Enough matches agree with the pose for a PSNR under the threshold (but over its floor) to pass.
+
+        The threshold comes from held-out views inside the capture; from a side it did not cover, the
+        NeRF renders worse at the right pose (watch: 16-20 dB where the threshold is 20.9, and photo and
+        render overlap without ghosting). Hundreds of matches within a few pixels of their reprojections
+        cannot agree with a wrong pose; the floor still rejects a render that explains little.
+        """
+        config = self.config
+        return (config.geometric_support > 0 and support is not None and support >= config.geometric_support
+                and psnr >= self.threshold - config.geometric_margin_db)
 
 
 def _save_preview(path: Path, image: np.ndarray) -> None:
@@ -645,40 +740,56 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
     if config.check_views and len(checks) < config.check_views:
         print(f"register: only {len(checks)} held-out views available as checks", file=sys.stderr)
     mpu = config.metres_per_unit or (data.metres_per_unit if "metres_per_unit" in data_json else 0.0)
-    jobs = [("check", i) for i in checks] + [("photo", p) for p in todo]
-    bar = tqdm(jobs, desc="register", unit="image", disable=not config.progress, dynamic_ncols=True)
-    for kind, item in bar:
-        if kind == "check":
-            name = Path(data.file_names[item]).name
-            bar.set_postfix_str(name)
-            verdict = registrar.register(data.images[item].numpy(), name, exclude=(item,),
-                                         match_image=data_match_image(item) if config.pnp_starts else None)
-            verdict.check = True
-            rot, trans = lie.pose_error(torch.tensor(verdict.nerf_T_opengl, dtype=torch.float64),
-                                        data.nerf_T_cam[item].double())
-            verdict.rotation_error_deg, verdict.translation_error = float(rot), float(trans)
-            verdict.translation_error_diag = float(trans) / registrar.diagonal
-            if mpu:
-                verdict.translation_error_cm = float(trans) * mpu * 100
-        else:
-            bar.set_postfix_str(item.name)
-            try:
-                image, resized_from = load_photo(item, camera, model.metadata.background)
-                match = load_photo(item, match_camera, model.metadata.background)[0] if config.pnp_starts else None
-            except ValueError as error:
-                verdict = Verdict(image=item.name, accepted=False, reason=str(error), source_path=str(item))
-            else:
-                verdict = registrar.register(image, item.name, match_image=match)
-                verdict.source_path, verdict.resized_from = str(item), resized_from
-                if resized_from:
-                    verdict.reason += f"; resized from {resized_from[0]}x{resized_from[1]}"
+
+    def log(verdict: Verdict) -> None:
         if verdict.iterations and registrar.last_preview is not None:
             _save_preview(out_dir / "previews" / f"{Path(verdict.image).stem}{'_check' if verdict.check else ''}.png",
                           registrar.last_preview)
-        verdicts.append(verdict)
         tqdm.write(f"  {verdict.image}{' (check)' if verdict.check else ''}: "
                    f"{'accepted' if verdict.accepted else 'REJECTED'} - {verdict.reason}"
                    f" [start {verdict.start or '-'}, {verdict.iterations} its, {verdict.seconds:.0f} s]")
+
+    bar = tqdm(total=len(checks) + len(todo), desc="register", unit="image", disable=not config.progress,
+               dynamic_ncols=True)
+    for item in checks:  # first, while the views are only the data's own
+        name = Path(data.file_names[item]).name
+        bar.set_postfix_str(name)
+        verdict = registrar.register(data.images[item].numpy(), name, exclude=(item,),
+                                     match_image=data_match_image(item) if config.pnp_starts else None)
+        verdict.check = True
+        rot, trans = lie.pose_error(torch.tensor(verdict.nerf_T_opengl, dtype=torch.float64),
+                                    data.nerf_T_cam[item].double())
+        verdict.rotation_error_deg, verdict.translation_error = float(rot), float(trans)
+        verdict.translation_error_diag = float(trans) / registrar.diagonal
+        if mpu:
+            verdict.translation_error_cm = float(trans) * mpu * 100
+        verdicts.append(verdict)
+        log(verdict)
+        bar.update(1)
+    photo_verdicts: dict[Path, Verdict] = {}
+    pending = list(todo)
+    for chain_pass in range(config.chain_passes if config.chain else 1):
+        if chain_pass:
+            tqdm.write(f"register: pass {chain_pass + 1}: {len(pending)} rejected photos against "
+                       f"{registrar.num_views - len(data)} accepted ones")
+        accepted_now = 0
+        for path in pending:
+            bar.set_postfix_str(path.name)
+            verdict, image, match = _register_photo(registrar, path, camera, match_camera, config, model)
+            if chain_pass:
+                verdict.reason += f" (pass {chain_pass + 1})"
+            photo_verdicts[path] = verdict
+            log(verdict)
+            if chain_pass == 0:
+                bar.update(1)
+            if verdict.accepted and config.chain:
+                registrar.add_view(path.name, image, verdict.nerf_T_opengl, match)
+                accepted_now += 1
+        # Unreadable photos (no iterations) stay rejected; the others may connect through new views.
+        pending = [p for p in pending if not photo_verdicts[p].accepted and photo_verdicts[p].iterations]
+        if not accepted_now or not pending:
+            break
+    verdicts += [photo_verdicts[p] for p in todo]
     bar.close()
     photos = [v for v in verdicts if not v.check]
     accepted = [v for v in photos if v.accepted]
@@ -689,6 +800,7 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
         "threshold_psnr": registrar.threshold, "min_gain_db": config.min_gain_db,
         "scene_diagonal": registrar.diagonal, "metres_per_unit": mpu or None,
         "photos": len(photos), "accepted": len(accepted), "skipped_already_registered": skipped,
+        "accepted_photometric": sum(v.accepted_by == "photometric" for v in accepted),
         "config": dataclasses.asdict(config),
     }
     transforms = write_transforms(json_path, data_json, verdicts, out_dir, config, camera, every,
@@ -704,6 +816,21 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
     (out_dir / "registration.json").write_text(json.dumps(summary, indent=2, default=str))
     (out_dir / "registration.md").write_text(report(summary, verdicts))
     return summary
+
+
+def _register_photo(registrar: Registrar, path: Path, camera: _Camera, match_camera: _Camera,
+                    config: RegisterConfig, model) -> tuple[Verdict, np.ndarray | None, np.ndarray | None]:
+    """One new photo's verdict, with the photo at the working and at the matching size (None if unreadable)."""
+    try:
+        image, resized_from = load_photo(path, camera, model.metadata.background)
+        match = load_photo(path, match_camera, model.metadata.background)[0] if config.pnp_starts else None
+    except ValueError as error:
+        return Verdict(image=path.name, accepted=False, reason=str(error), source_path=str(path)), None, None
+    verdict = registrar.register(image, path.name, match_image=match)
+    verdict.source_path, verdict.resized_from = str(path), resized_from
+    if resized_from:
+        verdict.reason += f"; resized from {resized_from[0]}x{resized_from[1]}"
+    return verdict, image, match
 
 
 def retrain(model, data, held_out: list[int], transforms: Path, extra: dict, config: RegisterConfig,
@@ -741,9 +868,10 @@ def report(summary: dict, verdicts: list[Verdict]) -> str:
              f"- model `{summary['model']}`, data `{summary['data']}`, working size "
              f"{summary['working_size'][0]}x{summary['working_size'][1]}",
              f"- accepted **{summary['accepted']} of {photos}** photos "
-             f"({100 * summary['accepted'] / max(photos, 1):.0f} %); threshold {summary['threshold_psnr']:.2f} dB "
-             f"(reference at known poses {summary['reference_psnr']:.2f} dB), and >= {summary['min_gain_db']:g} dB "
-             "over the photo's flat mean colour",
+             f"({100 * summary['accepted'] / max(photos, 1):.0f} %), {summary['accepted_photometric']} of them over "
+             f"the PSNR threshold {summary['threshold_psnr']:.2f} dB (reference at known poses "
+             f"{summary['reference_psnr']:.2f} dB), the others on geometry (see `why`); all >= "
+             f"{summary['min_gain_db']:g} dB over the photo's flat mean colour",
              f"- skipped (already in the data): {len(summary['skipped_already_registered'])}",
              f"- output: `{summary['transforms']}`", "", verdict_table(verdicts), ""]
     checks = check_table(verdicts)

@@ -36,13 +36,22 @@ class PnpResult:
 
 
 class FeatureMatcher:
-    """Keypoints and ratio-test matches of uint8 RGB images (SIFT by default, ORB for speed)."""
+    """Keypoints and ratio-test matches of uint8 RGB images (SIFT by default, ORB for speed, ASIFT for
+    photos taken from far apart).
+
+    ``asift`` is OpenCV's ASIFT (Morel and Yu 2009, ``cv2.AffineFeature``): SIFT on the image seen under
+    a range of simulated tilts, so a surface photographed at 60 degrees still matches its frontal view.
+    It costs ~1.5 s per 540 x 405 image on one core (``max_features // 2`` per simulated view), so it is
+    for registration, not for the pose loop. On the watch photos SfM left out, SIFT found at most 11
+    RANSAC inliers to any registered view, ASIFT 64-634.
+    """
 
     def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8, exact: bool = True):
         import cv2
 
-        if detector == "sift":
-            self._detector = cv2.SIFT_create(nfeatures=max_features)
+        if detector in ("sift", "asift"):
+            self._detector = cv2.SIFT_create(nfeatures=max_features) if detector == "sift" else \
+                cv2.AffineFeature_create(cv2.SIFT_create(nfeatures=max(1, max_features // 2)))
             # Brute force is exact and deterministic, and cheap against a small rendering's few hundred
             # keypoints. FLANN's randomised k-d trees (approximate, and their result depends on OpenCV's
             # global random state) pay off only for thousands against thousands (registration).
@@ -52,7 +61,7 @@ class FeatureMatcher:
             self._detector = cv2.ORB_create(nfeatures=max_features)
             self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         else:
-            raise ValueError(f"unknown feature detector {detector!r} (sift or orb)")
+            raise ValueError(f"unknown feature detector {detector!r} (sift, asift or orb)")
         self.detector = detector
         self.ratio = ratio
 

@@ -149,3 +149,88 @@ def test_cli_reports_errors_and_needs_images(scene, tmp_path, capsys):
     assert "model" in capsys.readouterr().err
     assert cli.main(["register", str(scene["model"]), str(scene["data"]), "--out", str(tmp_path / "o")]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def registrar_parts(scene):
+    from inerf_ros.datasets.transforms import load_transforms
+    from inerf_ros.nerf.checkpoint import load_model
+
+    model = load_model(scene["model"])
+    data = load_transforms(scene["data"], background=tuple(model.metadata.background))
+    return model, data
+
+
+def _photo_with_backdrop(model, pose):
+    """The field's view at ``pose`` with its empty backdrop replaced by a colour ramp (a room the
+    capture never showed)."""
+    image = _render(model, pose).astype(np.float64)
+    backdrop = image.sum(-1) >= 3 * 250  # the field's white background
+    ramp = np.linspace(40, 200, image.shape[1])[None, :, None] * np.array([0.6, 0.8, 1.0])
+    image[backdrop] = np.broadcast_to(ramp, image.shape)[backdrop]
+    return (image / 255).astype(np.float32)
+
+
+def test_a_backdrop_the_nerf_never_saw_is_not_judged(scene, registrar_parts):
+    """At the right pose the object matches and the backdrop does not: the foreground verdict accepts,
+    one on every pixel rejects; where the field renders none of its surfaces nothing is judged."""
+    from inerf_ros.register import Registrar
+
+    model, data = registrar_parts
+    photo = _photo_with_backdrop(model, scene["truth"])
+    # No feature check: at 80 x 60 the ramp's edges against the box give the few matches there are.
+    on_surfaces = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0, min_inliers=0,
+                                                 verdict_pixels="foreground"))
+    verdict = on_surfaces.register(photo, "room.png")
+    assert verdict.accepted, verdict.reason
+    assert "NeRF's surfaces" in verdict.reason and 0.05 < verdict.foreground_fraction < 0.9
+    rot, trans = lie.pose_error(torch.tensor(frames.opengl_to_optical(np.array(verdict.nerf_T_opengl))),
+                                torch.from_numpy(scene["truth"]))
+    assert float(rot) < 1.0 and float(trans) < 0.03, (float(rot), float(trans))
+    everywhere = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0, min_inliers=0,
+                                                verdict_pixels="all"))
+    rejected = everywhere.register(photo, "room.png")
+    assert not rejected.accepted and "PSNR" in rejected.reason and rejected.psnr < 25.0
+    nothing = {"rgb": torch.zeros(10, 3), "opacity": torch.zeros(10)}
+    assert on_surfaces.verdict_errors(nothing, torch.ones(10, 3))[2] == 0.0
+
+
+def test_an_accepted_photo_becomes_a_view_to_start_from(scene, registrar_parts):
+    """Chain registration: with every data view excluded, a photo near an accepted one starts from it."""
+    from inerf_ros.register import Registrar
+
+    model, data = registrar_parts
+    registrar = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0))
+    accepted_pose = frames.optical_to_opengl(scene["truth"])
+    registrar.add_view("new_view.png", _render(model, scene["truth"]).astype(np.float32) / 255, accepted_pose)
+    assert registrar.num_views == len(data) + 1 and registrar.view_name(len(data)) == "new_view.png"
+    np.testing.assert_allclose(registrar.view_pose(len(data)), accepted_pose)
+    nearby = frames.look_at(_eye(360.0 * 3 / RING + 14.0, 35.0, 2.45), (0.05, 0.02, 0.0))
+    image = _render(model, nearby).astype(np.float32) / 255
+    verdict = registrar.register(image, "nearby.png", exclude=range(len(data)))
+    assert verdict.accepted and "new_view.png" in verdict.start, (verdict.start, verdict.reason)
+    rot, trans = lie.pose_error(torch.tensor(frames.opengl_to_optical(np.array(verdict.nerf_T_opengl))),
+                                torch.from_numpy(nearby))
+    assert float(rot) < 1.0 and float(trans) < 0.03, (float(rot), float(trans))
+
+
+def test_a_darker_photo_under_the_threshold_is_accepted_on_geometry_only_when_matches_agree(scene, registrar_parts):
+    """A photo exposed darker than the data: its PSNR falls under the threshold at the right pose, its
+    features still match. Enough agreeing matches accept it on geometry (and say so); without the
+    geometric route, or above the floor's reach, it is rejected."""
+    from inerf_ros.register import Registrar
+
+    model, data = registrar_parts
+    photo = _render(model, scene["truth"]).astype(np.float32) / 255 * 0.9
+    lenient = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0, min_inliers=3,
+                                             geometric_support=3, geometric_margin_db=15.0))
+    verdict = lenient.register(photo, "dark.png")
+    assert verdict.psnr < 25.0 and verdict.feature_support >= 3, verdict
+    assert verdict.accepted and verdict.accepted_by == "geometry" and "on geometry" in verdict.reason, verdict.reason
+    rot, trans = lie.pose_error(torch.tensor(frames.opengl_to_optical(np.array(verdict.nerf_T_opengl))),
+                                torch.from_numpy(scene["truth"]))
+    assert float(rot) < 1.0 and float(trans) < 0.05, (float(rot), float(trans))  # fixed exposure: a small pull
+    for strict in (dict(geometric_support=0), dict(geometric_support=3, geometric_margin_db=0.5)):
+        config = _config("unused", ["unused"], min_psnr=25.0, min_inliers=3, **strict)
+        rejected = Registrar(model, data, config).register(photo, "dark.png")
+        assert not rejected.accepted and "PSNR" in rejected.reason and not rejected.accepted_by, rejected.reason
