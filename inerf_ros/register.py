@@ -85,7 +85,8 @@ class RegisterConfig:
                                       "reproject within 6 px (at 270 px wide) at the final pose (0: no check; "
                                       "skipped when no neighbour has this many matches)",
                                   range=(0, 100000))
-    starts_refined: int = cfg.option(2, "best-scoring starts refined by iNeRF", range=(1, 100))
+    starts_refined: int = cfg.option(2, "best-scoring starts refined by iNeRF: this many PnP starts and as many "
+                                        "others", range=(1, 100))
     solver: str = cfg.option("lm", "iNeRF solver", choices=("adam", "lm"))
     max_iterations: int = cfg.option(30, "iNeRF iterations per refined start", range=(1, 100000))
     learning_rate: float = cfg.option(0.02, "Adam step size (solver adam)", range=(1e-6, 1.0))
@@ -488,24 +489,29 @@ class Registrar:
         iterations = 0
         candidates = [{"start": label, "start_psnr": _psnr(loss), "pose": pose.tolist()}
                       for loss, label, pose in scored]
-        for candidate, (start_loss, label, pose) in zip(candidates, scored[: config.starts_refined]):
+        # Geometric check only where the photo has enough matches to some neighbour to judge by.
+        checkable = config.pnp_starts and config.min_inliers > 0 and \
+            any(len(points) >= config.min_inliers for points, _ in self._matches)
+        for candidate, (start_loss, label, pose) in self._starts_to_refine(candidates, scored):
             estimate = self.optimizer.estimate(image_uint8, intr, frames.opengl_to_optical(pose))
             iterations += estimate.iterations
             final_gl = frames.optical_to_opengl(estimate.nerf_T_optical)
             rendered = self.render_pixels(final_gl, grid)
             mse, flat_mse, judged = self.verdict_errors(rendered, target)
-            candidate.update(refined_psnr=_psnr(mse), iterations=estimate.iterations, refined_pose=final_gl.tolist())
-            if best is None or mse < best[0]:
-                best = (mse, label, final_gl, estimate, flat_mse, judged)
+            support = self.feature_support(final_gl) if checkable else None
+            candidate.update(refined_psnr=_psnr(mse), iterations=estimate.iterations, refined_pose=final_gl.tolist(),
+                             feature_support=support)
+            # The pose the verdict can accept wins: over the PSNR threshold, else vouched for by
+            # geometry, then the lowest error. By error alone, a start that shows more of the easy
+            # white wall beats the right pose of a view the capture did not cover.
+            rank = (_psnr(mse) >= self.threshold, self._geometry_vouches(_psnr(mse), support), -mse)
+            if best is None or rank > best[0]:
+                best = (rank, mse, label, final_gl, estimate, flat_mse, judged, support)
                 shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
                 self.last_preview = np.concatenate([target.reshape(shape).numpy(),
                                                     rendered["rgb"].reshape(shape).numpy()], 1)
-        mse, label, final_gl, estimate, flat_mse, judged = best
+        _, mse, label, final_gl, estimate, flat_mse, judged, support = best
         psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
-        # Geometric check only where the photo has enough matches to some neighbour to judge by.
-        checkable = config.pnp_starts and config.min_inliers > 0 and \
-            any(len(points) >= config.min_inliers for points, _ in self._matches)
-        support = self.feature_support(final_gl) if checkable else None
         foreground = config.verdict_pixels == "foreground"
         if foreground and judged < max(config.min_foreground, 1e-9):
             accepted, reason = False, (f"the NeRF's surfaces cover {100 * judged:.1f} % of the photo at the best pose "
@@ -537,6 +543,15 @@ class Registrar:
                        seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,
                        feature_support=support, foreground_fraction=judged if foreground else None,
                        accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "")
+
+    def _starts_to_refine(self, candidates: list, scored: list) -> list:
+        """The ``starts_refined`` best-scoring PnP starts and as many of the others (by start error).
+
+        PnP starts rest on matched features; their start error can still rank them under a view start
+        that merely shows more of a plain backdrop."""
+        pnp = [pair for pair in zip(candidates, scored) if pair[1][1].startswith("pnp ")]
+        other = [pair for pair in zip(candidates, scored) if not pair[1][1].startswith("pnp ")]
+        return pnp[: self.config.starts_refined] + other[: self.config.starts_refined]
 
     def _geometry_vouches(self, psnr: float, support: int | None) -> bool:
         """Enough matches agree with the pose for a PSNR under the threshold (but over its floor) to pass.
