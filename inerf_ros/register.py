@@ -495,22 +495,29 @@ class Registrar:
         for candidate, (start_loss, label, pose) in self._starts_to_refine(candidates, scored):
             estimate = self.optimizer.estimate(image_uint8, intr, frames.opengl_to_optical(pose))
             iterations += estimate.iterations
-            final_gl = frames.optical_to_opengl(estimate.nerf_T_optical)
-            rendered = self.render_pixels(final_gl, grid)
-            mse, flat_mse, judged = self.verdict_errors(rendered, target)
-            support = self.feature_support(final_gl) if checkable else None
-            candidate.update(refined_psnr=_psnr(mse), iterations=estimate.iterations, refined_pose=final_gl.tolist(),
-                             feature_support=support)
-            # The pose the verdict can accept wins: over the PSNR threshold, else vouched for by
-            # geometry, then the lowest error. By error alone, a start that shows more of the easy
-            # white wall beats the right pose of a view the capture did not cover.
-            rank = (_psnr(mse) >= self.threshold, self._geometry_vouches(_psnr(mse), support), -mse)
-            if best is None or rank > best[0]:
-                best = (rank, mse, label, final_gl, estimate, flat_mse, judged, support)
-                shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
-                self.last_preview = np.concatenate([target.reshape(shape).numpy(),
-                                                    rendered["rgb"].reshape(shape).numpy()], 1)
-        _, mse, label, final_gl, estimate, flat_mse, judged, support = best
+            outcomes = [(frames.optical_to_opengl(estimate.nerf_T_optical), label, estimate.final_loss)]
+            if label.startswith("pnp "):
+                # From a side the capture did not cover, the photometric optimum of a blurry rendering
+                # can lie away from the pose the matches give: the PnP pose itself also stands.
+                outcomes.append((pose, f"{label} (PnP pose)", float("nan")))
+            for final_gl, outcome_label, loss in outcomes:
+                rendered = self.render_pixels(final_gl, grid)
+                mse, flat_mse, judged = self.verdict_errors(rendered, target)
+                support = self.feature_support(final_gl) if checkable else None
+                key = "refined" if outcome_label == label else "pnp_pose"
+                candidate.update({f"{key}_psnr": _psnr(mse), f"{key}_support": support,
+                                  f"{key}_pose": np.asarray(final_gl).tolist()})
+                # The pose the verdict can accept wins: over the PSNR threshold, else vouched for by
+                # geometry, then the lowest error. By error alone, a start that shows more of the easy
+                # white wall beats the right pose of a view the capture did not cover.
+                rank = (_psnr(mse) >= self.threshold, self._geometry_vouches(_psnr(mse), support), -mse)
+                if best is None or rank > best[0]:
+                    best = (rank, mse, outcome_label, np.asarray(final_gl), loss, flat_mse, judged, support)
+                    shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
+                    self.last_preview = np.concatenate([target.reshape(shape).numpy(),
+                                                        rendered["rgb"].reshape(shape).numpy()], 1)
+            candidate["iterations"] = estimate.iterations
+        _, mse, label, final_gl, loss, flat_mse, judged, support = best
         psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
         foreground = config.verdict_pixels == "foreground"
         if foreground and judged < max(config.min_foreground, 1e-9):
@@ -539,7 +546,7 @@ class Registrar:
         if notes and not any(s[0].startswith("pnp") for s in starts):
             reason += "; no PnP start (" + "; ".join(notes) + ")"
         return Verdict(image=name, accepted=accepted, reason=reason, start=label, iterations=iterations,
-                       loss=estimate.final_loss, psnr=psnr, flat_psnr=flat_psnr,
+                       loss=loss, psnr=psnr, flat_psnr=flat_psnr,
                        seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,
                        feature_support=support, foreground_fraction=judged if foreground else None,
                        accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "")
