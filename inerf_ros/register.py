@@ -943,8 +943,8 @@ def run(args: argparse.Namespace) -> int:
     if checks:
         print()
         print(checks)
-    print(f"\naccepted {summary['accepted']} of {summary['photos']} photos -> {summary['transforms']}; "
-          f"table: {out / 'registration.md'}")
+    print(f"\naccepted {summary['accepted']} of {summary['photos']} photos ({summary['accepted_photometric']} over "
+          f"the PSNR threshold, the others on geometry) -> {summary['transforms']}; table: {out / 'registration.md'}")
     retrained = summary.get("retrain")
     if retrained and "psnr_before" in retrained:
         print(f"held-out PSNR on the same views: before {retrained['psnr_before']:.2f} dB, "
