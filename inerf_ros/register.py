@@ -486,6 +486,7 @@ class Registrar:
         grid = self._grid(intr)
         target = torch.from_numpy(image)[grid[:, 1].long(), grid[:, 0].long()]
         best = None
+        most_support = (-1, float("nan"), "")  # (agreeing matches, PSNR, label) of the best-supported pose
         iterations = 0
         candidates = [{"start": label, "start_psnr": _psnr(loss), "pose": pose.tolist()}
                       for loss, label, pose in scored]
@@ -511,6 +512,8 @@ class Registrar:
                 # geometry, then the lowest error. By error alone, a start that shows more of the easy
                 # white wall beats the right pose of a view the capture did not cover.
                 rank = (_psnr(mse) >= self.threshold, self._geometry_vouches(_psnr(mse), support), -mse)
+                if support is not None and support > most_support[0]:
+                    most_support = (support, _psnr(mse), outcome_label)
                 if best is None or rank > best[0]:
                     best = (rank, mse, outcome_label, np.asarray(final_gl), loss, flat_mse, judged, support)
                     shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
@@ -527,7 +530,11 @@ class Registrar:
             accepted, reason = False, f"PSNR {psnr:.2f} dB < threshold {self.threshold:.2f} dB"
             if support is not None and config.geometric_support:
                 reason += (f" ({support} feature matches agree; {config.geometric_support} and PSNR >= "
-                           f"{self.threshold - config.geometric_margin_db:.2f} dB would accept it on geometry)")
+                           f"{self.threshold - config.geometric_margin_db:.2f} dB would accept it on geometry")
+                if most_support[0] > support:
+                    reason += (f"; the best-supported pose, from {most_support[2]}, has {most_support[0]} at "
+                               f"{most_support[1]:.2f} dB")
+                reason += ")"
         elif psnr - flat_psnr < config.min_gain_db:
             accepted, reason = False, (f"render explains the photo no better than its mean colour "
                                        f"({psnr:.2f} vs {flat_psnr:.2f} dB)")
