@@ -92,6 +92,8 @@ def test_rendered_view_is_accepted_with_its_pose(scene, registered):
 def test_noise_and_bad_files_are_rejected_with_a_reason(registered):
     _, verdicts, summary = registered
     assert not verdicts["noise.png"]["accepted"] and "PSNR" in verdicts["noise.png"]["reason"]
+    # Chain registration tried it again once new_view.png was accepted (unreadable files are not retried).
+    assert "(pass 2)" in verdicts["noise.png"]["reason"] and "pass" not in verdicts["corrupt.png"]["reason"]
     assert not verdicts["corrupt.png"]["accepted"] and "unreadable" in verdicts["corrupt.png"]["reason"]
     assert not verdicts["square.png"]["accepted"] and "aspect ratio" in verdicts["square.png"]["reason"]
     assert not verdicts["missing.png"]["accepted"] and "not found" in verdicts["missing.png"]["reason"]
