@@ -428,6 +428,20 @@ class Registrar:
             return None, result.note
         return frames.optical_to_opengl(result.nerf_T_optical), f"{result.inliers} inliers"
 
+    def joint_pnp_start(self) -> tuple[str, np.ndarray] | None:
+        """One PnP on the lifted matches to every matched view together (as the pose optimizer pools its
+        alignment rounds): a steep view shares a few dozen matches with each of several views, and each
+        view's own PnP is then noisy or fails."""
+        if len(self._matches) < 2:
+            return None
+        points = np.concatenate([p for p, _ in self._matches])
+        uv = np.concatenate([u for _, u in self._matches])
+        result = features.solve_pnp(points, uv, self.intrinsics, self.pixel_tolerance, min_inliers=12)
+        if result.nerf_T_optical is None:
+            return None
+        return f"pnp joint ({len(self._matches)} views, {result.inliers} inliers)", \
+            frames.optical_to_opengl(result.nerf_T_optical)
+
     @property
     def pixel_tolerance(self) -> float:
         """Reprojection tolerance of a feature match, working-resolution pixels (2 px at 270 wide)."""
@@ -476,6 +490,9 @@ class Registrar:
                 starts.append((f"pnp {view}", pose))
             else:
                 notes.append(f"pnp {view}: {note}")
+        joint = self.joint_pnp_start()
+        if joint is not None:
+            starts.append(joint)
         generator = torch.Generator().manual_seed(config.seed)
         score_uv = torch.stack([torch.randint(0, intr.width, (config.num_rays,), generator=generator),
                                 torch.randint(0, intr.height, (config.num_rays,), generator=generator)],
@@ -559,13 +576,15 @@ class Registrar:
                        accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "")
 
     def _starts_to_refine(self, candidates: list, scored: list) -> list:
-        """The ``starts_refined`` best-scoring PnP starts and as many of the others (by start error).
+        """The joint PnP start, the ``starts_refined`` best-scoring other PnP starts and as many of the rest.
 
         PnP starts rest on matched features; their start error can still rank them under a view start
         that merely shows more of a plain backdrop."""
-        pnp = [pair for pair in zip(candidates, scored) if pair[1][1].startswith("pnp ")]
-        other = [pair for pair in zip(candidates, scored) if not pair[1][1].startswith("pnp ")]
-        return pnp[: self.config.starts_refined] + other[: self.config.starts_refined]
+        pairs = list(zip(candidates, scored))
+        joint = [pair for pair in pairs if pair[1][1].startswith("pnp joint")]
+        pnp = [pair for pair in pairs if pair[1][1].startswith("pnp ") and not pair[1][1].startswith("pnp joint")]
+        other = [pair for pair in pairs if not pair[1][1].startswith("pnp ")]
+        return joint + pnp[: self.config.starts_refined] + other[: self.config.starts_refined]
 
     def _geometry_vouches(self, psnr: float, support: int | None) -> bool:
         """Enough matches agree with the pose for a PSNR under the threshold (but over its floor) to pass.

@@ -236,3 +236,19 @@ def test_a_darker_photo_under_the_threshold_is_accepted_on_geometry_only_when_ma
         config = _config("unused", ["unused"], min_psnr=25.0, min_inliers=3, **strict)
         rejected = Registrar(model, data, config).register(photo, "dark.png")
         assert not rejected.accepted and "PSNR" in rejected.reason and not rejected.accepted_by, rejected.reason
+
+
+def test_joint_pnp_start_pools_the_matches_of_every_matched_view(scene, registrar_parts):
+    from inerf_ros.register import Registrar
+
+    model, data = registrar_parts
+    registrar = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0, neighbours=4))
+    photo = _render(model, scene["truth"]).astype(np.float32) / 255
+    verdict = registrar.register(photo, "new_view.png")
+    per_view = [len(points) for points, _ in registrar._matches]
+    assert len(per_view) >= 2, per_view
+    label, pose = registrar.joint_pnp_start()
+    assert label.startswith(f"pnp joint ({len(per_view)} views")
+    assert any(c["start"] == label and "refined_psnr" in c for c in verdict.candidates), verdict.candidates
+    rot, trans = lie.pose_error(torch.tensor(frames.opengl_to_optical(pose)), torch.from_numpy(scene["truth"]))
+    assert float(rot) < 3.0 and float(trans) < 0.1, (float(rot), float(trans))  # a start, from 80 x 60 pixels
