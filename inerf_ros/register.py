@@ -477,7 +477,7 @@ class Registrar:
         starts = []  # (label, OpenGL pose)
         notes = []
         self._matches = []
-        self.last_preview = None  # (h, 2w, 3) photo | render on the verdict grid, for previews
+        self.last_preview = None  # (h, 3w, 3) photo | render | blend on the verdict grid, for previews
         image_features = self.features(image if match_image is None else match_image) if config.pnp_starts else None
         by_look = self.neighbours(image, exclude)
         by_matches = self.matched_views(image_features, exclude) if config.pnp_starts else []
@@ -534,8 +534,10 @@ class Registrar:
                 if best is None or rank > best[0]:
                     best = (rank, mse, outcome_label, np.asarray(final_gl), loss, flat_mse, judged, support)
                     shape = (len(range(config.check_stride // 2, intr.height, config.check_stride)), -1, 3)
-                    self.last_preview = np.concatenate([target.reshape(shape).numpy(),
-                                                        rendered["rgb"].reshape(shape).numpy()], 1)
+                    photo, render = target.reshape(shape).numpy(), rendered["rgb"].reshape(shape).numpy()
+                    # The half-and-half blend shows a wrong pose as ghosting, where PSNR cannot tell a
+                    # poorly rendered right pose from a wrong one.
+                    self.last_preview = np.concatenate([photo, render, 0.5 * (photo + render)], 1)
             candidate["iterations"] = estimate.iterations
         _, mse, label, final_gl, loss, flat_mse, judged, support = best
         psnr, flat_psnr = _psnr(mse), _psnr(flat_mse)
@@ -600,7 +602,7 @@ class Registrar:
 
 
 def _save_preview(path: Path, image: np.ndarray) -> None:
-    """Photo | render on the verdict grid, enlarged 2x."""
+    """Photo | render | blend on the verdict grid, enlarged 2x."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
