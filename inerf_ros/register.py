@@ -85,6 +85,11 @@ class RegisterConfig:
                                       "reproject within 6 px (at 270 px wide) at the final pose (0: no check; "
                                       "skipped when no neighbour has this many matches)",
                                   range=(0, 100000))
+    triangulate_views: int = cfg.option(8, "with PnP starts: also PnP on points triangulated from pairs of the "
+                                           "this many registered views with the most matches, through the "
+                                           "photo's keypoints (the photos' own geometry, where the NeRF's depth "
+                                           "is poor: surfaces it saw from few directions; 0: off)",
+                                        range=(0, 100))
     starts_refined: int = cfg.option(2, "best-scoring starts refined by iNeRF: this many PnP starts and as many "
                                         "others", range=(1, 100))
     solver: str = cfg.option("lm", "iNeRF solver", choices=("adam", "lm"))
@@ -109,7 +114,8 @@ class RegisterConfig:
     min_foreground: float = cfg.option(0.05, "verdict_pixels foreground: reject a pose at which the NeRF's surfaces "
                                              "cover less than this fraction of the photo", range=(0.0, 1.0))
     geometric_support: int = cfg.option(100, "also accept a photo under the PSNR threshold when at least this many "
-                                             "feature matches to one view agree with its pose and the PSNR is "
+                                             "feature matches to one view (or tracks "
+                                             "triangulated from the views) agree with its pose and the PSNR is "
                                              "within geometric_margin_db of the threshold: a view from a side the "
                                              "capture did not cover renders worse at the right pose (0: the "
                                              "photometric verdict only)", range=(0, 1000000))
@@ -302,6 +308,8 @@ class Registrar:
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
         self._matcher = features.FeatureMatcher(config.matcher, exact=False)  # thousands x thousands per pair
         self._features: dict = {}
+        self._view_pairs: dict = {}  # (i, j), i < j -> matches between the two views' keypoints
+        self._photo_pairs: dict = {}  # view -> matches (photo keypoint, view keypoint) of the current photo
         self._added: list[tuple[str, np.ndarray]] = []  # accepted photos as views: (name, OpenGL pose)
         self._matches: list = []  # (3-D points, photo pixels) of the current photo's matches, for support
         self.holdout_every = holdout_every
@@ -399,11 +407,69 @@ class Registrar:
             self._features[index] = self.features(image)
         return self._features[index]
 
-    def matched_views(self, image_features, exclude=()) -> list[int]:
-        """Registered views ranked by their number of SIFT matches to the photo (most first)."""
-        counts = [(len(self._matcher.match(image_features[1], self._view_features(i)[1])), i)
-                  for i in range(self.num_views) if i not in set(exclude)]
-        return [i for n, i in sorted(counts, key=lambda c: -c[0]) if n > 0][: self.config.neighbours]
+    def matched_views(self, image_features, exclude=(), count: int | None = None) -> list[int]:
+        """The ``count`` (default ``neighbours``) registered views with the most feature matches to the
+        photo, most first; the matches are kept for the PnP starts and the triangulation."""
+        excluded = set(exclude)
+        self._photo_pairs = {i: self._matcher.match(image_features[1], self._view_features(i)[1])
+                             for i in range(self.num_views) if i not in excluded}
+        ranked = sorted((i for i, pairs in self._photo_pairs.items() if pairs),
+                        key=lambda i: -len(self._photo_pairs[i]))
+        return ranked[: count or self.config.neighbours]
+
+    def _optical_T_nerf(self, index: int) -> np.ndarray:
+        return np.linalg.inv(frames.opengl_to_optical(self.view_pose(index)))
+
+    def _between_views(self, a: int, b: int) -> dict[int, int]:
+        """Keypoint of view ``a`` -> matching keypoint of view ``b`` (ratio test; cached per pair)."""
+        key = (min(a, b), max(a, b))
+        if key not in self._view_pairs:
+            self._view_pairs[key] = self._matcher.match(self._view_features(key[0])[1],
+                                                        self._view_features(key[1])[1])
+        pairs = self._view_pairs[key]
+        return dict(pairs) if a == key[0] else {m_b: m_a for m_a, m_b in pairs}
+
+    def triangulated_start(self, image_features, views: list[int]) -> tuple[str, np.ndarray] | None:
+        """PnP on 3-D points triangulated from pairs of posed views, with no NeRF depth.
+
+        A track is a photo keypoint matched to a keypoint of view a that view b also matches; the two
+        posed views triangulate it (:func:`features.triangulate`; the widest-parallax pair wins). Where the
+        photo shows a side the NeRF saw from few directions, its depth there, and so the lifted points of
+        :meth:`pnp_start`, are poor while the photos' own geometry still holds. The points also join the
+        matches that vouch for a pose (:meth:`feature_support`).
+        """
+        uv_photo = image_features[0]
+        tracks, points, parallaxes = [], [], []
+        for a in views:
+            photo_to_a = dict(self._photo_pairs.get(a, []))
+            for b in views:
+                if a == b:
+                    continue
+                a_to_b = self._between_views(a, b)
+                keys = np.array([k for k, m in photo_to_a.items() if m in a_to_b], dtype=np.int64)
+                if len(keys) < 6:
+                    continue
+                uv_a = self._view_features(a)[0][[photo_to_a[k] for k in keys]]
+                uv_b = self._view_features(b)[0][[a_to_b[photo_to_a[k]] for k in keys]]
+                point, keep, parallax = features.triangulate(self.intrinsics, self._optical_T_nerf(a),
+                                                             self._optical_T_nerf(b), uv_a, uv_b,
+                                                             self.pixel_tolerance)
+                tracks.append(keys[keep])
+                points.append(point[keep])
+                parallaxes.append(parallax[keep])
+        if not tracks or sum(len(t) for t in tracks) < 12:
+            return None
+        tracks, points, parallaxes = np.concatenate(tracks), np.concatenate(points), np.concatenate(parallaxes)
+        order = np.argsort(-parallaxes, kind="stable")
+        _, first = np.unique(tracks[order], return_index=True)  # each photo keypoint once, widest parallax
+        chosen = order[first]
+        points, uv = points[chosen], uv_photo[tracks[chosen]]
+        self._matches.append((points, uv))
+        result = features.solve_pnp(points, uv, self.intrinsics, self.pixel_tolerance, min_inliers=12)
+        if result.nerf_T_optical is None:
+            return None
+        return (f"pnp triangulated ({len(points)} tracks over {len(views)} views, {result.inliers} inliers)",
+                frames.optical_to_opengl(result.nerf_T_optical))
 
     def pnp_start(self, image_features, index: int) -> tuple[np.ndarray | None, str]:
         """OpenGL camera-to-NeRF pose from SIFT matches to view ``index`` lifted with the NeRF depth."""
@@ -411,7 +477,9 @@ class Registrar:
         uv_all_ref, des_ref = self._view_features(index)
         if des_new is None or des_ref is None or len(des_new) < 8 or len(des_ref) < 8:
             return None, "too few features"
-        pairs = self._matcher.match(des_new, des_ref)
+        pairs = self._photo_pairs.get(index)
+        if pairs is None:
+            pairs = self._matcher.match(des_new, des_ref)
         if len(pairs) < 12:
             return None, f"{len(pairs)} matches"
         new_index, ref_index = np.array(pairs).T
@@ -445,7 +513,8 @@ class Registrar:
         return features.pixel_tolerance(self.intrinsics)
 
     def feature_support(self, nerf_T_gl: np.ndarray) -> int:
-        """Matches (to one neighbour, the best) that the pose reprojects within 3x the PnP tolerance.
+        """Matches (to one neighbour, or the triangulated tracks: the best of these groups) that the pose
+        reprojects within 3x the PnP tolerance.
 
         Looser than PnP's: the photometric optimum of an imperfect NeRF sits a few pixels from the
         pose that fits the matches best (0.5 degree is 2.4 px at 270 px wide); a wrong basin is off by tens.
@@ -474,10 +543,13 @@ class Registrar:
         starts = []  # (label, OpenGL pose)
         notes = []
         self._matches = []
+        self._photo_pairs = {}
         self.last_preview = None  # (h, 3w, 3) photo | render | blend on the verdict grid, for previews
         image_features = self.features(image if match_image is None else match_image) if config.pnp_starts else None
         by_look = self.neighbours(image, exclude)
-        by_matches = self.matched_views(image_features, exclude) if config.pnp_starts else []
+        ranked = self.matched_views(image_features, exclude, max(config.neighbours, config.triangulate_views)) \
+            if config.pnp_starts else []
+        by_matches = ranked[: config.neighbours]
         for index in dict.fromkeys(by_look + by_matches):
             starts.append((f"view {self.view_name(index)}", self.view_pose(index)))
         for index in by_matches:
@@ -487,6 +559,12 @@ class Registrar:
                 starts.append((f"pnp {view}", pose))
             else:
                 notes.append(f"pnp {view}: {note}")
+        if config.pnp_starts and config.triangulate_views >= 2:
+            triangulated = self.triangulated_start(image_features, ranked[: config.triangulate_views])
+            if triangulated is not None:
+                starts.append(triangulated)
+            else:
+                notes.append("pnp triangulated: too few tracks")
         joint = self.joint_pnp_start()
         if joint is not None:
             starts.append(joint)
@@ -575,13 +653,15 @@ class Registrar:
                        accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "")
 
     def _starts_to_refine(self, candidates: list, scored: list) -> list:
-        """The joint PnP start, the ``starts_refined`` best-scoring other PnP starts and as many of the rest.
+        """The joint and triangulated PnP starts, the ``starts_refined`` best-scoring other PnP starts and as
+        many of the rest.
 
         PnP starts rest on matched features; their start error can still rank them under a view start
         that merely shows more of a plain backdrop."""
         pairs = list(zip(candidates, scored))
-        joint = [pair for pair in pairs if pair[1][1].startswith("pnp joint")]
-        pnp = [pair for pair in pairs if pair[1][1].startswith("pnp ") and not pair[1][1].startswith("pnp joint")]
+        pooled = ("pnp joint", "pnp triangulated")
+        joint = [pair for pair in pairs if pair[1][1].startswith(pooled)]
+        pnp = [pair for pair in pairs if pair[1][1].startswith("pnp ") and not pair[1][1].startswith(pooled)]
         other = [pair for pair in pairs if not pair[1][1].startswith("pnp ")]
         return joint + pnp[: self.config.starts_refined] + other[: self.config.starts_refined]
 

@@ -125,6 +125,48 @@ def pixel_tolerance(intrinsics: Intrinsics) -> float:
     return max(1.0, intrinsics.width / 135)
 
 
+def triangulate(intrinsics: Intrinsics, optical_T_nerf_a: np.ndarray, optical_T_nerf_b: np.ndarray,
+                uv_a: np.ndarray, uv_b: np.ndarray, tolerance_px: float,
+                min_parallax_deg: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """3-D points (N, 3) in the NeRF frame from pixels ``uv_a`` / ``uv_b`` (N, 2) matched between two
+    posed cameras, the mask (N,) of trustworthy ones and their parallax in degrees (N,).
+
+    A point is kept when it lies in front of both cameras, reprojects within ``tolerance_px`` in both
+    (a wrong match violates the epipolar constraint) and its two rays meet at ``min_parallax_deg`` or
+    more (nearly parallel rays put it anywhere along them). Unlike :func:`lift` this needs no NeRF
+    depth, which is poor where the NeRF saw a surface from few directions.
+    """
+    import cv2
+
+    uv_a = np.asarray(uv_a, dtype=np.float64).reshape(-1, 2)
+    uv_b = np.asarray(uv_b, dtype=np.float64).reshape(-1, 2)
+    if len(uv_a) == 0:
+        return np.zeros((0, 3)), np.zeros(0, dtype=bool), np.zeros(0)
+    K = intrinsics.K
+    if intrinsics.is_distorted:  # triangulate the ideal pinhole pixels
+        distortion = np.asarray(intrinsics.distortion, dtype=np.float64)
+        uv_a = cv2.undistortPoints(uv_a[:, None], K, distortion, P=K)[:, 0]
+        uv_b = cv2.undistortPoints(uv_b[:, None], K, distortion, P=K)[:, 0]
+    homogeneous = cv2.triangulatePoints(K @ optical_T_nerf_a[:3], K @ optical_T_nerf_b[:3], uv_a.T, uv_b.T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        points = (homogeneous[:3] / homogeneous[3]).T
+    keep = np.isfinite(points).all(1)
+    points = np.where(keep[:, None], points, 0.0)
+    rays = []
+    for optical_T_nerf, uv in ((optical_T_nerf_a, uv_a), (optical_T_nerf_b, uv_b)):
+        cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
+        in_front = cam[:, 2] > 1e-9
+        projected = cam[:, :2] / np.where(in_front, cam[:, 2], 1.0)[:, None] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        keep &= in_front & (np.linalg.norm(projected - uv, axis=1) <= tolerance_px)
+        centre = -optical_T_nerf[:3, :3].T @ optical_T_nerf[:3, 3]
+        rays.append(points - centre)
+    cosine = np.sum(rays[0] * rays[1], 1) / np.maximum(
+        np.linalg.norm(rays[0], axis=1) * np.linalg.norm(rays[1], axis=1), 1e-12)
+    parallax = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    keep &= parallax >= min_parallax_deg
+    return points, keep, parallax
+
+
 @torch.no_grad()
 def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray, min_opacity: float = 0.5,
          n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -238,6 +238,40 @@ def test_a_darker_photo_under_the_threshold_is_accepted_on_geometry_only_when_ma
         assert not rejected.accepted and "PSNR" in rejected.reason and not rejected.accepted_by, rejected.reason
 
 
+def test_triangulated_start_poses_the_photo_from_two_posed_views_without_nerf_depth(scene, registrar_parts):
+    """Keypoints the photo shares with views 2 and 4, which also match each other: triangulated from the
+    two posed views, PnP gives the photo's exact pose, and the points then vouch for it."""
+    from inerf_ros.register import Registrar
+
+    model, data = registrar_parts
+    registrar = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0))
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-0.6, 0.6, size=(30, 3))
+
+    def project(nerf_T_optical):
+        optical_T_nerf = np.linalg.inv(nerf_T_optical)
+        cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
+        return cam[:, :2] / cam[:, 2:] * [INTRINSICS.fx, INTRINSICS.fy] + [INTRINSICS.cx, INTRINSICS.cy]
+
+    no_descriptors = None
+    for view in (2, 4):  # each view's keypoints in reverse order, so that indices differ from the photo's
+        registrar._features[view] = (project(frames.opengl_to_optical(registrar.view_pose(view)))[::-1],
+                                     no_descriptors)
+    last = len(points) - 1
+    registrar._view_pairs[(2, 4)] = [(last - k, last - k) for k in range(len(points))]
+    registrar._photo_pairs = {2: [(k, last - k) for k in range(len(points))],
+                              4: [(k, last - k) for k in range(0, len(points), 2)]}
+    registrar._matches = []
+    photo_uv = project(scene["truth"])
+    label, pose = registrar.triangulated_start((photo_uv, no_descriptors), [2, 4])
+    assert label.startswith("pnp triangulated (30 tracks over 2 views, 30 inliers"), label
+    np.testing.assert_allclose(frames.opengl_to_optical(pose), scene["truth"], atol=1e-6)
+    assert registrar.feature_support(pose) == 30
+    # Views that share no keypoints with each other give no tracks.
+    registrar._view_pairs[(2, 4)] = []
+    assert registrar.triangulated_start((photo_uv, no_descriptors), [2, 4]) is None
+
+
 def test_joint_pnp_start_pools_the_matches_of_every_matched_view(scene, registrar_parts):
     """Two views with 9 correct matches each (and wrong ones): neither reaches PnP's 12 inliers alone,
     together they give the exact pose."""

@@ -47,6 +47,57 @@ def test_solve_pnp_reports_too_few_points():
     assert result.nerf_T_optical is None and "5 matches" in result.note
 
 
+def _project(optical_T_nerf, points, intrinsics=INTRINSICS):
+    cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
+    return cam[:, :2] / cam[:, 2:] * [intrinsics.fx, intrinsics.fy] + [intrinsics.cx, intrinsics.cy]
+
+
+def test_triangulate_is_exact_and_drops_wrong_matches_points_behind_and_parallel_rays():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(-0.5, 0.5, size=(40, 3))
+    a_T_nerf, b_T_nerf = np.linalg.inv(TRUTH), np.linalg.inv(FAR_START)
+    uv_a, uv_b = _project(a_T_nerf, points), _project(b_T_nerf, points)
+    # Wrong matches: 9 px off their epipolar lines (the line of the pixel in a, seen from b).
+    b_T_a = b_T_nerf @ np.linalg.inv(a_T_nerf)
+    t = b_T_a[:3, 3]
+    skew = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    K_inv = np.linalg.inv(INTRINSICS.K)
+    lines = (K_inv.T @ skew @ b_T_a[:3, :3] @ K_inv @ np.c_[uv_a[:5], np.ones(5)].T).T
+    uv_b[:5] += 9.0 * lines[:, :2] / np.linalg.norm(lines[:, :2], axis=1, keepdims=True)
+    triangulated, keep, parallax = features.triangulate(INTRINSICS, a_T_nerf, b_T_nerf, uv_a, uv_b, 1.0)
+    assert keep.tolist() == [False] * 5 + [True] * 35
+    np.testing.assert_allclose(triangulated[keep], points[5:], atol=1e-8)
+    assert parallax[keep].min() > 5.0
+    # The same camera twice: every pair of rays is parallel, no point can be placed.
+    assert not features.triangulate(INTRINSICS, a_T_nerf, a_T_nerf, uv_a, uv_a, 1.0)[1].any()
+    # A point behind a camera reprojects onto its pixel too; it is still dropped.
+    behind = np.array([TRUTH[:3, 3] - 0.5 * TRUTH[:3, 2]])  # half a unit behind camera a
+    mirrored = 2 * TRUTH[:3, 3] - behind  # in front of a, on the same ray through the pixel
+    _, keep_behind, _ = features.triangulate(INTRINSICS, a_T_nerf, b_T_nerf, _project(a_T_nerf, mirrored),
+                                             _project(b_T_nerf, behind), 1.0)
+    assert not keep_behind.any()
+    assert features.triangulate(INTRINSICS, a_T_nerf, b_T_nerf, np.zeros((0, 2)), np.zeros((0, 2)), 1.0)[0].shape \
+        == (0, 3)
+
+
+def test_triangulate_undistorts_the_pixels_of_a_distorted_camera():
+    import cv2
+
+    distorted = dataclasses.replace(INTRINSICS, distortion_model="plumb_bob", distortion=(-0.2, 0.05, 0.001, 0.0, 0.0))
+    rng = np.random.default_rng(2)
+    points = rng.uniform(-0.4, 0.4, size=(20, 3))
+    uvs = []
+    for nerf_T_optical in (TRUTH, FAR_START):
+        optical_T_nerf = np.linalg.inv(nerf_T_optical)
+        uv, _ = cv2.projectPoints(points, cv2.Rodrigues(optical_T_nerf[:3, :3])[0], optical_T_nerf[:3, 3],
+                                  distorted.K, np.asarray(distorted.distortion))
+        uvs.append(uv[:, 0])
+    triangulated, keep, _ = features.triangulate(distorted, np.linalg.inv(TRUTH), np.linalg.inv(FAR_START),
+                                                 uvs[0], uvs[1], 0.5)
+    assert keep.all()
+    np.testing.assert_allclose(triangulated, points, atol=1e-5)
+
+
 def test_align_to_rendering_recovers_a_far_start(box_scene):
     scene, image = box_scene
     assert _errors(FAR_START)[0] > 10
