@@ -171,10 +171,15 @@ class Verdict:
     resized_from: list | None = None
     feature_support: int | None = None
     foreground_fraction: float | None = None
+    """Share of the verdict grid where the NeRF renders its surfaces at the final pose."""
     accepted_by: str = ""
     """Accepted photos: "photometric" (PSNR over the threshold) or "geometry" (many agreeing matches, PSNR
     over the floor)."""
-    """Share of the verdict grid where the NeRF renders its surfaces at the final pose."""
+    ambiguity_deg: float | None = None
+    """How far (rotation) the candidate poses that the matches support nearly as well as the best one
+    (:func:`pose_ambiguity`) lie from the chosen pose; None without a geometric check."""
+    ambiguity_translation: float | None = None
+    """The same, translation in NeRF units."""
     candidates: list = dataclasses.field(default_factory=list)
     """Every start: label, start PSNR (scoring rays), refined PSNR (verdict grid) when refined, start pose."""
 
@@ -646,11 +651,14 @@ class Registrar:
                 ", too few feature matches for a geometric check" if config.pnp_starts else "")
         if notes and not any(s[0].startswith("pnp") for s in starts):
             reason += "; no PnP start (" + "; ".join(notes) + ")"
+        ambiguity = pose_ambiguity(candidates, final_gl)
         return Verdict(image=name, accepted=accepted, reason=reason, start=label, iterations=iterations,
                        loss=loss, psnr=psnr, flat_psnr=flat_psnr,
                        seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,
                        feature_support=support, foreground_fraction=judged if foreground else None,
-                       accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "")
+                       accepted_by=("photometric" if psnr >= self.threshold else "geometry") if accepted else "",
+                       ambiguity_deg=ambiguity[0] if ambiguity else None,
+                       ambiguity_translation=ambiguity[1] if ambiguity else None)
 
     def _starts_to_refine(self, candidates: list, scored: list) -> list:
         """The joint and triangulated PnP starts, the ``starts_refined`` best-scoring other PnP starts and as
@@ -676,6 +684,25 @@ class Registrar:
         config = self.config
         return (config.geometric_support > 0 and support is not None and support >= config.geometric_support
                 and psnr >= self.threshold - config.geometric_margin_db)
+
+
+def pose_ambiguity(candidates: list[dict], chosen_nerf_T_gl, fraction: float = 0.75) -> tuple[float, float] | None:
+    """(rotation deg, translation) from the chosen pose to the farthest candidate pose with agreeing
+    matches at least ``fraction`` of the best candidate's; None when no candidate was checked.
+
+    Features on a compact object barely tell an orbit around it from a turn of the camera: from a side
+    the capture did not cover, poses several degrees apart can fit the matches about equally well (the
+    photometric error, on a blurry rendering, cannot tell them apart either). This says how far apart.
+    """
+    poses = [(c[f"{key}_support"], c[f"{key}_pose"]) for c in candidates for key in ("refined", "pnp_pose")
+             if c.get(f"{key}_support") is not None]
+    if not poses:
+        return None
+    best = max(support for support, _ in poses)
+    chosen = torch.as_tensor(np.asarray(chosen_nerf_T_gl), dtype=torch.float64)
+    errors = [lie.pose_error(torch.tensor(pose, dtype=torch.float64), chosen) for support, pose in poses
+              if support >= fraction * best]
+    return max(float(r) for r, _ in errors), max(float(t) for _, t in errors)
 
 
 def _save_preview(path: Path, image: np.ndarray) -> None:
@@ -784,10 +811,13 @@ def _fmt(x, spec=".2f") -> str:
 
 
 def verdict_table(verdicts: list[Verdict]) -> str:
-    header = ["image", "start used", "iterations", "photometric loss", "PSNR dB", "flat PSNR dB", "verdict", "why"]
+    header = ["image", "start used", "iterations", "photometric loss", "PSNR dB", "flat PSNR dB",
+              "poses the matches support as well, within (deg / units)", "verdict", "why"]
     return evaluation.markdown_rows(header, [
         [f"{v.image}{' (check)' if v.check else ''}", v.start or "-", str(v.iterations), _fmt(v.loss, ".5f"),
-         _fmt(v.psnr), _fmt(v.flat_psnr), "accepted" if v.accepted else "rejected", v.reason] for v in verdicts])
+         _fmt(v.psnr), _fmt(v.flat_psnr),
+         "-" if v.ambiguity_deg is None else f"{v.ambiguity_deg:.1f} / {v.ambiguity_translation:.3f}",
+         "accepted" if v.accepted else "rejected", v.reason] for v in verdicts])
 
 
 def check_table(verdicts: list[Verdict]) -> str:
@@ -1000,7 +1030,11 @@ def report(summary: dict, verdicts: list[Verdict]) -> str:
              f"{summary['reference_psnr']:.2f} dB), the others on geometry (see `why`); all >= "
              f"{summary['min_gain_db']:g} dB over the photo's flat mean colour",
              f"- skipped (already in the data): {len(summary['skipped_already_registered'])}",
-             f"- output: `{summary['transforms']}`", "", verdict_table(verdicts), ""]
+             f"- output: `{summary['transforms']}`", "", verdict_table(verdicts), "",
+             "*Poses the matches support as well*: the farthest candidate pose with at least 3/4 of the best "
+             "candidate's agreeing matches. Several degrees mean the features cannot pin the pose down that "
+             "closely (typically an orbit around the object, from a side the capture did not cover); the "
+             "check views show the accuracy inside the capture.", ""]
     checks = check_table(verdicts)
     if checks:
         unit = (f"metres_per_unit {summary['metres_per_unit']:g}" if summary.get("metres_per_unit")

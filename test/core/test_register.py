@@ -127,6 +127,7 @@ def test_written_transforms_load_with_the_loader(scene, registered):
     assert doc["registration"]["accepted"] == ["new_view.png"] and "noise.png" in doc["unregistered"]
     table = (out / "registration.md").read_text()
     assert "| new_view.png |" in table and "accepted" in table and "| noise.png |" in table
+    assert "poses the matches support as well" in table
     assert json.loads((out / "registration.json").read_text())["accepted"] == 1
     preview = np.asarray(Image.open(out / "previews" / "new_view.png"))
     assert preview.shape[1] == 3 * preview.shape[0] * 80 // 60  # photo | render | blend side by side
@@ -270,6 +271,24 @@ def test_triangulated_start_poses_the_photo_from_two_posed_views_without_nerf_de
     # Views that share no keypoints with each other give no tracks.
     registrar._view_pairs[(2, 4)] = []
     assert registrar.triangulated_start((photo_uv, no_descriptors), [2, 4]) is None
+
+
+def test_pose_ambiguity_spans_the_candidates_the_matches_support_nearly_as_well():
+    from inerf_ros.register import pose_ambiguity
+
+    def turned(deg, shift=0.0):
+        pose = np.eye(4)
+        pose[:3, :3] = lie.so3_exp(torch.tensor([0.0, 0.0, math.radians(deg)], dtype=torch.float64)).numpy()
+        pose[0, 3] = shift
+        return pose.tolist()
+
+    candidates = [{"refined_support": 100, "refined_pose": turned(0.0), "pnp_pose_support": 80,
+                   "pnp_pose_pose": turned(10.0, 0.2)},
+                  {"refined_support": 74, "refined_pose": turned(40.0, 1.0)},  # under 3/4 of the best: ignored
+                  {"refined_support": None, "refined_pose": turned(90.0)}]  # not checked
+    rotation, translation = pose_ambiguity(candidates, turned(0.0))
+    assert rotation == pytest.approx(10.0) and translation == pytest.approx(0.2)
+    assert pose_ambiguity(candidates[2:], turned(0.0)) is None
 
 
 def test_joint_pnp_start_pools_the_matches_of_every_matched_view(scene, registrar_parts):
