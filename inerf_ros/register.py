@@ -121,6 +121,9 @@ class RegisterConfig:
                                              "photometric verdict only)", range=(0, 1000000))
     geometric_margin_db: float = cfg.option(6.0, "how far under the PSNR threshold a photo accepted on geometry may be",
                                             range=(0.0, 100.0))
+    max_ambiguity_deg: float = cfg.option(0.0, "reject an accepted photo when candidate poses this many degrees "
+                                               "apart fit its matches about equally well (see the report's "
+                                               "ambiguity column; 0: report only)", range=(0.0, 180.0))
     min_gain_db: float = cfg.option(2.0, "the render must beat the photo's flat mean colour by this (dB)",
                                     range=(0.0, 100.0))
     skip_registered: bool = cfg.option(True, "skip photos whose file name is already a frame of DATA")
@@ -652,6 +655,9 @@ class Registrar:
         if notes and not any(s[0].startswith("pnp") for s in starts):
             reason += "; no PnP start (" + "; ".join(notes) + ")"
         ambiguity = pose_ambiguity(candidates, final_gl)
+        if accepted and ambiguity and 0 < config.max_ambiguity_deg < ambiguity[0]:
+            accepted, reason = False, (f"{reason}, but poses {ambiguity[0]:.1f} deg apart fit the matches about "
+                                       f"equally well (> {config.max_ambiguity_deg:g} deg)")
         return Verdict(image=name, accepted=accepted, reason=reason, start=label, iterations=iterations,
                        loss=loss, psnr=psnr, flat_psnr=flat_psnr,
                        seconds=time.perf_counter() - started, nerf_T_opengl=final_gl.tolist(), candidates=candidates,

@@ -233,6 +233,13 @@ def test_a_darker_photo_under_the_threshold_is_accepted_on_geometry_only_when_ma
     rot, trans = lie.pose_error(torch.tensor(frames.opengl_to_optical(np.array(verdict.nerf_T_opengl))),
                                 torch.from_numpy(scene["truth"]))
     assert float(rot) < 1.0 and float(trans) < 0.05, (float(rot), float(trans))  # fixed exposure: a small pull
+    # A handful of matches on a small image pins the pose down only loosely: a user who wants it pinned
+    # down to a few degrees can say so.
+    assert verdict.ambiguity_deg > 5.0, verdict.ambiguity_deg
+    pinned = Registrar(model, data, _config("unused", ["unused"], min_psnr=25.0, min_inliers=3, geometric_support=3,
+                                            geometric_margin_db=15.0, max_ambiguity_deg=5.0))
+    pinned = pinned.register(photo, "dark.png")
+    assert not pinned.accepted and "fit the matches about equally well (> 5 deg)" in pinned.reason, pinned.reason
     for strict in (dict(geometric_support=0), dict(geometric_support=3, geometric_margin_db=0.5)):
         config = _config("unused", ["unused"], min_psnr=25.0, min_inliers=3, **strict)
         rejected = Registrar(model, data, config).register(photo, "dark.png")
