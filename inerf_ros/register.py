@@ -572,7 +572,7 @@ class Registrar:
             if triangulated is not None:
                 starts.append(triangulated)
             else:
-                notes.append("pnp triangulated: too few tracks")
+                notes.append("pnp triangulated: no pose from the tracks")
         joint = self.joint_pnp_start()
         if joint is not None:
             starts.append(joint)
@@ -694,7 +694,8 @@ class Registrar:
 
 def pose_ambiguity(candidates: list[dict], chosen_nerf_T_gl, fraction: float = 0.75) -> tuple[float, float] | None:
     """(rotation deg, translation) from the chosen pose to the farthest candidate pose with agreeing
-    matches at least ``fraction`` of the best candidate's; None when no candidate was checked.
+    matches at least ``fraction`` of the best candidate's; None when no candidate was checked or none has
+    agreeing matches.
 
     Features on a compact object barely tell an orbit around it from a turn of the camera: from a side
     the capture did not cover, poses several degrees apart can fit the matches about equally well (the
@@ -702,9 +703,9 @@ def pose_ambiguity(candidates: list[dict], chosen_nerf_T_gl, fraction: float = 0
     """
     poses = [(c[f"{key}_support"], c[f"{key}_pose"]) for c in candidates for key in ("refined", "pnp_pose")
              if c.get(f"{key}_support") is not None]
-    if not poses:
+    best = max((support for support, _ in poses), default=0)
+    if best <= 0:
         return None
-    best = max(support for support, _ in poses)
     chosen = torch.as_tensor(np.asarray(chosen_nerf_T_gl), dtype=torch.float64)
     errors = [lie.pose_error(torch.tensor(pose, dtype=torch.float64), chosen) for support, pose in poses
               if support >= fraction * best]

@@ -296,6 +296,7 @@ def test_pose_ambiguity_spans_the_candidates_the_matches_support_nearly_as_well(
     rotation, translation = pose_ambiguity(candidates, turned(0.0))
     assert rotation == pytest.approx(10.0) and translation == pytest.approx(0.2)
     assert pose_ambiguity(candidates[2:], turned(0.0)) is None
+    assert pose_ambiguity([{"refined_support": 0, "refined_pose": turned(30.0)}], turned(0.0)) is None
 
 
 def test_joint_pnp_start_pools_the_matches_of_every_matched_view(scene, registrar_parts):
