@@ -314,7 +314,8 @@ class Registrar:
         self.descriptors = np.stack([thumbnail(im) for im in images])
         self._images_uint8 = (images * 255 + 0.5).astype(np.uint8)
         self._match_image = match_image  # index -> larger (H', W', 3) image of a data view for matching
-        self._matcher = features.FeatureMatcher(config.matcher, exact=False)  # thousands x thousands per pair
+        # Approximate (FLANN): thousands of keypoints against thousands per pair.
+        self._matcher = features.FeatureMatcher(config.matcher, exact=False, seed=config.seed)
         self._features: dict = {}
         self._view_pairs: dict = {}  # (i, j), i < j -> matches between the two views' keypoints
         self._photo_pairs: dict = {}  # view -> matches (photo keypoint, view keypoint) of the current photo

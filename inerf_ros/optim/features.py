@@ -46,15 +46,16 @@ class FeatureMatcher:
     RANSAC inliers to any registered view, ASIFT 64-634.
     """
 
-    def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8, exact: bool = True):
+    def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8, exact: bool = True,
+                 seed: int = 0):
         import cv2
 
         if detector in ("sift", "asift"):
             self._detector = cv2.SIFT_create(nfeatures=max_features) if detector == "sift" else \
                 cv2.AffineFeature_create(cv2.SIFT_create(nfeatures=max(1, max_features // 2)))
-            # Brute force is exact and deterministic, and cheap against a small rendering's few hundred
-            # keypoints. FLANN's randomised k-d trees (approximate, and their result depends on OpenCV's
-            # global random state) pay off only for thousands against thousands (registration).
+            # Brute force is exact, and cheap against a small rendering's few hundred keypoints. FLANN's
+            # randomised k-d trees (approximate; seeded per call, see match) pay off only for thousands
+            # against thousands (registration).
             self._matcher = cv2.BFMatcher(cv2.NORM_L2) if exact else \
                 cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 48})
         elif detector == "orb":
@@ -64,6 +65,7 @@ class FeatureMatcher:
             raise ValueError(f"unknown feature detector {detector!r} (sift, asift or orb)")
         self.detector = detector
         self.ratio = ratio
+        self.seed = seed
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
         """Keypoints (K, 2) [u, v] and descriptors of an (H, W, 3) image (uint8, or float in 0..1).
@@ -81,8 +83,14 @@ class FeatureMatcher:
 
     def match(self, descriptors_a, descriptors_b) -> list[tuple[int, int]]:
         """Index pairs (a, b) that pass Lowe's ratio test."""
+        import cv2
+
         if descriptors_a is None or descriptors_b is None or len(descriptors_a) < 2 or len(descriptors_b) < 2:
             return []
+        if isinstance(self._matcher, cv2.FlannBasedMatcher):
+            # Its randomised k-d trees draw from OpenCV's global RNG: reseeded, the same descriptors give
+            # the same matches whatever ran before (a registration run repeats its verdicts).
+            cv2.setRNGSeed(self.seed)
         pairs = self._matcher.knnMatch(descriptors_a, descriptors_b, k=2)
         return [(m[0].queryIdx, m[0].trainIdx) for m in pairs
                 if len(m) == 2 and m[0].distance < self.ratio * m[1].distance]

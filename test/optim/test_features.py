@@ -47,6 +47,22 @@ def test_solve_pnp_reports_too_few_points():
     assert result.nerf_T_optical is None and "5 matches" in result.note
 
 
+def test_approximate_matching_repeats_itself_whatever_ran_before():
+    """FLANN's randomised trees draw from OpenCV's global RNG; the matcher reseeds it per call, so a
+    registration gives the same verdicts run after run."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    a = rng.random((3000, 128)).astype(np.float32)
+    b = (a + 0.5 * rng.random((3000, 128))).astype(np.float32)  # near neighbours the trees can miss
+    matcher = features.FeatureMatcher("sift", exact=False, seed=7)
+    first = matcher.match(a, b)
+    cv2.setRNGSeed(12345)  # someone else used the RNG in between
+    assert matcher.match(a, b) == first
+    assert features.FeatureMatcher("sift", exact=False, seed=8).match(a, b) != first  # the seed is what decides
+    assert len(first) > 1000
+
+
 def _project(optical_T_nerf, points, intrinsics=INTRINSICS):
     cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
     return cam[:, :2] / cam[:, 2:] * [intrinsics.fx, intrinsics.fy] + [intrinsics.cx, intrinsics.cy]
