@@ -448,6 +448,7 @@ class Registrar:
         matches that vouch for a pose (:meth:`feature_support`).
         """
         uv_photo = image_features[0]
+        optical_T_nerf = {view: self._optical_T_nerf(view) for view in views}
         tracks, points, parallaxes = [], [], []
         for a in views:
             photo_to_a = dict(self._photo_pairs.get(a, []))
@@ -460,9 +461,8 @@ class Registrar:
                     continue
                 uv_a = self._view_features(a)[0][[photo_to_a[k] for k in keys]]
                 uv_b = self._view_features(b)[0][[a_to_b[photo_to_a[k]] for k in keys]]
-                point, keep, parallax = features.triangulate(self.intrinsics, self._optical_T_nerf(a),
-                                                             self._optical_T_nerf(b), uv_a, uv_b,
-                                                             self.pixel_tolerance)
+                point, keep, parallax = features.triangulate(self.intrinsics, optical_T_nerf[a], optical_T_nerf[b],
+                                                             uv_a, uv_b, self.pixel_tolerance)
                 tracks.append(keys[keep])
                 points.append(point[keep])
                 parallaxes.append(parallax[keep])
@@ -531,10 +531,7 @@ class Registrar:
         optical_T_nerf = np.linalg.inv(frames.opengl_to_optical(np.asarray(nerf_T_gl, dtype=np.float64)))
         best = 0
         for points, uv in self._matches:
-            cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
-            front = cam[:, 2] > 1e-6
-            intr = self.intrinsics
-            projected = cam[:, :2] / np.where(front, cam[:, 2], 1.0)[:, None] * [intr.fx, intr.fy] + [intr.cx, intr.cy]
+            projected, front = features.project(optical_T_nerf, points, self.intrinsics)
             ok = front & (np.linalg.norm(projected - uv, axis=1) <= 3 * self.pixel_tolerance)
             best = max(best, int(ok.sum()))
         return best

@@ -133,6 +133,17 @@ def pixel_tolerance(intrinsics: Intrinsics) -> float:
     return max(1.0, intrinsics.width / 135)
 
 
+def project(optical_T_nerf: np.ndarray, points_nerf: np.ndarray,
+            intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Ideal pinhole pixels (N, 2) of NeRF-frame points (N, 3) seen by a camera at ``optical_T_nerf``, and
+    the mask (N,) of points in front of it (the others' pixels are meaningless)."""
+    cam = points_nerf @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
+    in_front = cam[:, 2] > 1e-6
+    uv = cam[:, :2] / np.where(in_front, cam[:, 2], 1.0)[:, None] * [intrinsics.fx, intrinsics.fy] \
+        + [intrinsics.cx, intrinsics.cy]
+    return uv, in_front
+
+
 def triangulate(intrinsics: Intrinsics, optical_T_nerf_a: np.ndarray, optical_T_nerf_b: np.ndarray,
                 uv_a: np.ndarray, uv_b: np.ndarray, tolerance_px: float,
                 min_parallax_deg: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,9 +173,7 @@ def triangulate(intrinsics: Intrinsics, optical_T_nerf_a: np.ndarray, optical_T_
     points = np.where(keep[:, None], points, 0.0)
     rays = []
     for optical_T_nerf, uv in ((optical_T_nerf_a, uv_a), (optical_T_nerf_b, uv_b)):
-        cam = points @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
-        in_front = cam[:, 2] > 1e-9
-        projected = cam[:, :2] / np.where(in_front, cam[:, 2], 1.0)[:, None] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        projected, in_front = project(optical_T_nerf, points, intrinsics)
         keep &= in_front & (np.linalg.norm(projected - uv, axis=1) <= tolerance_px)
         centre = -optical_T_nerf[:3, :3].T @ optical_T_nerf[:3, 3]
         rays.append(points - centre)
