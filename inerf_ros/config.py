@@ -13,8 +13,6 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
-import yaml
-
 T = TypeVar("T")
 
 _SCALARS = (bool, int, float, str)
@@ -103,15 +101,3 @@ def from_dict(cls: type[T], values: dict, *, strict: bool = True) -> T:
     config = cls(**{k: v for k, v in values.items() if k in names})
     validate(config)
     return config
-
-
-def from_yaml(cls: type[T], path, section: str | None = None) -> T:
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
-    if section:
-        data = data.get(section, {})
-    return from_dict(cls, data)
-
-
-def to_dict(config) -> dict:
-    return dataclasses.asdict(config)

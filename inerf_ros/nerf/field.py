@@ -177,9 +177,6 @@ class RadianceField(nn.Module):
                 (plane[..., :, 1:] - plane[..., :, :-1]).square().mean()
         return total / len(self.planes)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 class OccupancyGrid(nn.Module):
     """A coarse boolean grid over the scene box marking where the density may be non-zero.

@@ -137,6 +137,3 @@ class NerfModel(nn.Module):
     def density_fn(self, x: Tensor) -> Tensor:
         """Density (N,) of points (N, 3) with all levels (used to refresh the occupancy grid)."""
         return self.field.density(x)[0]
-
-    def size_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.state_dict().values())
