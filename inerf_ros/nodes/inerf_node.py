@@ -49,6 +49,12 @@ class InerfNodeConfig:
     stamp_tolerance_s: float = option(0.02, "max stamp difference when matching prior/mask to an image (s)",
                                       range=(0.0, 10.0))
     cache_size: int = option(30, "stamped priors / masks / camera_infos kept for matching", range=(1, 1000))
+    time_jump_back_s: float = option(1.0, "an image or message stamped this much before the newest one means time "
+                                          "went backwards (bag loop, sim reset): the caches and the tracker are "
+                                          "cleared (s)", range=(1e-3, 1e6))
+    max_image_pixels: int = option(16_777_216, "images (and camera_infos) with more pixels are refused before "
+                                               "decoding: every stage allocates per pixel (4096x4096)",
+                                   range=(1, 1_000_000_000))
     overlay_scale: float = option(0.25, "debug overlay size relative to the image (0: no overlay)",
                                   range=(0.0, 1.0))
     overlay_period_s: float = option(1.0, "least time between two debug overlays (s); rendering one costs "
@@ -77,12 +83,13 @@ class InerfNode(Node):
         parameters.on_parameters_updated(self, InerfNodeConfig, lambda: self._config, self._set_config)
         self._metres_per_unit = self._config.metres_per_unit or pipeline.metres_per_unit
 
-        size = self._config.cache_size
-        self._camera_infos: StampCache[CameraInfo] = StampCache(size)
-        self._priors: StampCache = StampCache(size)  # nerf_T_optical in metres, validated on arrival
+        size, jump = self._config.cache_size, self._config.time_jump_back_s
+        self._camera_infos: StampCache[CameraInfo] = StampCache(size, jump)
+        self._priors: StampCache = StampCache(size, jump)  # nerf_T_optical in metres, validated on arrival
         self._prior_error = ""
         self._last_overlay_time = -math.inf
-        self._masks: StampCache[ObjectPoseArray] = StampCache(size)
+        self._masks: StampCache[ObjectPoseArray] = StampCache(size, jump)
+        self._last_image_s: float | None = None
         self._frames: LatestSlot[Image] = LatestSlot()
 
         self._tf = TransformBroadcaster(self)
@@ -101,8 +108,13 @@ class InerfNode(Node):
         self.get_logger().info(f"iNeRF ready on {self._config.device}; NeRF frame '{self._config.nerf_frame}', "
                                f"{self._metres_per_unit:g} m per NeRF unit")
 
+    def _caches(self) -> tuple[StampCache, ...]:
+        return self._camera_infos, self._priors, self._masks
+
     def _set_config(self, config: InerfNodeConfig) -> None:
         self._config = config
+        for cache in self._caches():
+            cache.set_capacity(config.cache_size)
 
     def _publish_world_T_nerf(self) -> None:
         values = [float(v) for v in self._config.world_T_nerf]
@@ -153,13 +165,14 @@ class InerfNode(Node):
         """Decode and match one frame; a string says why it cannot be used."""
         config = self._config
         stamp_s = stamp_to_seconds(msg.header.stamp)
+        jump_note = self._check_time_jump(stamp_s)
         info = self._camera_infos.nearest(stamp_s, tolerance_s=max(config.stamp_tolerance_s, 1.0)) \
             or self._camera_infos.latest()
         if info is None:
             return "no camera_info received yet"
         try:
-            intrinsics = camera_info_conv.camera_info_to_intrinsics(info[1])
-            rgb = image_conv.image_to_rgb(msg)
+            intrinsics = camera_info_conv.camera_info_to_intrinsics(info[1], config.max_image_pixels)
+            rgb = image_conv.image_to_rgb(msg, config.max_image_pixels)
             camera_info_conv.check_image_matches(intrinsics, rgb.shape[1], rgb.shape[0])
         except ValueError as error:
             return str(error)
@@ -173,11 +186,29 @@ class InerfNode(Node):
         label_mask = None
         detections = self._masks.nearest(stamp_s, config.stamp_tolerance_s)
         if detections is not None and detections[1].label_image.width:
-            try:
-                label_mask = image_conv.image_to_numpy(detections[1].label_image)
+            try:  # a bad mask is a side input: the frame is localised without it
+                label_mask = image_conv.image_to_numpy(detections[1].label_image, config.max_image_pixels)
+                if label_mask.shape != rgb.shape[:2] or label_mask.dtype.kind not in "ui":
+                    raise ValueError(f"mask is {label_mask.shape[1]}x{label_mask.shape[0]} "
+                                     f"{detections[1].label_image.encoding}, expected an integer {rgb.shape[1]}x"
+                                     f"{rgb.shape[0]} label image")
             except ValueError as error:
-                prior_note = f"mask rejected: {error}"
-        return FrameInput(rgb, intrinsics, stamp_s, prior, label_mask, prior_note)
+                label_mask = None
+                prior_note = "; ".join(filter(None, [prior_note, f"mask rejected: {error}"]))
+        note = "; ".join(filter(None, [jump_note, prior_note]))
+        return FrameInput(rgb, intrinsics, stamp_s, prior, label_mask, note)
+
+    def _check_time_jump(self, stamp_s: float) -> str:
+        """After a jump back in time, forget the old time base (caches, tracker); return the note."""
+        last, self._last_image_s = self._last_image_s, stamp_s
+        if last is None or stamp_s >= last - self._config.time_jump_back_s:
+            return ""
+        dropped = sum(cache.drop_newer_than(stamp_s + self._config.time_jump_back_s) for cache in self._caches())
+        self._pipeline.reset()
+        note = (f"time jumped back {last - stamp_s:.2f} s (bag loop or clock reset): tracker reset, "
+                f"{dropped} cached messages dropped")
+        self.get_logger().warning(note)
+        return note
 
     def _process(self, msg: Image) -> None:
         frame = self._frame_input(msg)

@@ -6,12 +6,25 @@ import math
 from inerf_ros.camera import Intrinsics
 
 
+# Plausible focal lengths, in units of the image's larger side: 0.05 is a ~170 degree field of view,
+# 100 a ~0.6 degree one. Outside, a CameraInfo is a calibration error, and passing it on makes
+# posecnn_node publish objects at 0 m or 1e298 m and the optimizer render nonsense.
+FOCAL_PER_SIDE_RANGE = (0.05, 100.0)
+# The principal point may sit off-centre (crops, shifted lenses), not half an image outside it.
+PRINCIPAL_POINT_MARGIN = 0.5
+
+
 class CameraInfoError(ValueError):
-    """CameraInfo is unusable (zero focal length, zero size, NaN, unknown distortion model)."""
+    """CameraInfo is unusable (zero or implausible focal length, zero size, NaN, unknown distortion model)."""
 
 
-def camera_info_to_intrinsics(msg) -> Intrinsics:
-    """Read K, size and distortion. Binning / ROI are applied when set (as image_proc does)."""
+def camera_info_to_intrinsics(msg, max_pixels: int | None = None) -> Intrinsics:
+    """Read K, size and distortion. Binning / ROI are applied when set (as image_proc does).
+
+    Refuses (CameraInfoError, with the reason) what no real camera has: non-finite K or D, a focal
+    length outside ``FOCAL_PER_SIDE_RANGE`` times the image's larger side, a principal point more than
+    ``PRINCIPAL_POINT_MARGIN`` image sizes outside the image, or more than ``max_pixels`` pixels.
+    """
     k = [float(v) for v in msg.k]
     if len(k) != 9 or not all(math.isfinite(v) for v in k):
         raise CameraInfoError(f"CameraInfo.k must hold 9 finite numbers, got {k}")
@@ -28,8 +41,22 @@ def camera_info_to_intrinsics(msg) -> Intrinsics:
     if bx > 1 or by > 1:
         fx, cx, width = fx / bx, cx / bx, width // bx
         fy, cy, height = fy / by, cy / by, height // by
+    if max_pixels is not None and width * height > max_pixels:
+        raise CameraInfoError(f"CameraInfo says {width}x{height} = {width * height} pixels, more than "
+                              f"max_image_pixels = {max_pixels}")
+    side = max(width, height)
+    low, high = FOCAL_PER_SIDE_RANGE
+    if not (low * side <= fx <= high * side and low * side <= fy <= high * side):
+        raise CameraInfoError(f"CameraInfo focal length fx={fx:g}, fy={fy:g} is implausible for a {width}x{height} "
+                              f"image (expected {low:g} to {high:g} times {side} pixels)")
+    margin = PRINCIPAL_POINT_MARGIN
+    if not (-margin * width <= cx <= (1 + margin) * width and -margin * height <= cy <= (1 + margin) * height):
+        raise CameraInfoError(f"CameraInfo principal point ({cx:g}, {cy:g}) lies far outside the {width}x{height} "
+                              f"image")
     model = msg.distortion_model or "none"
     coefficients = tuple(float(v) for v in msg.d)
+    if not all(math.isfinite(c) for c in coefficients):
+        raise CameraInfoError(f"CameraInfo.d must hold finite numbers, got {list(coefficients)}")
     if not coefficients or not any(coefficients):
         model, coefficients = "none", ()
     try:

@@ -29,11 +29,12 @@ class ImageEncodingError(ValueError):
     """The image cannot be decoded: unsupported encoding, or sizes that do not add up."""
 
 
-def image_to_numpy(msg) -> np.ndarray:
+def image_to_numpy(msg, max_pixels: int | None = None) -> np.ndarray:
     """Decode an Image into an (H, W) or (H, W, C) array in the message's own encoding.
 
-    Raises ImageEncodingError for an unsupported encoding, a zero size, a ``step`` smaller than a row
-    or a ``data`` buffer shorter than ``height * step``.
+    Raises ImageEncodingError for an unsupported encoding, a zero size, more than ``max_pixels``
+    pixels (checked before anything is allocated: every later stage allocates per pixel), a ``step``
+    smaller than a row or a ``data`` buffer shorter than ``height * step``.
     """
     if msg.encoding not in ENCODINGS:
         raise ImageEncodingError(
@@ -42,6 +43,9 @@ def image_to_numpy(msg) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageEncodingError(f"image has zero size ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageEncodingError(f"image is {width}x{height} = {width * height} pixels, more than "
+                                 f"max_image_pixels = {max_pixels}")
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageEncodingError(
@@ -66,9 +70,9 @@ def image_to_numpy(msg) -> np.ndarray:
     return array
 
 
-def image_to_rgb(msg) -> np.ndarray:
+def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     """Decode a colour (or mono) Image into an (H, W, 3) uint8 RGB array, the optimizer's input."""
-    array = image_to_numpy(msg)
+    array = image_to_numpy(msg, max_pixels)
     encoding = msg.encoding
     if encoding in ("rgb8", "rgba8"):
         return np.ascontiguousarray(array[..., :3])

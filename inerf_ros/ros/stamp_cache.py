@@ -3,6 +3,11 @@
 message_filters is not on PyPI, and the node needs only this: keep the last ``capacity`` messages
 of a topic and find the one closest to an image's stamp within a tolerance. Thread-safe, because
 subscriptions fill it on the executor while the optimizer worker reads it.
+
+Time can go backwards (a bag played in a loop, a simulator reset). Without care the cache would
+keep the old time base's newest stamps and evict every new message as "the oldest", so a message
+stamped more than ``jump_back_s`` before the newest one clears the cache first, as tf2's buffer
+does on a time jump back.
 """
 from __future__ import annotations
 
@@ -14,10 +19,15 @@ T = TypeVar("T")
 
 
 class StampCache(Generic[T]):
-    def __init__(self, capacity: int = 30):
+    def __init__(self, capacity: int = 30, jump_back_s: float = 1.0):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if not jump_back_s > 0:   # also refuses NaN
+            raise ValueError(f"jump_back_s must be positive, got {jump_back_s}")
         self._capacity = capacity
+        self._jump_back_s = jump_back_s
+        self.jumps_back = 0
+        """How many times a jump back in time cleared the cache."""
         self._stamps: list[float] = []
         self._items: list[T] = []
         self._lock = threading.Lock()
@@ -27,15 +37,49 @@ class StampCache(Generic[T]):
         with self._lock:
             return len(self._items)
 
-    def add(self, stamp_s: float, item: T) -> None:
+    def set_capacity(self, capacity: int) -> None:
+        """Change how many messages are kept (the oldest go first when it shrinks)."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
         with self._changed:
+            self._capacity = capacity
+            self._trim_locked()
+
+    def clear(self) -> None:
+        with self._changed:
+            self._stamps.clear()
+            self._items.clear()
+
+    def drop_newer_than(self, stamp_s: float) -> int:
+        """Remove the messages stamped after ``stamp_s`` (an old time base after a jump back); return
+        how many were removed."""
+        with self._changed:
+            index = bisect.bisect_right(self._stamps, stamp_s)
+            removed = len(self._stamps) - index
+            del self._stamps[index:], self._items[index:]
+            return removed
+
+    def _trim_locked(self) -> None:
+        while len(self._items) > self._capacity:  # drop the oldest
+            self._stamps.pop(0)
+            self._items.pop(0)
+
+    def add(self, stamp_s: float, item: T) -> bool:
+        """File ``item`` at ``stamp_s``; return True when the stamp jumped back and cleared the cache."""
+        if stamp_s != stamp_s:
+            raise ValueError("stamp is NaN")
+        with self._changed:
+            jumped = bool(self._stamps) and stamp_s < self._stamps[-1] - self._jump_back_s
+            if jumped:
+                self._stamps.clear()
+                self._items.clear()
+                self.jumps_back += 1
             index = bisect.bisect_right(self._stamps, stamp_s)
             self._stamps.insert(index, stamp_s)
             self._items.insert(index, item)
-            while len(self._items) > self._capacity:  # drop the oldest
-                self._stamps.pop(0)
-                self._items.pop(0)
+            self._trim_locked()
             self._changed.notify_all()
+            return jumped
 
     def _nearest_locked(self, stamp_s: float, tolerance_s: float) -> tuple[float, T] | None:
         if not self._stamps:
