@@ -29,6 +29,8 @@ class FrameInput:
     """Start pose in NeRF units (ROS optical camera frame), when one matched the frame."""
     label_mask: np.ndarray | None = None
     note: str = ""
+    base_T_optical: np.ndarray | None = None
+    """(4, 4) the camera in the robot's base frame at ``stamp_s``, NeRF units (kinematic chain from TF)."""
 
 
 class InerfPipeline:
@@ -38,7 +40,7 @@ class InerfPipeline:
         self.device = device
         self._lock = threading.Lock()  # a config change waits for the frame being optimised
         self._optimizer = PoseOptimizer(model, optimizer, sampling, device=device)
-        self._localizer = Localizer(self._optimizer, localizer)
+        self._localizer = Localizer(self._optimizer, localizer, float(model.metadata.metres_per_unit))
 
     @classmethod
     def from_model_dir(cls, model_dir: str, device: str, optimizer: OptimizerConfig, sampling: SamplingConfig,
@@ -68,8 +70,8 @@ class InerfPipeline:
             else:
                 raise TypeError(f"not a pipeline config: {type(config).__name__}")
 
-    def wants_prior(self, stamp_s: float) -> bool:
-        return self._localizer.wants_prior(stamp_s)
+    def wants_prior(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
+        return self._localizer.wants_prior(stamp_s, base_T_optical)
 
     def reset(self) -> None:
         self._localizer.reset()
@@ -77,7 +79,7 @@ class InerfPipeline:
     def localize(self, frame: FrameInput) -> LocalizationResult:
         with self._lock:
             result = self._localizer.localize(frame.rgb, frame.intrinsics, frame.stamp_s, frame.prior,
-                                              frame.label_mask)
+                                              frame.label_mask, frame.base_T_optical)
         if frame.note:
             result.message = "; ".join(filter(None, [frame.note, result.message]))
         return result

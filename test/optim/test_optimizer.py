@@ -1,4 +1,6 @@
 """The iNeRF optimizer on a field built in the test: recovery, hypotheses, tracking, bad input."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from optim_test_utils import perturbed
 from inerf_ros import lie
 from inerf_ros.nerf.appearance import fit_affine_colour
 from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
-from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior
+from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior, _Tracked
 from inerf_ros.optim.sampling import SamplingConfig
 
 
@@ -98,6 +100,73 @@ def test_localizer_tracks_between_priors_and_reports_no_prior(box_nerf, box_view
     assert nan_prior.estimate is None and "NaN" in nan_prior.message
 
 
+def _render(nerf, intrinsics, nerf_T_optical):
+    from inerf_ros import frames
+    from inerf_ros.nerf.render import render_image
+
+    with torch.no_grad():
+        rgb = render_image(nerf, intrinsics, torch.from_numpy(frames.optical_to_opengl(nerf_T_optical)).float())
+    return (rgb["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _orbit(nerf_T_optical, degrees):
+    """The camera carried about the NeRF's z axis through the origin (an arm circling the object)."""
+    turn = np.eye(4)
+    turn[:3, :3] = lie.so3_exp(torch.tensor([0.0, 0.0, np.radians(degrees)], dtype=torch.float64)).numpy()
+    return turn @ nerf_T_optical
+
+
+def test_kinematic_chain_carries_the_track_across_a_fast_turn(box_nerf, box_view):
+    """Between two processed frames the arm turned the camera by 25 deg: constant velocity (no motion
+    known) starts 25 deg off and is lost; the chain's relative motion starts on the truth."""
+    image1, intrinsics, gt1 = box_view
+    gt2 = _orbit(gt1, 25.0)
+    image2 = _render(box_nerf, intrinsics, gt2)
+    nerf_T_base = perturbed(np.eye(4), 30.0, [0.2, 0.4, 1.0], [0.5, -0.2, 0.1])  # where the robot stands
+    base_T_cam1, base_T_cam2 = np.linalg.inv(nerf_T_base) @ gt1, np.linalg.inv(nerf_T_base) @ gt2
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(max_iterations=20, learning_rate=0.01, feature_align="none"),
+                              SamplingConfig(num_rays=256))
+    config = LocalizerConfig(tracking_iterations=5, max_tracking_loss=1.0, tracking_learning_rate=0.002,
+                             max_tracking_gap_s=1.0)
+    with_chain = Localizer(optimizer, config)
+    with_chain.localize(image1, intrinsics, 1.0, Prior(gt1, 1.0), base_T_optical=base_T_cam1)
+    start = with_chain._tracking_start(1.5, base_T_cam2)
+    np.testing.assert_allclose(start, with_chain._last.nerf_T_optical @ np.linalg.inv(base_T_cam1) @ base_T_cam2)
+    tracked = with_chain.localize(image2, intrinsics, 1.5, base_T_optical=base_T_cam2)
+    assert tracked.prior_source == "tracking" and "kinematics" in tracked.message
+    assert errors(tracked.estimate.nerf_T_optical, gt2)[0] < 1.0
+
+    without = Localizer(optimizer, config)
+    without.localize(image1, intrinsics, 1.0, Prior(gt1, 1.0))
+    lost = without.localize(image2, intrinsics, 1.5)
+    assert errors(lost.estimate.nerf_T_optical, gt2)[0] > 15.0
+    # a chain older than max_kinematic_gap_s, or NaN, does not start a track
+    assert with_chain._tracking_start(with_chain._last.stamp_s + config.max_kinematic_gap_s + 0.1, base_T_cam2) is None
+    nan = with_chain.localize(image2, intrinsics, 1.6, base_T_optical=np.full((4, 4), np.nan))
+    assert "NaN" in nan.message
+
+
+def test_a_prior_that_disagrees_with_a_held_track_is_reported_not_taken(box_nerf, box_view):
+    image, intrinsics, gt = box_view
+    optimizer = PoseOptimizer(box_nerf, OptimizerConfig(max_iterations=10, learning_rate=0.01, feature_align="none"),
+                              SamplingConfig(num_rays=128))
+    config = LocalizerConfig(tracking_iterations=3, max_tracking_loss=1.0, tracking_learning_rate=0.002,
+                             reanchor_every_s=0.25, held_track_estimates=2)
+    localizer = Localizer(optimizer, config, metres_per_unit=1.0)
+    base_T_cam = np.linalg.inv(np.eye(4)) @ gt  # a base at the NeRF origin; the arm holds still
+    localizer.localize(image, intrinsics, 0.0, Prior(gt, 0.0), base_T_optical=base_T_cam)
+    for stamp in (0.1, 0.2):  # two trusted kinematic tracking estimates: the track is held
+        assert localizer.localize(image, intrinsics, stamp, base_T_optical=base_T_cam).prior_source == "tracking"
+    wrong = perturbed(gt, 0.0, [0, 0, 1], [0.2, 0.0, 0.0])  # 20 cm off
+    result = localizer.localize(image, intrinsics, 0.3, Prior(wrong, 0.3), base_T_optical=base_T_cam)
+    assert result.prior_source == "tracking" and "not taken" in result.message
+    assert 18.0 < float(re.search(r"prior ([0-9.]+) cm", result.message).group(1)) < 22.0
+    assert errors(result.estimate.nerf_T_optical, gt)[1] < 0.02
+    agreeing = perturbed(gt, 1.0, [0, 0, 1], [0.01, 0.0, 0.0])  # a prior that agrees re-anchors as usual
+    assert localizer.localize(image, intrinsics, 0.6, Prior(agreeing, 0.6),
+                              base_T_optical=base_T_cam).prior_source == "posecnn"
+
+
 def test_tracking_learning_rate_keeps_an_accurate_start_accurate(box_nerf, box_view):
     """Adam's first steps move every twist coordinate by about the step size: from a start that is
     already right, a cold-start step size throws the tracking estimate off, a small one does not."""
@@ -108,7 +177,7 @@ def test_tracking_learning_rate_keeps_an_accurate_start_accurate(box_nerf, box_v
     def tracked_error(tracking_learning_rate):
         localizer = Localizer(optimizer, LocalizerConfig(tracking_iterations=3, max_tracking_loss=1.0,
                                                          tracking_learning_rate=tracking_learning_rate))
-        localizer._last = (1.0, gt.copy())  # as if the previous frame had been estimated exactly
+        localizer._last = _Tracked(1.0, gt.copy(), None)  # as if the previous frame had been estimated exactly
         result = localizer.localize(image, intrinsics, 1.05)
         assert result.prior_source == "tracking"
         return errors(result.estimate.nerf_T_optical, gt)[0]
