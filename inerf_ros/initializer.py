@@ -82,6 +82,13 @@ class InitializerConfig:
     min_score: float = config_tools.option(0.3, "detections with a lower score are ignored", range=(0.0, 1.0))
     min_visible_fraction: float = config_tools.option(
         0.1, "detections whose visible fraction is known and lower are ignored", range=(0.0, 1.0))
+    max_object_distance_m: float = config_tools.option(
+        100.0, "detections farther than this from the camera are ignored (metres): a detector fed an absurd "
+        "camera_info reports objects at 1e297 m, which no solver survives", range=(1e-6, 1e9))
+    max_detections: int = config_tools.option(
+        32, "only the best-scored this many detections that pass the gates are fused: the consensus compares "
+        "every pair and the solvers draw subsets, so a flood of detections must not grow without bound",
+        range=(1, 10000))
     inlier_rotation_deg: float = config_tools.option(
         20.0, "hypotheses whose camera rotations differ by more than this disagree (degrees)", range=(0.0, 180.0))
     inlier_translation_m: float = config_tools.option(
@@ -215,6 +222,14 @@ def _attr(detection: Any, name: str, default: Any = None) -> Any:
     return getattr(detection, name, default)
 
 
+def _score_key(score: Any) -> float:
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        return -math.inf
+    return value if math.isfinite(value) else -math.inf
+
+
 def _rigid_problem(pose: np.ndarray) -> Optional[str]:
     """Why ``pose`` is not a finite rigid 4x4 transform, or None."""
     if pose.shape != (4, 4):
@@ -305,7 +320,9 @@ class CameraPriorEstimator:
         cfg = self.config
         hint = self._static_hint if nerf_T_cam_hint is None else np.asarray(nerf_T_cam_hint, dtype=np.float64)
         out, rejected, positions = {}, {}, {}
-        for index, detection in enumerate(detections):
+        # Best scores first, so that max_detections keeps the best ones.
+        for index in sorted(range(len(detections)), key=lambda i: -_score_key(_attr(detections[i], "score"))):
+            detection = detections[index]
             name = _attr(detection, "class_name")
             score = _attr(detection, "score")
             visible = _attr(detection, "visible_fraction")
@@ -315,6 +332,9 @@ class CameraPriorEstimator:
                 problem = f"score is {score!r}"
             if problem is None and cam_T_obj[2, 3] <= 0:
                 problem = f"object is behind the camera (z = {cam_T_obj[2, 3]:.3f} m)"
+            if problem is None and np.linalg.norm(cam_T_obj[:3, 3]) > cfg.max_object_distance_m:
+                problem = (f"object is {np.linalg.norm(cam_T_obj[:3, 3]):.3g} m away "
+                           f"(max_object_distance_m {cfg.max_object_distance_m:g})")
             if problem is None and name not in self._nerf_T_obj:
                 problem = f"class {name!r} has no known pose in the NeRF frame"
             if problem is None and cfg.mode == "full" and name in self._positions_only:
@@ -325,6 +345,8 @@ class CameraPriorEstimator:
                 problem = f"visible fraction {float(visible):.3f} < min_visible_fraction {cfg.min_visible_fraction}"
             if problem is None and cfg.mode == "distance_only" and hint is None:
                 problem = "distance_only mode needs a camera hint (estimate(..., nerf_T_cam_hint=) or camera_hint)"
+            if problem is None and len(out) + len(positions) >= cfg.max_detections:
+                problem = f"more than max_detections = {cfg.max_detections} detections passed the gates"
             if problem is not None:
                 rejected[index] = problem
                 continue
@@ -347,6 +369,7 @@ class CameraPriorEstimator:
         if len(detections) == 0:
             return Prior("no_prior", "no detections")
         hypotheses, rejected, positions = self.hypotheses(detections, nerf_T_cam_hint)
+        rejected = dict(sorted(rejected.items()))
         if not hypotheses:
             for i in positions:
                 rejected[i] = "symmetric object: its rotation cannot give the camera's (needs an asymmetric one)"
@@ -419,8 +442,6 @@ class CameraPriorEstimator:
         residual below ``alignment_inlier_m``) have the largest total score wins, and the pose is
         refitted on its inliers. Needs 3 inliers spread by ``alignment_min_spread_m``.
         """
-        import itertools
-
         cfg = self.config
         if len(indices) < 3:
             return None
@@ -428,7 +449,7 @@ class CameraPriorEstimator:
         p_nerf, r_cam, weights = self._positions(detections, indices)
         spread, threshold = cfg.alignment_min_spread_m / unit, cfg.alignment_inlier_m / unit
         best, best_key = None, None
-        for triplet in itertools.combinations(range(len(indices)), 3):
+        for triplet in _subsets(len(indices), 3, MAX_SUBSETS, seed=0):
             fit = align_points(r_cam[list(triplet)], p_nerf[list(triplet)], weights[list(triplet)], spread)
             if fit is None:
                 continue
@@ -584,24 +605,24 @@ def _msac_bearings(p_nerf: np.ndarray, directions: np.ndarray, threshold_rad: fl
     nearly coplanar, and then two cameras can explain the same number of directions within a loose
     threshold; counting cannot tell them apart, the residuals can.
     """
-    import itertools
-
     import cv2
 
     n = len(p_nerf)
     normalized = np.ascontiguousarray(directions[:, :2] / directions[:, 2:])
-    subsets = list(itertools.combinations(range(n), 4))
-    if len(subsets) > max_subsets:
-        rng = np.random.default_rng(seed)
-        subsets = [subsets[i] for i in rng.choice(len(subsets), max_subsets, replace=False)]
+    subsets = _subsets(n, 4, max_subsets, seed)
 
     def solve(indices, guess=None):
         idx = list(indices)
+        if _degenerate(p_nerf[idx]) or _degenerate(normalized[idx]):
+            return None   # coincident points (one class detected twice): SQPnP asserts on them
         args = dict(useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE) if guess is not None else \
             dict(flags=cv2.SOLVEPNP_SQPNP)
         rvec, tvec = (cv2.Rodrigues(guess[:3, :3])[0], guess[:3, 3:].copy()) if guess is not None else (None, None)
-        ok, rvec, tvec = cv2.solvePnP(np.ascontiguousarray(p_nerf[idx]), normalized[idx], np.eye(3), None,
-                                      rvec, tvec, **args)
+        try:
+            ok, rvec, tvec = cv2.solvePnP(np.ascontiguousarray(p_nerf[idx]), normalized[idx], np.eye(3), None,
+                                          rvec, tvec, **args)
+        except cv2.error:   # a degenerate configuration the checks above did not catch: no camera from it
+            return None
         if not ok:
             return None
         pose = _pose(cv2.Rodrigues(rvec)[0], np.asarray(tvec, dtype=np.float64).ravel())
@@ -627,6 +648,33 @@ def _msac_bearings(p_nerf: np.ndarray, directions: np.ndarray, threshold_rad: fl
         best = refit
     keep = np.nonzero(_bearing_residuals(best, p_nerf, directions) < threshold_rad)[0]
     return best, [int(k) for k in keep]
+
+
+# Subsets drawn by the RANSAC/MSAC solvers: all of them while there are at most this many, else this
+# many drawn at random (never materialised: 160 detections have 27 million 4-subsets).
+MAX_SUBSETS = 400
+
+
+def _subsets(n: int, k: int, max_subsets: int, seed: int) -> list[tuple[int, ...]]:
+    """Every k-subset of range(n) when there are at most ``max_subsets``, else ``max_subsets`` random
+    distinct ones (sorted tuples), drawn without listing them all."""
+    import itertools
+
+    if math.comb(n, k) <= max_subsets:
+        return list(itertools.combinations(range(n), k))
+    rng = np.random.default_rng(seed)
+    chosen: set[tuple[int, ...]] = set()
+    while len(chosen) < max_subsets:
+        chosen.add(tuple(sorted(int(i) for i in rng.choice(n, k, replace=False))))
+    return sorted(chosen)
+
+
+def _degenerate(points: np.ndarray) -> bool:
+    """Whether two of the (k, d) points coincide (relative to their extent), or any is not finite."""
+    if not np.isfinite(points).all():
+        return True
+    gaps = np.linalg.norm(points[:, None] - points[None, :], axis=-1)[np.triu_indices(len(points), 1)]
+    return bool(gaps.min() <= 1e-9 * max(float(np.abs(points).max()), 1.0))
 
 
 def _pose(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:

@@ -62,7 +62,12 @@ class InitializerNode(Node):
             visible = float(obj.visible_fraction)
             detections.append({"class_name": obj.class_name, "score": float(obj.score), "cam_T_obj": cam_T_obj,
                                "visible_fraction": visible if np.isfinite(visible) else None})
-        prior = self._estimator.estimate(detections, nerf_T_cam_hint=self._hint)
+        try:
+            prior = self._estimator.estimate(detections, nerf_T_cam_hint=self._hint)
+        except Exception as error:  # noqa: BLE001 - one bad message must never stop the node
+            self.get_logger().error(f"no prior: the fusion failed: {type(error).__name__}: {error}",
+                                    throttle_duration_sec=2.0)
+            return
         if not prior.ok:
             self.get_logger().info(f"no prior: {prior.reason}", throttle_duration_sec=2.0)
             return

@@ -1,0 +1,61 @@
+"""Shared inputs of the fault suite: a known table of objects, a camera seeing them, good detections."""
+import time
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+# Seven objects on a table, NeRF units = metres (metres_per_unit 1).
+OBJECTS = {
+    "cracker_box": ([-0.17, 0.12, 0.105], 0.35), "sugar_box": ([0.0, -0.15, 0.0875], -0.6),
+    "soup_can": ([0.13, 0.04, 0.051], 0.0), "coffee_can": ([-0.22, -0.13, 0.07], 0.0),
+    "mug": ([0.22, -0.16, 0.0475], 2.1), "bottle": ([0.03, 0.2, 0.11], 0.0), "tea_box": ([0.26, 0.17, 0.02], 1.0),
+}
+
+
+def nerf_T_objects() -> dict:
+    out = {}
+    for name, (position, yaw) in OBJECTS.items():
+        pose = np.eye(4)
+        pose[:3, :3] = Rotation.from_rotvec([0.0, 0.0, yaw]).as_matrix()
+        pose[:3, 3] = position
+        out[name] = pose
+    return out
+
+
+def object_poses_parameter() -> list:
+    """The ``object_poses`` parameter of the table above."""
+    entries = []
+    for name, pose in nerf_T_objects().items():
+        values = list(pose[:3, 3]) + list(Rotation.from_matrix(pose[:3, :3]).as_quat())
+        entries.append(name + " " + " ".join(repr(float(v)) for v in values))
+    return entries
+
+
+def camera() -> np.ndarray:
+    """nerf_T_cam of a ROS optical camera 0.8 m from the table, looking at its centre."""
+    centre = np.array([0.3, -0.6, 0.5])
+    z_axis = -centre / np.linalg.norm(centre)
+    x_axis = np.cross(z_axis, [0.0, 0.0, 1.0])
+    x_axis /= np.linalg.norm(x_axis)
+    nerf_T_cam = np.eye(4)
+    nerf_T_cam[:3, :3] = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], axis=1)
+    nerf_T_cam[:3, 3] = centre
+    return nerf_T_cam
+
+
+def good_detections(nerf_T_cam=None) -> list[dict]:
+    """Exact detections of every object from ``nerf_T_cam`` (default :func:`camera`)."""
+    nerf_T_cam = camera() if nerf_T_cam is None else nerf_T_cam
+    cam_T_nerf = np.linalg.inv(nerf_T_cam)
+    return [{"class_name": name, "score": 0.9, "cam_T_obj": cam_T_nerf @ pose, "visible_fraction": 0.9}
+            for name, pose in nerf_T_objects().items()]
+
+
+def spin_until(executor, condition, timeout_s=10.0):
+    """Spin ``executor`` until ``condition()`` is true; return whether it became true in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+        if condition():
+            return True
+    return condition()
