@@ -75,8 +75,10 @@ class Prior:
 class LocalizationResult:
     estimate: PoseEstimate | None
     prior_source: str
-    """"posecnn"/"external" (a prior started it), "tracking", or "none"."""
+    """"posecnn"/"external"/"kinematics" (a prior started it), "tracking", or "none"."""
     message: str = ""
+    trusted: bool = False
+    """Whether the estimate passed the trust tests (tracked from, fed to the base correction)."""
 
 
 @dataclasses.dataclass
@@ -100,6 +102,10 @@ class Localizer:
 
     def reset(self) -> None:
         self._last, self._velocity, self._last_anchor_s, self._held = None, None, None, 0
+
+    def distrust_last(self) -> None:
+        """Forget the last estimate (a later check found it implausible): no tracking from it."""
+        self._last, self._velocity, self._held = None, None, 0
 
     def wants_prior(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
         """Whether a prior would be used for an image at ``stamp_s`` (else tracking suffices)."""
@@ -136,9 +142,9 @@ class Localizer:
             else:
                 estimate = self.optimizer.estimate(image_rgb, intrinsics, prior.nerf_T_optical, label_mask)
                 self._held = 0
-                self._remember(stamp_s, estimate, base_T_optical)
+                trusted = self._remember(stamp_s, estimate, base_T_optical)
                 self._last_anchor_s = stamp_s
-                return LocalizationResult(estimate, prior.source, message)
+                return LocalizationResult(estimate, prior.source, message, trusted)
 
         start = self._tracking_start(stamp_s, base_T_optical)
         if start is None:
@@ -149,7 +155,7 @@ class Localizer:
         trusted = self._remember(stamp_s, estimate, base_T_optical)
         self._held = self._held + 1 if trusted and kinematic else 0
         note = "start predicted by the arm's kinematics" if kinematic else ""
-        return LocalizationResult(estimate, "tracking", "; ".join(filter(None, [message, note])))
+        return LocalizationResult(estimate, "tracking", "; ".join(filter(None, [message, note])), trusted)
 
     def _kinematic(self, base_T_optical: np.ndarray | None) -> bool:
         """Whether a tracking start from the last estimate can use the kinematic chain."""

@@ -133,7 +133,7 @@ def test_kinematic_chain_carries_the_track_across_a_fast_turn(box_nerf, box_view
     start = with_chain._tracking_start(1.5, base_T_cam2)
     np.testing.assert_allclose(start, with_chain._last.nerf_T_optical @ np.linalg.inv(base_T_cam1) @ base_T_cam2)
     tracked = with_chain.localize(image2, intrinsics, 1.5, base_T_optical=base_T_cam2)
-    assert tracked.prior_source == "tracking" and "kinematics" in tracked.message
+    assert tracked.prior_source == "tracking" and "kinematics" in tracked.message and tracked.trusted
     assert errors(tracked.estimate.nerf_T_optical, gt2)[0] < 1.0
 
     without = Localizer(optimizer, config)
