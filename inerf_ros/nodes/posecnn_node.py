@@ -23,7 +23,11 @@ class PosecnnNodeConfig:
     model_dir: str = option("", "PoseCNN model directory (posecnn.safetensors + posecnn.json)", read_only=True)
     device: str = option("cpu", "torch device: cpu, cuda or cuda:N", read_only=True)
     score_threshold: float = option(0.5, "drop detections scoring below this", range=(0.0, 1.0))
-    classes: list = option([], "class names to report (empty: every class of the model)")
+    classes: list = option([], "class names to report (empty: every class of the model); a name the model does "
+                               "not know is refused")
+    max_image_pixels: int = option(16_777_216, "images (and camera_infos) with more pixels are refused before "
+                                               "decoding: every stage allocates per pixel (4096x4096)",
+                                   range=(1, 1_000_000_000))
 
 
 class PosecnnNode(Node):
@@ -31,7 +35,6 @@ class PosecnnNode(Node):
         super().__init__("posecnn_node", **node_kwargs)
         self._config = parameters.declare_config(self, PosecnnNodeConfig)
         refine = parameters.declare_config(self, SilhouetteRefineConfig)
-        parameters.on_parameters_updated(self, PosecnnNodeConfig, lambda: self._config, self._set_config)
         if detector is None:
             from inerf_ros.posecnn.model import load_posecnn
             if not self._config.model_dir:
@@ -43,7 +46,11 @@ class PosecnnNode(Node):
             parameters.on_parameters_updated(self, SilhouetteRefineConfig, lambda: refiner.config,
                                              lambda config: setattr(refiner, "config", config))
         self._detector = detector
+        self._check_classes(self._config)
+        parameters.on_parameters_updated(self, PosecnnNodeConfig, lambda: self._config, self._set_config,
+                                         check=self._check_classes)
         self._intrinsics = None
+        self._camera_info_error = ""
         self._detections_pub = self.create_publisher(ObjectPoseArray, "detections", DETECTIONS_QOS)
         self._label_pub = self.create_publisher(Image, "label_image", qos_profile_sensor_data)
         self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
@@ -53,18 +60,29 @@ class PosecnnNode(Node):
     def _set_config(self, config: PosecnnNodeConfig) -> None:
         self._config = config
 
+    def _check_classes(self, config: PosecnnNodeConfig) -> None:
+        unknown = sorted(set(config.classes) - set(self._detector.class_names))
+        if unknown:  # else every frame would silently report nothing
+            raise ValueError(f"classes {unknown} are not classes of the model "
+                             f"(it knows {', '.join(self._detector.class_names)})")
+
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            self._intrinsics = camera_info_conv.camera_info_to_intrinsics(msg)
+            self._intrinsics = camera_info_conv.camera_info_to_intrinsics(msg, self._config.max_image_pixels)
+            self._camera_info_error = ""
         except ValueError as error:
-            self.get_logger().warning(f"camera_info rejected: {error}", throttle_duration_sec=5.0)
+            # Forget the previous one too: the camera may have changed, and a guess would publish
+            # objects at wrong distances.
+            self._intrinsics, self._camera_info_error = None, f"camera_info rejected: {error}"
+            self.get_logger().warning(self._camera_info_error, throttle_duration_sec=5.0)
 
     def on_image(self, msg: Image) -> None:
         if self._intrinsics is None:
-            self.get_logger().warning("no camera_info received yet: skipping image", throttle_duration_sec=5.0)
+            why = self._camera_info_error or "no camera_info received yet"
+            self.get_logger().warning(f"image skipped: {why}", throttle_duration_sec=5.0)
             return
         try:
-            rgb = image_conv.image_to_rgb(msg)
+            rgb = image_conv.image_to_rgb(msg, self._config.max_image_pixels)
             camera_info_conv.check_image_matches(self._intrinsics, rgb.shape[1], rgb.shape[0])
             result = self._detector.detect(rgb, self._intrinsics.K)
         except ValueError as error:

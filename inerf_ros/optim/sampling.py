@@ -47,6 +47,9 @@ class SamplingConfig:
 
     def check(self) -> None:
         parse_strategy(self.strategy)
+        bad = [c for c in self.mask_classes if not str(c).strip().lstrip("-").isdigit()]
+        if bad:  # refused when set, not on every masked frame after
+            raise ValueError(f"mask_classes must be integer class ids, got {bad}")
 
 
 def parse_strategy(strategy: str) -> tuple[str, ...]:

@@ -76,13 +76,53 @@ def read_meta(model_dir) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {model_dir} is not a PoseCNN model directory "
                                 f"(train one with `inerf-ros train-posecnn`)")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
-    for key in ("classes", "backbone", "width", "decoder_width", "input_width", "input_height", "reference_focal"):
-        if key not in meta:
-            raise ValueError(f"{path}: missing field {key!r}")
+    check_meta(meta, str(path))
     return meta
+
+
+# The metadata's numbers, with the ranges a real model has: the network is built from them before a
+# weight is read, so a huge width would allocate gigabytes, and a zero size or focal length would
+# start a node that fails or detects nothing on every frame.
+META_SCHEMA = {  # key: (type, low, high, required)
+    "width": (int, 1, 1024, True), "decoder_width": (int, 1, 2048, True), "fc_width": (int, 1, 8192, False),
+    "roi_size": (int, 1, 64, False), "input_width": (int, 16, 4096, True), "input_height": (int, 16, 4096, True),
+    "reference_focal": (float, 1e-3, 1e6, True),
+}
+MAX_CLASSES = 1000
+
+
+def check_meta(meta: dict, source: str) -> None:
+    """Raise ValueError (naming ``source`` and the field) unless ``meta`` fits :data:`META_SCHEMA`,
+    names a known backbone and holds 1 to ``MAX_CLASSES`` uniquely named classes."""
+    from inerf_ros.posecnn.network import BACKBONES
+
+    for key, (kind, low, high, required) in META_SCHEMA.items():
+        if key not in meta:
+            if required:
+                raise ValueError(f"{source}: missing field {key!r}")
+            continue
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise ValueError(f"{source}: {key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if not low <= value <= high:   # also refuses NaN
+            raise ValueError(f"{source}: {key} = {value!r} is out of range [{low:g}, {high:g}]")
+    if meta.get("backbone") not in BACKBONES:
+        raise ValueError(f"{source}: backbone {meta.get('backbone')!r} is not one of {', '.join(BACKBONES)}")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and c["name"] for c in classes):
+        raise ValueError(f"{source}: classes must be a list of 1 to {MAX_CLASSES} entries {{\"name\": ...}}")
+    names = [c["name"] for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: class names repeat: {names}")
 
 
 class PoseCNNDetector:
@@ -216,7 +256,10 @@ def load_posecnn(model_dir, device: str | torch.device = "cpu", class_names=None
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own types for truncated/foreign files
+        raise ValueError(f"{path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
     network = build_network(meta)
     state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
     try:

@@ -40,36 +40,49 @@ def declare_config(node, cls, prefix: str = ""):
     Lists of strings become string arrays; an empty list default is declared as a string array.
     Raises ValueError (with the field's name) when a value given by the user is out of range.
     """
-    from rclpy.exceptions import ParameterUninitializedException
-    from rclpy.parameter import Parameter
+    from rclpy.exceptions import ParameterException
 
     values = {}
     for f in config_tools.fields(cls):
         name = prefix + f.name
-        default = _default(f)
-        tp = config_tools.field_type(cls, f)
-        if tp is list and not default:
-            # An empty list has no ROS type: declare a string array, left unset until a user sets it.
-            node.declare_parameter(name, Parameter.Type.STRING_ARRAY, _descriptor(cls, f))
-            try:
-                value = node.get_parameter(name).value
-            except ParameterUninitializedException:
-                value = None
-            values[f.name] = list(value) if value is not None else []
-        else:
-            node.declare_parameter(name, default, _descriptor(cls, f))
-            value = node.get_parameter(name).value
-            values[f.name] = list(value) if tp is list else value
-    config = cls(**values)
-    config_tools.validate(config)
+        try:
+            values[f.name] = _declare(node, cls, f, name)
+        except ParameterException as error:  # `-p num_rays:=abc`, `-p num_rays:=0`: one line, not a traceback
+            raise ValueError(f"parameter {name}: {error}") from None
+    try:
+        config = cls(**values)
+        config_tools.validate(config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{cls.__name__} parameters: {error}") from None
     return config
 
 
+def _declare(node, cls, f: dataclasses.Field, name: str):
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    default = _default(f)
+    tp = config_tools.field_type(cls, f)
+    if tp is list and not default:
+        # An empty list has no ROS type: declare a string array, left unset until a user sets it.
+        node.declare_parameter(name, Parameter.Type.STRING_ARRAY, _descriptor(cls, f))
+        try:
+            value = node.get_parameter(name).value
+        except ParameterUninitializedException:
+            value = None
+        return list(value) if value is not None else []
+    node.declare_parameter(name, default, _descriptor(cls, f))
+    value = node.get_parameter(name).value
+    return list(value) if tp is list else value
+
+
 def on_parameters_updated(node, cls, get_config: Callable[[], object], apply: Callable[[object], None],
-                          prefix: str = "") -> None:
+                          prefix: str = "", check: Callable[[object], None] | None = None) -> None:
     """Register a callback that validates changed parameters and applies them as a new config.
 
     An invalid value is refused with the reason (``ros2 param set`` prints it) and nothing changes.
+    ``check(candidate)``: a further test that needs the node (raises ValueError), e.g. class names
+    against the loaded model's.
     """
     names = {prefix + f.name: f.name for f in config_tools.fields(cls)}
 
@@ -80,6 +93,8 @@ def on_parameters_updated(node, cls, get_config: Callable[[], object], apply: Ca
         try:
             candidate = dataclasses.replace(get_config(), **updates)
             config_tools.validate(candidate)
+            if check is not None:
+                check(candidate)
         except (ValueError, TypeError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         apply(candidate)
