@@ -84,8 +84,8 @@ def read_metadata(model_dir) -> tuple[NerfMetadata, dict]:
         meta_dict = dict(doc["metadata"])
         meta_dict["background"] = tuple(meta_dict.get("background", (1.0, 1.0, 1.0)))
         metadata = NerfMetadata(**meta_dict)
-        metadata.field_config()
-    except (KeyError, TypeError) as error:
+        metadata.check()
+    except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{json_path}: bad metadata ({error})") from None
     return metadata, doc
 

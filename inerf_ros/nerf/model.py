@@ -55,6 +55,59 @@ class NerfMetadata:
     def field_config(self) -> FieldConfig:
         return FieldConfig(**self.field)
 
+    def check(self) -> None:
+        """Raise ValueError naming the field unless every value is of its type and in a range a real
+        model has. Called once, when a model file is read: a bad value that got past it would start
+        a node that then fails every frame (``n_samples: "abc"``) or publishes poses off by a wrong
+        scale (``metres_per_unit: -1``)."""
+        import math
+
+        from inerf_ros import config as config_tools
+
+        def number(name, value, low, high, integer=False):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
+                raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+            if not low <= value <= high:   # also refuses NaN
+                raise ValueError(f"{name} = {value!r} is out of range [{low:g}, {high:g}]")
+
+        box = self.aabb
+        if not (isinstance(box, (list, tuple)) and len(box) == 2 and all(
+                isinstance(c, (list, tuple)) and len(c) == 3 for c in box)):
+            raise ValueError(f"aabb must be [[xmin, ymin, zmin], [xmax, ymax, zmax]], got {box!r}")
+        for k, value in enumerate(list(box[0]) + list(box[1])):
+            number(f"aabb[{k // 3}][{k % 3}]", value, -1e6, 1e6)
+        if not all(low < high for low, high in zip(box[0], box[1])):
+            raise ValueError(f"aabb must have min < max on every axis, got {box!r}")
+        number("near", self.near, 0.0, 1e6)
+        number("far", self.far, 0.0, math.inf)
+        if not self.near < self.far:
+            raise ValueError(f"near ({self.near}) must be less than far ({self.far})")
+        number("metres_per_unit", self.metres_per_unit, 1e-9, 1e9)
+        if not (isinstance(self.background, (list, tuple)) and len(self.background) == 3):
+            raise ValueError(f"background must be 3 numbers in [0, 1], got {self.background!r}")
+        for k, value in enumerate(self.background):
+            number(f"background[{k}]", value, 0.0, 1.0)
+        if self.background_model not in BACKGROUND_MODELS:
+            raise ValueError(f"background_model must be one of {BACKGROUND_MODELS}, got {self.background_model!r}")
+        number("n_samples", self.n_samples, 1, 4096, integer=True)
+        number("sample_step", self.sample_step, 0.0, 1e6)
+        number("occupancy_resolution", self.occupancy_resolution, 1, 512, integer=True)
+        if not isinstance(self.field, dict):
+            raise ValueError(f"field must be a mapping, got {self.field!r}")
+        try:
+            field = self.field_config()
+        except TypeError as error:
+            raise ValueError(f"field: {error}") from None
+        for f in dataclasses.fields(field):   # ranges from FieldConfig's options; wrong types first
+            value = getattr(field, f.name)
+            default = f.default
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                number(f"field.{f.name}", value, -math.inf, math.inf, integer=isinstance(default, int))
+        try:
+            config_tools.validate(field)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"field: {error}") from None
+
 
 class NerfModel(nn.Module):
     """A trained (or training) NeRF: ``field`` + ``occupancy`` + ``metadata``."""
