@@ -47,7 +47,10 @@ class Intrinsics:
 
     def scaled(self, factor: float) -> "Intrinsics":
         """Intrinsics of the image resized by ``factor`` (e.g. 0.5 halves width and height)."""
-        width, height = max(1, round(self.width * factor)), max(1, round(self.height * factor))
+        return self.resized(max(1, round(self.width * factor)), max(1, round(self.height * factor)))
+
+    def resized(self, width: int, height: int) -> "Intrinsics":
+        """Intrinsics of the same camera's image resized to ``width`` x ``height`` (distortion unchanged)."""
         sx, sy = width / self.width, height / self.height
         # Pixel centres: x' + 0.5 = (x + 0.5) * s.
         return dataclasses.replace(

@@ -53,6 +53,7 @@ import torch
 from inerf_ros import config as cfg
 from inerf_ros import evaluation, frames, lie
 from inerf_ros.camera import Intrinsics
+from inerf_ros.nerf.metrics import psnr_from_mse
 from inerf_ros.optim import features
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -229,7 +230,7 @@ class _Camera:
 
 def _data_camera(json_path: Path, data_json: dict) -> Intrinsics:
     """Full-resolution intrinsics (with distortion) of the data's camera, read as the loader reads them."""
-    from inerf_ros.datasets.transforms import _find_image, _frame_intrinsics
+    from inerf_ros.datasets.transforms import find_image, frame_intrinsics
 
     top = {k: v for k, v in data_json.items() if k != "frames"}
     first = data_json["frames"][0]
@@ -239,16 +240,14 @@ def _data_camera(json_path: Path, data_json: dict) -> Intrinsics:
     else:
         from PIL import Image
 
-        with Image.open(_find_image(json_path.parent, str(first["file_path"]), json_path)) as im:
+        with Image.open(find_image(json_path.parent, str(first["file_path"]), json_path)) as im:
             width, height = im.size
-    return _frame_intrinsics(meta, width, height, json_path, 0)
+    return frame_intrinsics(meta, width, height, json_path, 0)
 
 
 def _scaled_to(intr: Intrinsics, width: int, height: int) -> Intrinsics:
     """Intrinsics for the same camera at another image size (pixel-centre convention kept)."""
-    sx, sy = width / intr.width, height / intr.height
-    return dataclasses.replace(intr, width=width, height=height, fx=intr.fx * sx, fy=intr.fy * sy,
-                               cx=(intr.cx + 0.5) * sx - 0.5, cy=(intr.cy + 0.5) * sy - 0.5)
+    return intr.resized(width, height)
 
 
 def load_photo(path: Path, camera: _Camera, background) -> tuple[np.ndarray, list | None]:
@@ -257,10 +256,10 @@ def load_photo(path: Path, camera: _Camera, background) -> tuple[np.ndarray, lis
     Returns the image and, when its size differed from the data's, its original [width, height].
     Raises ``ValueError`` with the reason when the photo cannot be used.
     """
-    from inerf_ros.datasets.transforms import DatasetError, _load_image, _resize, _undistort
+    from inerf_ros.datasets.transforms import DatasetError, load_image, resize_image, undistort_image
 
     try:
-        rgb = _load_image(path, np.asarray(background, dtype=np.float32))
+        rgb = load_image(path, np.asarray(background, dtype=np.float32))
     except DatasetError as error:
         raise ValueError(f"unreadable image ({str(error).split(': ', 1)[-1]})") from None
     height, width = rgb.shape[:2]
@@ -274,9 +273,9 @@ def load_photo(path: Path, camera: _Camera, background) -> tuple[np.ndarray, lis
         resized_from = [width, height]
     valid = np.ones((height, width), dtype=bool)
     if full.is_distorted:
-        rgb, valid = _undistort(rgb, full)
+        rgb, valid = undistort_image(rgb, full)
     if (width, height) != (camera.work.width, camera.work.height):
-        rgb, _ = _resize(rgb, valid, camera.work.width, camera.work.height)
+        rgb, _ = resize_image(rgb, valid, camera.work.width, camera.work.height)
     return np.clip(rgb, 0.0, 1.0).astype(np.float32), resized_from
 
 
@@ -720,7 +719,7 @@ def _save_preview(path: Path, image: np.ndarray) -> None:
 
 
 def _psnr(mse: float) -> float:
-    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+    return psnr_from_mse(max(mse, 0.0))
 
 
 # ---------------------------------------------------------------------------------------- the output
@@ -756,7 +755,7 @@ def write_transforms(json_path: Path, data_json: dict, verdicts: list[Verdict], 
     """NEW_DATA/transforms.json: the data's frames plus the accepted photos."""
     from PIL import Image
 
-    from inerf_ros.datasets.transforms import _find_image
+    from inerf_ros.datasets.transforms import find_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
     base = json_path.parent
@@ -774,7 +773,7 @@ def write_transforms(json_path: Path, data_json: dict, verdicts: list[Verdict], 
 
     originals = []
     for frame in data_json["frames"]:
-        source = _find_image(base, str(frame["file_path"]), json_path)
+        source = find_image(base, str(frame["file_path"]), json_path)
         originals.append({**frame, "file_path": place(source, source.name)})
     new_frames = []
     for verdict in verdicts:
@@ -848,7 +847,8 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
     """Run the whole registration; returns a summary dict (also written as NEW_DATA/registration.json)."""
     from tqdm import tqdm
 
-    from inerf_ros.datasets.transforms import DatasetError, _read_json, load_transforms, resolve_transforms_path
+    from inerf_ros.datasets.transforms import (DatasetError, load_transforms, read_transforms_json,
+                                               resolve_transforms_path)
     from inerf_ros.nerf.checkpoint import CheckpointError, load_model
 
     started = time.perf_counter()
@@ -866,7 +866,7 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
     every = config.holdout_every or int(train_config.get("holdout_every", 8))
     try:
         json_path = resolve_transforms_path(data_path)
-        data_json = _read_json(json_path)
+        data_json = read_transforms_json(json_path)
         background = tuple(float(c) for c in model.metadata.background)
         data = load_transforms(json_path, downscale=downscale, background=background)
     except DatasetError as error:
@@ -889,9 +889,9 @@ def register(model_dir, data_path, config: RegisterConfig) -> dict:
     match_camera = _Camera(full=camera.full, work=_scaled_to(camera.work, *match_size))
 
     def data_match_image(index: int) -> np.ndarray:
-        from inerf_ros.datasets.transforms import _find_image
+        from inerf_ros.datasets.transforms import find_image
 
-        return load_photo(_find_image(json_path.parent, data.file_names[index], json_path), match_camera,
+        return load_photo(find_image(json_path.parent, data.file_names[index], json_path), match_camera,
                           model.metadata.background)[0]
 
     registrar = Registrar(model, data, config, every, match_image=data_match_image)

@@ -92,7 +92,8 @@ class PosedImages:
         return self.subset(train), self.subset(held)
 
 
-def _read_json(path: Path) -> dict:
+def read_transforms_json(path: Path) -> dict:
+    """The parsed transforms.json at ``path``; DatasetError unless it has a non-empty ``frames`` list."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -118,7 +119,8 @@ def resolve_transforms_path(path_or_dir, split: str | None = None) -> Path:
     raise DatasetError(f"{path}: no {' / '.join(names)} in this folder")
 
 
-def _find_image(base: Path, file_path: str, json_path: Path) -> Path:
+def find_image(base: Path, file_path: str, json_path: Path) -> Path:
+    """The image file of a frame's ``file_path`` (relative to ``base``; the extension may be omitted)."""
     candidate = (base / file_path)
     for ext in IMAGE_EXTENSIONS:
         p = candidate.with_name(candidate.name + ext) if ext else candidate
@@ -127,7 +129,7 @@ def _find_image(base: Path, file_path: str, json_path: Path) -> Path:
     raise DatasetError(f"{json_path}: image {file_path!r} not found (looked for {candidate}[.png|.jpg])")
 
 
-def _frame_intrinsics(meta: dict, width: int, height: int, json_path: Path, index: int) -> Intrinsics:
+def frame_intrinsics(meta: dict, width: int, height: int, json_path: Path, index: int) -> Intrinsics:
     """Intrinsics in the OpenCV pixel convention for one frame (``meta`` = top level merged with frame)."""
     where = f"{json_path}: frame {index}"
     w, h = meta.get("w"), meta.get("h")
@@ -158,7 +160,8 @@ def _frame_intrinsics(meta: dict, width: int, height: int, json_path: Path, inde
         raise DatasetError(f"{where}: {error}") from None
 
 
-def _load_image(path: Path, background: np.ndarray) -> np.ndarray:
+def load_image(path: Path, background: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1]; transparent pixels composited over ``background`` (3,)."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -172,7 +175,8 @@ def _load_image(path: Path, background: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _undistort(rgb: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+def undistort_image(rgb: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """(undistorted image, (H, W) mask of the pixels with image content) for a distorted ``intr``."""
     import cv2
 
     K = intr.K.copy()
@@ -183,7 +187,8 @@ def _undistort(rgb: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarra
     return out, ones > 0.999
 
 
-def _resize(rgb: np.ndarray, valid: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def resize_image(rgb: np.ndarray, valid: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image, valid mask) box-filtered to ``width`` x ``height``; a pixel stays valid only if all its sources were."""
     # Resize in float to keep precision: PIL's 'F' mode, one channel at a time.
     chans = [np.asarray(Image.fromarray(rgb[..., c]).resize((width, height), Image.BOX)) for c in range(3)]
     mask = np.asarray(Image.fromarray(valid.astype(np.float32)).resize((width, height), Image.BOX)) > 0.999
@@ -231,7 +236,7 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
     if downscale < 1:
         raise DatasetError(f"downscale must be >= 1, got {downscale}")
     json_path = resolve_transforms_path(path_or_dir, split)
-    data = _read_json(json_path)
+    data = read_transforms_json(json_path)
     base = json_path.parent
     bg = np.asarray(background, dtype=np.float32).reshape(3)
     top = {k: v for k, v in data.items() if k != "frames"}
@@ -249,17 +254,17 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
             pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
         if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
             raise DatasetError(f"{json_path}: frame {i} 'transform_matrix' must be a finite 4x4 matrix")
-        image_path = _find_image(base, str(frame["file_path"]), json_path)
-        rgb = _load_image(image_path, bg)
+        image_path = find_image(base, str(frame["file_path"]), json_path)
+        rgb = load_image(image_path, bg)
         height, width = rgb.shape[:2]
-        intr = _frame_intrinsics({**top, **frame}, width, height, json_path, i)
+        intr = frame_intrinsics({**top, **frame}, width, height, json_path, i)
         valid = np.ones((height, width), dtype=bool)
         if undistort and intr.is_distorted:
-            rgb, valid = _undistort(rgb, intr)
+            rgb, valid = undistort_image(rgb, intr)
             intr = dataclasses.replace(intr, distortion_model="none", distortion=())
         if downscale != 1:
             new_w, new_h = max(1, round(width / downscale)), max(1, round(height / downscale))
-            rgb, valid = _resize(rgb, valid, new_w, new_h)
+            rgb, valid = resize_image(rgb, valid, new_w, new_h)
             intr = intr.scaled(new_w / width) if new_h == round(height * new_w / width) else \
                 dataclasses.replace(intr.scaled(new_w / width), height=new_h, fy=intr.fy * new_h / height,
                                     cy=(intr.cy + 0.5) * new_h / height - 0.5)

@@ -2,10 +2,10 @@
 pose estimation and evaluation use to compare colours across cameras with different exposure."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
+
+from inerf_ros.nerf.metrics import psnr_from_mse
 
 
 class PhotoAppearance(torch.nn.Module):
@@ -67,5 +67,4 @@ def psnr_affine(rendered: Tensor, target: Tensor) -> float:
     neutral colours need not match any one held-out photo's exposure."""
     flat_rendered, flat_target = rendered.reshape(1, -1, 3).double(), target.reshape(-1, 3).double()
     gain, offset = fit_affine_colour(flat_rendered, flat_target, ridge=0.0)
-    mse = float(((flat_rendered * gain + offset - flat_target) ** 2).mean())
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+    return psnr_from_mse(float(((flat_rendered * gain + offset - flat_target) ** 2).mean()))

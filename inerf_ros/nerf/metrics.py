@@ -8,10 +8,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error of colours in [0, 1] (infinite at 0); NaN raises."""
+    if math.isnan(mse) or mse < 0:
+        raise ValueError(f"PSNR of a mean squared error of {mse}")
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
 def psnr(a: Tensor, b: Tensor) -> float:
     """PSNR in dB of two images in [0, 1] of the same shape."""
-    mse = float(F.mse_loss(a.float(), b.float()))
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+    return psnr_from_mse(float(F.mse_loss(a.float(), b.float())))
 
 
 def ssim(a: Tensor, b: Tensor) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import signal
 import threading
@@ -25,7 +24,7 @@ from inerf_ros.datasets.transforms import PosedImages, load_transforms
 from inerf_ros.nerf.appearance import PhotoAppearance, psnr_affine
 from inerf_ros.nerf.checkpoint import save_model
 from inerf_ros.nerf.field import FieldConfig, density_threshold
-from inerf_ros.nerf.metrics import psnr, ssim
+from inerf_ros.nerf.metrics import psnr, psnr_from_mse, ssim
 from inerf_ros.nerf.model import NerfMetadata, NerfModel
 from inerf_ros.nerf.rays import image_pixels, pixel_rays
 from inerf_ros.nerf.render import distortion_loss, render_image
@@ -338,7 +337,7 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
                                                   generator=gen)
         if step % 10 == 0 or step == 1:
             elapsed = clock()
-            train_psnr = -10 * math.log10(max(mse_fine, 1e-10))
+            train_psnr = psnr_from_mse(max(mse_fine, 1e-10))
             history.append({"step": step, "seconds": round(elapsed, 1), "loss": mse_fine, "psnr": train_psnr})
             bar.set_postfix(loss=f"{mse_fine:.4f}", psnr=f"{train_psnr:.2f}",
                             rays_s=f"{rays_done / max(elapsed, 1e-9):.0f}", occ=f"{occupied:.2f}")

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from inerf_ros.camera import Intrinsics
 from inerf_ros.posecnn.hough import hough_vote
 from inerf_ros.posecnn.network import PoseCNN, normalise, quat_to_matrix, ray_rotation
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig, SilhouetteRefiner
@@ -39,13 +40,7 @@ INTRINSICS_USAGE = (
 
 def scaled_K(K: np.ndarray, width: int, height: int, new_width: int, new_height: int) -> np.ndarray:
     """K of an image resized from width x height to new_width x new_height (pixel centres kept)."""
-    sx, sy = new_width / width, new_height / height
-    out = np.array(K, dtype=np.float64).copy()
-    out[0, 0] *= sx
-    out[1, 1] *= sy
-    out[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    out[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return out
+    return Intrinsics(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2]).resized(new_width, new_height).K
 
 
 def check_class_table(meta: dict, class_names, source: str) -> None:
