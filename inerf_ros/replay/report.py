@@ -197,7 +197,7 @@ def write_mcap(records, names: dict[str, str], overlays: dict[int, np.ndarray], 
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from inerf_ros.scene.bag_command import _transform
+    from inerf_ros.scene.bag_command import tf_stamped
 
     stamped = [r for r in records if math.isfinite(r.stamp_s)]
     if not stamped:
@@ -229,7 +229,7 @@ def write_mcap(records, names: dict[str, str], overlays: dict[int, np.ndarray], 
 
             first, first_ns = stamp(min(r.stamp_s for r in stamped))
             write("/tf_static", "tf2_msgs/msg/TFMessage", types["tf2_msgs/msg/TFMessage"](
-                transforms=[_transform(types, first, world_frame, nerf_frame, world_T_nerf)]), first_ns)
+                transforms=[tf_stamped(types, first, world_frame, nerf_frame, world_T_nerf)]), first_ns)
             seen_truth = set()
             for r in sorted(stamped, key=lambda r: (r.stamp_s, r.column)):
                 msg_stamp, ns = stamp(r.stamp_s)
@@ -237,11 +237,11 @@ def write_mcap(records, names: dict[str, str], overlays: dict[int, np.ndarray], 
                 transforms = []
                 if r.world_T_cam_gt is not None and r.frame not in seen_truth:
                     seen_truth.add(r.frame)
-                    transforms.append(_transform(types, msg_stamp, world_frame, gt_frame, np.asarray(r.world_T_cam_gt)))
+                    transforms.append(tf_stamped(types, msg_stamp, world_frame, gt_frame, np.asarray(r.world_T_cam_gt)))
                     write("/replay/ground_truth", "geometry_msgs/msg/PoseStamped",
                           pose_stamped(r.world_T_cam_gt, header), ns)
                 if r.has_estimate:
-                    transforms.append(_transform(types, msg_stamp, nerf_frame, f"camera_optical_{r.column}",
+                    transforms.append(tf_stamped(types, msg_stamp, nerf_frame, f"camera_optical_{r.column}",
                                                  nerf_T_world @ np.asarray(r.world_T_cam)))
                     write(f"/replay/{r.column}/camera_pose", "geometry_msgs/msg/PoseStamped",
                           pose_stamped(r.world_T_cam, header), ns)

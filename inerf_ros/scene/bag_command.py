@@ -41,7 +41,8 @@ def _stamp(types, nanoseconds: int):
     return types["builtin_interfaces/msg/Time"](sec=nanoseconds // 10 ** 9, nanosec=nanoseconds % 10 ** 9)
 
 
-def _transform(types, stamp, parent: str, child: str, parent_T_child: np.ndarray):
+def tf_stamped(types, stamp, parent: str, child: str, parent_T_child: np.ndarray):
+    """A (rosbags) geometry_msgs/TransformStamped of ``parent_T_child`` (4, 4) at ``stamp``."""
     import torch
 
     from inerf_ros.lie import matrix_to_quat
@@ -84,7 +85,7 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
         tf_conn = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=store)
         first_ns = int(round(config.start_time * 1e9))  # integer nanoseconds: no float rounding at 1e18
         static = types["tf2_msgs/msg/TFMessage"](
-            transforms=[_transform(types, _stamp(types, first_ns), config.world_frame, config.nerf_frame, np.eye(4))])
+            transforms=[tf_stamped(types, _stamp(types, first_ns), config.world_frame, config.nerf_frame, np.eye(4))])
         writer.write(static_conn, first_ns, store.serialize_cdr(static, "tf2_msgs/msg/TFMessage"))
         for k, frame in enumerate(tqdm(frames, desc="make-bag", disable=not progress, unit="frame")):
             offset = frame.time if frame.time is not None else k * period
@@ -104,7 +105,7 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
                 d=np.zeros(5), k=k_mat.ravel().astype(np.float64), r=np.eye(3).ravel(), p=p_mat.ravel(),
                 binning_x=0, binning_y=0, roi=roi)
             tf = types["tf2_msgs/msg/TFMessage"](
-                transforms=[_transform(types, stamp, config.world_frame, config.gt_frame, frame.world_T_cam_optical)])
+                transforms=[tf_stamped(types, stamp, config.world_frame, config.gt_frame, frame.world_T_cam_optical)])
             writer.write(image_conn, nanoseconds, store.serialize_cdr(image, "sensor_msgs/msg/Image"))
             writer.write(info_conn, nanoseconds, store.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
             writer.write(tf_conn, nanoseconds, store.serialize_cdr(tf, "tf2_msgs/msg/TFMessage"))

@@ -96,7 +96,7 @@ class OracleDetector:
 
 
 def _transform(types, stamp, parent, child, pose):
-    from inerf_ros.scene.bag_command import _transform as make
+    from inerf_ros.scene.bag_command import tf_stamped as make
 
     return make(types, stamp, parent, child, pose)
 
