@@ -104,40 +104,105 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for arg in launch_arguments():
         parser.add_argument("--" + arg.name.replace("_", "-"), dest=arg.name, default=arg.default,
                             help=f"{arg.description} (default: {arg.default})")
+    parser.add_argument("--respawn", action="store_true",
+                        help="restart a node that exits (as ros2 launch's respawn=True); the others never stop "
+                             "with it either way")
+    parser.add_argument("--respawn-delay", type=float, default=2.0,
+                        help="seconds between a node's exit and its restart (default: 2.0)")
+
+
+def _ros_value(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def node_commands(values: dict[str, str]) -> dict[str, list[str]]:
+    """{node name: the command line that runs it in a process of its own} for argument ``values``."""
+    nodes_to_start, remaps = resolve(values)
+    commands = {}
+    for spec, overrides in nodes_to_start:
+        ros_args = ["--ros-args", "--params-file", values["params_file"], "--log-level", values["log_level"]]
+        for name, value in overrides.items():
+            ros_args += ["-p", f"{name}:={_ros_value(value)}"]
+        for topic, target in remaps:
+            ros_args += ["-r", f"{topic}:={target}"]
+        commands[spec.name] = [sys.executable, "-m", spec.module, *ros_args]
+    return commands
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def supervise(commands: dict[str, list[str]], respawn: bool = False, respawn_delay_s: float = 2.0,
+              should_stop=lambda: False, poll_s: float = 0.1, log=None) -> int:
+    """Run each command in a process of its own until all have ended or ``should_stop()``.
+
+    One process dying never stops the others (they share no interpreter, as under ``ros2 launch``):
+    its exit is reported with its code, and with ``respawn`` it is started again after
+    ``respawn_delay_s``. On stop (or Ctrl-C) every process gets SIGINT, then SIGTERM, then SIGKILL.
+    Returns 0 when every process ended with 0 (or was stopped by us), else the last non-zero code
+    (1 for a death by signal).
+    """
+    import subprocess
+    import time
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    processes = {name: subprocess.Popen(command) for name, command in commands.items()}
+    restart_at: dict[str, float] = {}
+    status = 0
+    try:
+        while (processes or restart_at) and not should_stop():
+            time.sleep(poll_s)
+            for name, process in list(processes.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del processes[name]
+                if code != 0:
+                    status = code if code > 0 else 1
+                log(f"[inerf_ros] {name} {_describe_exit(code)}" +
+                    (f"; restarting it in {respawn_delay_s:g} s" if respawn else "; the other nodes keep running"))
+                if respawn:
+                    restart_at[name] = time.monotonic() + respawn_delay_s
+            for name, when in list(restart_at.items()):
+                if time.monotonic() >= when:
+                    del restart_at[name]
+                    processes[name] = subprocess.Popen(commands[name])
+                    log(f"[inerf_ros] {name} restarted")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(processes)
+    return status
+
+
+def _stop(processes: dict) -> None:
+    import signal
+
+    for sig, wait_s in ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        alive = [p for p in processes.values() if p.poll() is None]
+        if not alive:
+            return
+        for process in alive:
+            process.send_signal(sig)
+        for process in alive:
+            try:
+                process.wait(timeout=wait_s)
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: escalate
+                pass
 
 
 def run(args) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
+    """Each node in a process of its own (a crash in one cannot take the others down), supervised."""
     values = {arg.name: getattr(args, arg.name) for arg in launch_arguments()}
-    nodes_to_start, remaps = resolve(values)
-    ros_args = ["--ros-args", "--params-file", values["params_file"], "--log-level", values["log_level"]]
-    for topic, target in remaps:
-        ros_args += ["-r", f"{topic}:={target}"]
-    with rclpy.init(args=["inerf-ros", *ros_args]):
-        executor = MultiThreadedExecutor(num_threads=4)
-        nodes = []
-        try:
-            for spec, overrides in nodes_to_start:
-                cls = getattr(importlib.import_module(spec.module), spec.cls)
-                node = cls(parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-                nodes.append(node)
-                executor.add_node(node)
-        except (OSError, ValueError, RuntimeError) as error:
-            print(f"[inerf_ros] cannot start: {error}", file=sys.stderr)
-            for node in nodes:
-                getattr(node, "close", lambda: None)()
-                node.destroy_node()
-            return 1
-        print(f"[inerf_ros] running {', '.join(spec.name for spec, _ in nodes_to_start)}; Ctrl-C to stop")
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            for node in nodes:
-                getattr(node, "close", lambda: None)()
-                node.destroy_node()
-    return 0
+    commands = node_commands(values)
+    print(f"[inerf_ros] running {', '.join(commands)} (one process each"
+          f"{', respawned on exit' if args.respawn else ''}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    return supervise(commands, respawn=args.respawn, respawn_delay_s=args.respawn_delay)
