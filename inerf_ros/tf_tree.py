@@ -132,7 +132,8 @@ def _pose(quat: np.ndarray, translation: np.ndarray) -> np.ndarray:
     return out
 
 
-def _inverse(a_T_b: np.ndarray) -> np.ndarray:
+def invert_transform(a_T_b: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid 4x4 (transpose the rotation: exact and cheaper than a general inverse)."""
     out = np.eye(4)
     rotation_t = a_T_b[:3, :3].T
     out[:3, :3] = rotation_t
@@ -470,7 +471,7 @@ class TfTree:
                 raise type(error)(f"{error}, when looking up transform from frame [{source}] to frame "
                                   f"[{target}]") from None
             if frame == source:  # source is an ancestor of target
-                return _inverse(top_T_target)
+                return invert_transform(top_T_target)
             top_T_target = parent_T_frame @ top_T_target
             frame = parent
         else:
@@ -480,4 +481,4 @@ class TfTree:
                 raise type(extrapolation)(f"{extrapolation}, when looking up transform from frame [{source}] to "
                                           f"frame [{target}]")
             raise ConnectivityError(self._connectivity_message(target, source))
-        return _inverse(top_T_target) @ top_T_source
+        return invert_transform(top_T_target) @ top_T_source

@@ -33,7 +33,7 @@ import torch
 
 from inerf_ros import lie
 from inerf_ros.config import option
-from inerf_ros.tf_tree import check_rigid
+from inerf_ros.tf_tree import check_rigid, invert_transform
 
 
 @dataclass
@@ -68,19 +68,14 @@ class CorrectionUpdate:
     reason: str  # one line for a status message
 
 
-def _exp(xi: np.ndarray) -> np.ndarray:
+def se3_exp_numpy(xi: np.ndarray) -> np.ndarray:
+    """lie.se3_exp on a float64 numpy twist (6,) -> 4x4."""
     return lie.se3_exp(torch.from_numpy(np.ascontiguousarray(xi, dtype=np.float64))).numpy()
 
 
-def _log(pose: np.ndarray) -> np.ndarray:
+def se3_log_numpy(pose: np.ndarray) -> np.ndarray:
+    """lie.se3_log on a float64 numpy 4x4 -> twist (6,)."""
     return lie.se3_log(torch.from_numpy(np.ascontiguousarray(pose, dtype=np.float64))).numpy()
-
-
-def _inverse(a_T_b: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = a_T_b[:3, :3].T
-    out[:3, 3] = -a_T_b[:3, :3].T @ a_T_b[:3, 3]
-    return out
 
 
 def adjoint(a_T_b: np.ndarray) -> np.ndarray:
@@ -184,7 +179,7 @@ class CorrectionFilter:
             return CorrectionUpdate(True, True, 0.0, "first estimate anchors the correction")
 
         prior_cov = self._predicted(stamp_s)
-        innovation = _log(_inverse(self._nerf_T_base) @ estimate)
+        innovation = se3_log_numpy(invert_transform(self._nerf_T_base) @ estimate)
         mahalanobis_sq = float(innovation @ np.linalg.solve(prior_cov + measurement_cov, innovation))
         if mahalanobis_sq > self.config.correction_gate_chi2:
             return self._reject(estimate, measurement_cov, stamp_s, mahalanobis_sq)
@@ -193,7 +188,7 @@ class CorrectionFilter:
         measurement_information = np.linalg.inv(measurement_cov)
         posterior_cov = np.linalg.inv(prior_information + measurement_information)
         step = posterior_cov @ (measurement_information @ innovation)
-        self._nerf_T_base = self._nerf_T_base @ _exp(step)
+        self._nerf_T_base = self._nerf_T_base @ se3_exp_numpy(step)
         self._covariance = 0.5 * (posterior_cov + posterior_cov.T)
         self._stamp_s = max(stamp_s, self._stamp_s)
         self._rejected.clear()
@@ -226,8 +221,8 @@ class CorrectionFilter:
     def _fuse_if_consistent(self, window) -> tuple[np.ndarray, np.ndarray] | None:
         """Information-weighted mean of the window, or None when one of them is outside its gate."""
         anchor = window[-1][0]
-        anchor_inv = _inverse(anchor)
-        twists = [_log(anchor_inv @ pose) for pose, _, _ in window]
+        anchor_inv = invert_transform(anchor)
+        twists = [se3_log_numpy(anchor_inv @ pose) for pose, _, _ in window]
         informations = [np.linalg.inv(cov) for _, cov, _ in window]
         information = sum(informations)
         mean = np.linalg.solve(information, sum(info @ xi for info, xi in zip(informations, twists)))
@@ -235,4 +230,4 @@ class CorrectionFilter:
             if float((xi - mean) @ info @ (xi - mean)) > self.config.correction_gate_chi2:
                 return None
         covariance = np.linalg.inv(information)
-        return anchor @ _exp(mean), 0.5 * (covariance + covariance.T)
+        return anchor @ se3_exp_numpy(mean), 0.5 * (covariance + covariance.T)
