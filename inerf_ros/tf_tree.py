@@ -157,15 +157,17 @@ def check_rigid(parent_T_child, name: str = "transform") -> np.ndarray:
 
 
 def _check_quat_translation(quat, translation, name: str) -> tuple[np.ndarray, np.ndarray]:
-    quat = np.asarray(quat, dtype=np.float64).reshape(4)
-    translation = np.asarray(translation, dtype=np.float64).reshape(3)
-    if not (np.isfinite(quat).all() and np.isfinite(translation).all()):
-        raise ValueError(f"{name} contains NaN or infinite values: quaternion={quat.tolist()}, "
-                         f"translation={translation.tolist()}")
-    norm_sq = float(quat @ quat)
+    # Plain floats, not numpy, for the checks: this runs for every /tf transform (thousands a second).
+    qx, qy, qz, qw = (float(v) for v in quat)
+    tx, ty, tz = (float(v) for v in translation)
+    if not all(math.isfinite(v) for v in (qx, qy, qz, qw, tx, ty, tz)):
+        raise ValueError(f"{name} contains NaN or infinite values: quaternion={[qx, qy, qz, qw]}, "
+                         f"translation={[tx, ty, tz]}")
+    norm_sq = qx * qx + qy * qy + qz * qz + qw * qw
     if abs(norm_sq - 1.0) > _QUAT_NORM_TOLERANCE:
-        raise ValueError(f"{name} has a quaternion of norm {math.sqrt(norm_sq):.9f}, not 1: {quat.tolist()}")
-    return quat / math.sqrt(norm_sq), translation
+        raise ValueError(f"{name} has a quaternion of norm {math.sqrt(norm_sq):.9f}, not 1: {[qx, qy, qz, qw]}")
+    norm = math.sqrt(norm_sq)
+    return np.array((qx / norm, qy / norm, qz / norm, qw / norm)), np.array((tx, ty, tz))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ class _FrameCache:
         self.translations.insert(index, translation)
 
     def prune(self, cache_time_s: float) -> None:
-        if self.static or not self.stamps:
+        if self.static or not self.stamps or self.stamps[0] >= self.stamps[-1] - cache_time_s:
             return
         keep_from = bisect.bisect_left(self.stamps, self.stamps[-1] - cache_time_s)
         if keep_from:

@@ -165,6 +165,19 @@ class CorrectionFilter:
 
     # -- update ----------------------------------------------------------------------------------
 
+    def initialize(self, nerf_T_base, covariance, stamp_s: float) -> None:
+        """Start from a believed placement (e.g. the robot's calibration) instead of the first estimate.
+
+        Give it an honest covariance (a few cm / deg): estimates are gated against it, and a wrong
+        belief is left by re-anchoring once ``correction_reanchor_count`` estimates agree elsewhere.
+        """
+        pose = check_rigid(nerf_T_base, "initial nerf_T_base")
+        prior_cov = _check_covariance(covariance, "initial covariance")
+        if np.linalg.eigvalsh(prior_cov).min() <= 0 or not np.isfinite(float(stamp_s)):
+            raise ValueError("initial covariance must be positive definite and the stamp finite")
+        self.reset()
+        self._nerf_T_base, self._covariance, self._stamp_s = pose, prior_cov, float(stamp_s)
+
     def update(self, nerf_T_base, covariance, stamp_s: float) -> CorrectionUpdate:
         """Fuse one estimate (4x4 metres, 6x6 base-frame covariance, stamp in seconds)."""
         estimate = check_rigid(nerf_T_base, "nerf_T_base estimate")

@@ -106,6 +106,22 @@ def test_follows_a_slow_drift():
     assert error_mm_deg(correction.nerf_T_base, nerf_T_base)[0] < 8.0  # 60 mm travelled
 
 
+def test_a_believed_placement_seeds_the_filter():
+    rng = np.random.default_rng(5)
+    believed = TRUTH @ se3_exp_numpy(np.array([0.03, -0.02, 0.0, 0.0, 0.02, 0.0]))  # 3.6 cm, 1.1 deg off
+    correction = CorrectionFilter()
+    correction.initialize(believed, np.diag([0.05**2] * 3 + [math.radians(3.0)**2] * 3), 99.0)
+    assert correction.initialized and correction.accepted == 0
+    far = TRUTH @ se3_exp_numpy(np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    assert not correction.update(far, COVARIANCE, 99.5).accepted  # 30 cm from the belief: gated
+    for k in range(20):
+        assert correction.update(noisy(rng, TRUTH), COVARIANCE, 100.0 + 0.5 * k).accepted
+    error_mm, error_deg = error_mm_deg(correction.nerf_T_base, TRUTH)
+    assert error_mm < 6.0 and error_deg < 0.4, (error_mm, error_deg)
+    with pytest.raises(ValueError, match="positive definite"):
+        correction.initialize(believed, np.zeros((6, 6)), 99.0)
+
+
 def test_bad_input_raises_and_reset_forgets():
     correction = CorrectionFilter()
     nan_pose = TRUTH.copy()
