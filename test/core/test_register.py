@@ -271,7 +271,9 @@ def test_triangulated_start_poses_the_photo_from_two_posed_views_without_nerf_de
                               4: [(k, last - k) for k in range(0, len(points), 2)]}
     registrar._matches = []
     photo_uv = project(scene["truth"])
-    label, pose = registrar.triangulated_start((photo_uv, no_descriptors), [2, 4])
+    start = registrar.triangulated_start((photo_uv, no_descriptors), [2, 4])
+    assert start.kind == "triangulated" and start.is_pnp and start.is_pooled
+    label, pose = start.label, start.nerf_T_gl
     assert label.startswith("pnp triangulated (30 tracks over 2 views, 30 inliers"), label
     np.testing.assert_allclose(frames.opengl_to_optical(pose), scene["truth"], atol=1e-6)
     assert registrar.feature_support(pose) == 30
@@ -319,7 +321,9 @@ def test_joint_pnp_start_pools_the_matches_of_every_matched_view(scene, registra
         single = features.solve_pnp(points, uv, INTRINSICS, registrar.pixel_tolerance, min_inliers=12)
         assert single.nerf_T_optical is None, single.note
     registrar._matches = matches
-    label, pose = registrar.joint_pnp_start()
+    start = registrar.joint_pnp_start()
+    assert start.kind == "joint" and start.is_pooled
+    label, pose = start.label, start.nerf_T_gl
     assert label.startswith("pnp joint (2 views"), label
     np.testing.assert_allclose(frames.opengl_to_optical(pose), scene["truth"], atol=1e-6)
     registrar._matches = matches[:1]
