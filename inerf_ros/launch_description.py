@@ -46,7 +46,8 @@ NODES = [
     NodeSpec("inerf_node", "inerf_ros.nodes.inerf_node", "InerfNode",
              {"model_dir": "nerf_model", "device": "device", "use_prior": "use_posecnn"},
              configs=("inerf_ros.nodes.inerf_node:InerfNodeConfig", "inerf_ros.optim.inerf:OptimizerConfig",
-                      "inerf_ros.optim.sampling:SamplingConfig", "inerf_ros.optim.localizer:LocalizerConfig")),
+                      "inerf_ros.optim.sampling:SamplingConfig", "inerf_ros.optim.localizer:LocalizerConfig",
+                      "inerf_ros.pipeline:PlausibilityConfig")),
 ]
 
 # Topic the nodes use (relative) -> launch argument with the absolute topic.

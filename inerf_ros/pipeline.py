@@ -6,6 +6,7 @@ offline evaluation run exactly the same code on the same inputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 
 import cv2
@@ -14,6 +15,7 @@ import torch
 
 from inerf_ros import frames
 from inerf_ros.camera import Intrinsics
+from inerf_ros.config import option
 from inerf_ros.optim.inerf import OptimizerConfig, PoseEstimate, PoseOptimizer
 from inerf_ros.optim.localizer import LocalizationResult, Localizer, LocalizerConfig, Prior
 from inerf_ros.optim.sampling import SamplingConfig
@@ -31,25 +33,72 @@ class FrameInput:
     note: str = ""
     base_T_optical: np.ndarray | None = None
     """(4, 4) the camera in the robot's base frame at ``stamp_s``, NeRF units (kinematic chain from TF)."""
+    prior_covariance: np.ndarray | None = None
+    """(6, 6) the prior's covariance over [x y z rx ry rz], NeRF units (gates how far the estimate may move)."""
+
+
+@dataclasses.dataclass
+class PlausibilityConfig:
+    """Gates on every estimate, besides the photometric loss: a low loss does not make a pose right
+    (a prior 50 m off gave a pose 50 m off with a loss under the trust threshold)."""
+
+    scene_margin: float = option(2.0, "an estimate whose camera lies farther outside the NeRF's scene box than "
+                                      "this many box sizes (its largest side) is refused", range=(0.0, 1e6))
+    prior_gate_sigma: float = option(8.0, "an estimate that moved farther from its prior than this many standard "
+                                          "deviations of the prior's covariance (its largest, in translation or "
+                                          "in rotation) is refused; 0: off", range=(0.0, 1e6))
+
+
+def implausibility(nerf_T_optical: np.ndarray, aabb, config: PlausibilityConfig,
+                   prior_T: np.ndarray | None = None, prior_covariance: np.ndarray | None = None) -> str:
+    """Why an estimate (NeRF units) cannot be right, or "": outside the scene box plus its margin, or
+    farther from its prior (pose and 6x6 covariance over [x y z rx ry rz], NeRF units) than
+    ``prior_gate_sigma`` of it allows."""
+    if not np.isfinite(nerf_T_optical).all():
+        return "the estimate is not finite"
+    low, high = np.asarray(aabb, dtype=np.float64)
+    size = float((high - low).max())
+    centre = nerf_T_optical[:3, 3]
+    outside = float(np.linalg.norm(np.maximum(low - centre, 0.0) + np.maximum(centre - high, 0.0)))
+    if outside > config.scene_margin * size:
+        return (f"the camera is {outside:.3g} units outside the scene box (allowed: scene_margin "
+                f"{config.scene_margin:g} x {size:.3g})")
+    if config.prior_gate_sigma > 0 and prior_T is not None and prior_covariance is not None:
+        covariance = np.asarray(prior_covariance, dtype=np.float64)
+        if covariance.shape == (6, 6) and np.isfinite(covariance).all():
+            sigma_t = math.sqrt(max(float(np.linalg.eigvalsh(covariance[:3, :3]).max()), 0.0))
+            sigma_r = math.sqrt(max(float(np.linalg.eigvalsh(covariance[3:, 3:]).max()), 0.0))
+            moved = float(np.linalg.norm(centre - prior_T[:3, 3]))
+            relative = prior_T[:3, :3].T @ nerf_T_optical[:3, :3]
+            turned = math.acos(float(np.clip((np.trace(relative) - 1.0) / 2.0, -1.0, 1.0)))
+            k = config.prior_gate_sigma
+            if moved > k * sigma_t:
+                return (f"the estimate moved {moved:.3g} units from its prior, more than prior_gate_sigma {k:g} x "
+                        f"its sigma {sigma_t:.3g}")
+            if turned > k * sigma_r:
+                return (f"the estimate turned {math.degrees(turned):.1f} deg from its prior, more than "
+                        f"prior_gate_sigma {k:g} x its sigma {math.degrees(sigma_r):.2f} deg")
+    return ""
 
 
 class InerfPipeline:
     def __init__(self, model, device: str, optimizer: OptimizerConfig, sampling: SamplingConfig,
-                 localizer: LocalizerConfig):
+                 localizer: LocalizerConfig, plausibility: PlausibilityConfig | None = None):
         self.model = model
         self.device = device
+        self._plausibility = plausibility or PlausibilityConfig()
         self._lock = threading.Lock()  # a config change waits for the frame being optimised
         self._optimizer = PoseOptimizer(model, optimizer, sampling, device=device)
         self._localizer = Localizer(self._optimizer, localizer, float(model.metadata.metres_per_unit))
 
     @classmethod
     def from_model_dir(cls, model_dir: str, device: str, optimizer: OptimizerConfig, sampling: SamplingConfig,
-                       localizer: LocalizerConfig) -> "InerfPipeline":
+                       localizer: LocalizerConfig, plausibility: PlausibilityConfig | None = None) -> "InerfPipeline":
         from inerf_ros.nerf.checkpoint import load_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
-        return cls(load_model(model_dir, device=device), device, optimizer, sampling, localizer)
+        return cls(load_model(model_dir, device=device), device, optimizer, sampling, localizer, plausibility)
 
     @property
     def metres_per_unit(self) -> float:
@@ -57,7 +106,7 @@ class InerfPipeline:
 
     def config_of(self, cls):
         return {OptimizerConfig: self._optimizer.config, SamplingConfig: self._optimizer.sampling,
-                LocalizerConfig: self._localizer.config}[cls]
+                LocalizerConfig: self._localizer.config, PlausibilityConfig: self._plausibility}[cls]
 
     def update_config(self, config) -> None:
         with self._lock:
@@ -80,9 +129,24 @@ class InerfPipeline:
         with self._lock:
             result = self._localizer.localize(frame.rgb, frame.intrinsics, frame.stamp_s, frame.prior,
                                               frame.label_mask, frame.base_T_optical)
+            if result.estimate is not None:
+                result = self._gate(result, frame)
         if frame.note:
             result.message = "; ".join(filter(None, [frame.note, result.message]))
         return result
+
+    def _gate(self, result: LocalizationResult, frame: FrameInput) -> LocalizationResult:
+        """An implausible estimate is refused (no pose, untrusted, the reason in the message) and the
+        tracker forgets it: the next frame starts from a prior again."""
+        from_prior = result.prior_source not in ("tracking", "none") and frame.prior is not None
+        why = implausibility(result.estimate.nerf_T_optical, self.model.metadata.aabb, self._plausibility,
+                             frame.prior.nerf_T_optical if from_prior else None,
+                             frame.prior_covariance if from_prior else None)
+        if not why:
+            return result
+        self._localizer.reset()
+        message = "; ".join(filter(None, [result.message, f"estimate refused: {why}"]))
+        return LocalizationResult(None, result.prior_source, message, False)
 
     def overlay(self, frame: FrameInput, estimate: PoseEstimate, scale: float) -> np.ndarray:
         """The observed image blended 50/50 with the NeRF rendered at the estimate (seed 003, Fig. 3)."""
