@@ -110,8 +110,11 @@ def test_corrupt_messages_are_skipped_and_counted(tmp_path, box_nerf, box_views,
     assert any(note.startswith("corrupt messages on /camera/image_raw: 1") for note in result["notes"])
     summary = result["summaries"]["PoseCNN prior + mask region"]
     assert summary["estimates"] == 2 and summary["frames"] == 3
-    # The broken frame (stamped by the bag's log time, so its truth is known) counts as a failure.
-    assert summary["trials"] == 3 and summary["success_rotation"] <= 2 / 3 + 1e-9
+    # The broken frame (stamped by the bag's log time, so its truth is known) counts as a failure: the
+    # success rate is over all three frames, not over the two with an estimate.
+    successes = sum(float(r["rotation_error_deg"]) < 5.0 for r in rows if r["status"] == "ok")
+    assert successes >= 1
+    assert summary["trials"] == 3 and summary["success_rotation"] == pytest.approx(successes / 3)
 
 
 def test_no_ground_truth_reports_runtime_only(tmp_path, box_nerf, box_views, objects_file):

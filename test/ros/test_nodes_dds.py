@@ -47,6 +47,27 @@ def tiny_pipeline():
     return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())
 
 
+# The untrained network detects nothing: this known object must come through the node intact.
+KNOWN_CAM_T_OBJ = np.array([[0.0, -1.0, 0.0, 0.1], [1.0, 0.0, 0.0, -0.05], [0.0, 0.0, 1.0, 0.8], [0.0, 0.0, 0.0, 1.0]])
+
+
+class DetectorWithKnownObject:
+    """The tiny detector (its label mask and anything it finds) plus one known object."""
+
+    def __init__(self, detector):
+        self._detector = detector
+
+    def __getattr__(self, name):
+        return getattr(self._detector, name)
+
+    def detect(self, image_rgb, K):
+        from inerf_ros.posecnn.types import Detection, DetectionResult
+
+        result = self._detector.detect(image_rgb, K)
+        known = Detection(class_id=2, class_name="box", score=0.75, cam_T_obj=KNOWN_CAM_T_OBJ, visible_fraction=0.5)
+        return DetectionResult(objects=result.objects + [known], label_mask=result.label_mask)
+
+
 FAST = [Parameter("max_iterations", value=3), Parameter("num_rays", value=64),
         Parameter("covariance_rays", value=64), Parameter("overlay_scale", value=0.25),
         Parameter("prior_wait_s", value=2.0)]
@@ -89,7 +110,7 @@ def graph(ros_context):
     from inerf_ros.nodes.posecnn_node import PosecnnNode
 
     executor = SingleThreadedExecutor(context=ros_context)
-    posecnn = PosecnnNode(tiny_detector(), context=ros_context, parameter_overrides=[
+    posecnn = PosecnnNode(DetectorWithKnownObject(tiny_detector()), context=ros_context, parameter_overrides=[
         Parameter("score_threshold", value=0.0)])
     inerf = InerfNode(tiny_pipeline(), context=ros_context, parameter_overrides=FAST)
     probe = Probe(ros_context)
@@ -119,6 +140,10 @@ def test_image_and_camera_info_in_detections_and_tf_out(graph):
     assert detections.header.frame_id == "camera_optical"
     assert (detections.label_image.width, detections.label_image.height) == (64, 48)
     assert detections.label_image.encoding == "mono8"
+    known = [o for o in detections.objects if o.score == 0.75]
+    assert len(known) == 1 and (known[0].class_id, known[0].class_name) == (2, "box")
+    assert known[0].visible_fraction == pytest.approx(0.5)
+    np.testing.assert_allclose(pose_msgs.pose_to_matrix(known[0].pose), KNOWN_CAM_T_OBJ, atol=1e-12)
     assert all(0 <= o.score <= 1 and o.class_name in ("mug", "box") for o in detections.objects)
 
     transform = probe.received["tf"][0].transforms[0]
