@@ -47,7 +47,7 @@ NODES = [
              {"model_dir": "nerf_model", "device": "device", "use_prior": "use_posecnn"},
              configs=("inerf_ros.nodes.inerf_node:InerfNodeConfig", "inerf_ros.optim.inerf:OptimizerConfig",
                       "inerf_ros.optim.sampling:SamplingConfig", "inerf_ros.optim.localizer:LocalizerConfig",
-                      "inerf_ros.pipeline:PlausibilityConfig")),
+                      "inerf_ros.pipeline:PlausibilityConfig", "inerf_ros.optim.correction:CorrectionConfig")),
 ]
 
 # Topic the nodes use (relative) -> launch argument with the absolute topic.

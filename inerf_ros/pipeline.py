@@ -116,11 +116,16 @@ class InerfPipeline:
                 self._optimizer.sampling = config
             elif isinstance(config, LocalizerConfig):
                 self._localizer.config = config
+            elif isinstance(config, PlausibilityConfig):
+                self._plausibility = config
             else:
                 raise TypeError(f"not a pipeline config: {type(config).__name__}")
 
     def wants_prior(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
         return self._localizer.wants_prior(stamp_s, base_T_optical)
+
+    def can_track(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
+        return self._localizer.tracking_start(stamp_s, base_T_optical) is not None
 
     def reset(self) -> None:
         self._localizer.reset()

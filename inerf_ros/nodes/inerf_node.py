@@ -21,11 +21,13 @@ from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
 from inerf_ros.optim.inerf import OptimizerConfig
 from inerf_ros.optim.localizer import LocalizerConfig, Prior
 from inerf_ros.optim.sampling import SamplingConfig
-from inerf_ros.pipeline import FrameInput, InerfPipeline
+from inerf_ros.pipeline import FrameInput, InerfPipeline, PlausibilityConfig
 from inerf_ros.ros import camera_info as camera_info_conv
 from inerf_ros.ros import image as image_conv
 from inerf_ros.ros import node_main, parameters, pose_msgs
 from inerf_ros.ros.stamp_cache import LatestSlot, StampCache
+from inerf_ros.optim.correction import CorrectionConfig
+from inerf_ros.ros.robot_frames import RobotFrames
 from inerf_ros.ros.stamps import stamp_to_seconds
 from inerf_ros.ros.tf import StaticTransformBroadcaster, TransformBroadcaster
 
@@ -42,7 +44,22 @@ class InerfNodeConfig:
                                 "static world -> nerf transform: x y z (m) qx qy qz qw", read_only=True)
     metres_per_unit: float = option(0.0, "metres per NeRF unit (0: take it from the model)", range=(0.0, 1e6),
                                     read_only=True)
-    publish_tf: bool = option(True, "publish nerf -> camera on /tf")
+    publish_tf: bool = option(True, "publish on /tf: nerf -> camera (no base_frame) or the nerf -> base correction")
+    base_frame: str = option("", "the robot's base frame (e.g. base_link): TF has its chain to the camera, so the "
+                                 "node publishes the correction nerf -> base_frame (REP 105) and never gives the "
+                                 "camera frame a second parent; empty: a hand-held camera, nerf -> camera",
+                             read_only=True)
+    odom_frame: str = option("", "mobile base: publish the correction nerf -> odom_frame (odometry moves odom -> "
+                                 "base_frame); empty: the correction goes to base_frame", read_only=True)
+    initial_nerf_T_base: list[float] = option(
+        [], "believed placement of the correction's child frame in the NeRF frame, x y z (m) qx qy qz qw: on TF "
+            "until the first estimate, and a start when no prior comes; empty: none", read_only=True)
+    tf_timeout_s: float = option(0.1, "how long a frame waits for TF to reach its stamp (s)", range=(0.0, 10.0))
+    correction_rate_hz: float = option(20.0, "rate at which the nerf -> base correction is republished (Hz)",
+                                       range=(0.1, 1000.0), read_only=True)
+    correction_future_dating_s: float = option(0.5, "the republished correction is stamped this far ahead of now "
+                                                    "(AMCL's transform_tolerance): lookups at stamps just newer "
+                                                    "than the last republish succeed (s)", range=(0.0, 10.0))
     use_prior: bool = option(True, "wait for camera priors (from initializer_node) to start estimates")
     prior_wait_s: float = option(3.0, "how long a frame waits for its prior before tracking/skipping (s)",
                                  range=(0.0, 60.0))
@@ -69,16 +86,18 @@ class InerfNode(Node):
         optimizer = parameters.declare_config(self, OptimizerConfig)
         sampling = parameters.declare_config(self, SamplingConfig)
         localizer = parameters.declare_config(self, LocalizerConfig)
+        correction = parameters.declare_config(self, CorrectionConfig)
+        plausibility = parameters.declare_config(self, PlausibilityConfig)
         if pipeline is None:
             if not self._config.model_dir:
                 raise ValueError("parameter model_dir is empty: point it at a NeRF model directory")
             pipeline = InerfPipeline.from_model_dir(self._config.model_dir, self._config.device, optimizer,
-                                                    sampling, localizer)
+                                                    sampling, localizer, plausibility)
         else:  # an injected pipeline (tests, offline replay) still follows this node's parameters
-            for config in (optimizer, sampling, localizer):
+            for config in (optimizer, sampling, localizer, plausibility):
                 pipeline.update_config(config)
         self._pipeline = pipeline
-        for cls in (OptimizerConfig, SamplingConfig, LocalizerConfig):  # safe to change at run time
+        for cls in (OptimizerConfig, SamplingConfig, LocalizerConfig, PlausibilityConfig):  # safe to change live
             parameters.on_parameters_updated(self, cls, lambda c=cls: pipeline.config_of(c), pipeline.update_config)
         parameters.on_parameters_updated(self, InerfNodeConfig, lambda: self._config, self._set_config)
         self._metres_per_unit = self._config.metres_per_unit or pipeline.metres_per_unit
@@ -93,6 +112,8 @@ class InerfNode(Node):
         self._frames: LatestSlot[Image] = LatestSlot()
 
         self._tf = TransformBroadcaster(self)
+        self._robot = RobotFrames(self, self._config, correction, enabled=lambda: self._config.publish_tf) \
+            if self._config.base_frame else None
         self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "camera_pose", RESULT_QOS)
         self._status_pub = self.create_publisher(LocalizationStatus, "localization_status", RESULT_QOS)
         self._overlay_pub = self.create_publisher(Image, "overlay", qos_profile_sensor_data)
@@ -135,13 +156,13 @@ class InerfNode(Node):
                                       f"'{self._config.nerf_frame}': ignored", throttle_duration_sec=5.0)
             return
         try:
-            nerf_T_optical, _ = pose_msgs.pose_with_covariance_to_numpy(msg)
+            nerf_T_optical, covariance = pose_msgs.pose_with_covariance_to_numpy(msg)
         except ValueError as error:
             self._prior_error = f"prior rejected: {error}"
             self.get_logger().warning(self._prior_error, throttle_duration_sec=2.0)
             return
         self._prior_error = ""
-        self._priors.add(stamp_to_seconds(msg.header.stamp), nerf_T_optical)
+        self._priors.add(stamp_to_seconds(msg.header.stamp), (nerf_T_optical, covariance))
 
     def on_detections(self, msg: ObjectPoseArray) -> None:
         self._masks.add(stamp_to_seconds(msg.header.stamp), msg)
@@ -176,13 +197,24 @@ class InerfNode(Node):
             camera_info_conv.check_image_matches(intrinsics, rgb.shape[1], rgb.shape[0])
         except ValueError as error:
             return str(error)
-        prior, prior_note = None, ""
-        if config.use_prior and self._pipeline.wants_prior(stamp_s):
+        root_T_cam, chain_note = None, ""
+        if self._robot is not None:  # the arm's kinematic chain at the image's stamp, from TF
+            root_T_cam, chain_note = self._robot.root_T_camera(msg.header.frame_id, msg.header.stamp)
+        base_T_optical = None if root_T_cam is None else frames.metres_to_nerf(root_T_cam, self._metres_per_unit)
+        prior, prior_note, prior_covariance = None, "", None
+        if config.use_prior and self._pipeline.wants_prior(stamp_s, base_T_optical):
             match = self._priors.wait_for(stamp_s, config.stamp_tolerance_s, config.prior_wait_s)
             match = match or self._priors.latest()  # the localizer decides whether it is too old
             if match is not None:
-                prior = Prior(frames.metres_to_nerf(match[1], self._metres_per_unit), match[0], "posecnn")
+                prior = Prior(frames.metres_to_nerf(match[1][0], self._metres_per_unit), match[0], "posecnn")
+                prior_covariance = match[1][1].copy()   # metres -> NeRF units, as the pose
+                prior_covariance[:3, :] /= self._metres_per_unit
+                prior_covariance[:, :3] /= self._metres_per_unit
             prior_note = self._prior_error
+        if prior is None and self._robot is not None and not self._pipeline.can_track(stamp_s, base_T_optical):
+            start = self._robot.kinematic_start(root_T_cam)  # held correction (or believed placement) + chain
+            if start is not None:
+                prior = Prior(frames.metres_to_nerf(start, self._metres_per_unit), stamp_s, "kinematics")
         label_mask = None
         detections = self._masks.nearest(stamp_s, config.stamp_tolerance_s)
         if detections is not None and detections[1].label_image.width:
@@ -195,8 +227,8 @@ class InerfNode(Node):
             except ValueError as error:
                 label_mask = None
                 prior_note = "; ".join(filter(None, [prior_note, f"mask rejected: {error}"]))
-        note = "; ".join(filter(None, [jump_note, prior_note]))
-        return FrameInput(rgb, intrinsics, stamp_s, prior, label_mask, note)
+        note = "; ".join(filter(None, [jump_note, chain_note, prior_note]))
+        return FrameInput(rgb, intrinsics, stamp_s, prior, label_mask, note, base_T_optical, prior_covariance)
 
     def _check_time_jump(self, stamp_s: float) -> str:
         """After a jump back in time, forget the old time base (caches, tracker); return the note."""
@@ -205,6 +237,8 @@ class InerfNode(Node):
             return ""
         dropped = sum(cache.drop_newer_than(stamp_s + self._config.time_jump_back_s) for cache in self._caches())
         self._pipeline.reset()
+        if self._robot is not None:
+            self._robot.reset()
         note = (f"time jumped back {last - stamp_s:.2f} s (bag loop or clock reset): tracker reset, "
                 f"{dropped} cached messages dropped")
         self.get_logger().warning(note)
@@ -222,12 +256,17 @@ class InerfNode(Node):
             return
         nerf_T_cam = frames.nerf_to_metres(result.estimate.nerf_T_optical, self._metres_per_unit)
         header = msg.header  # outputs carry the image's stamp, never now()
-        if self._config.publish_tf:
-            self._tf.send_transform(pose_msgs.matrix_to_transform_stamped(
-                nerf_T_cam, self._config.nerf_frame, header.frame_id, header.stamp))
         covariance = result.estimate.covariance.copy()
         covariance[:3, :] *= self._metres_per_unit
         covariance[:, :3] *= self._metres_per_unit
+        if self._robot is not None:  # the camera has a parent in the robot's tree: correct the root instead
+            if result.trusted and frame.base_T_optical is not None:
+                root_T_cam = frames.nerf_to_metres(frame.base_T_optical, self._metres_per_unit)
+                note = self._robot.add_estimate(frame.stamp_s, nerf_T_cam, covariance, root_T_cam)
+                result.message = "; ".join(filter(None, [result.message, note]))
+        elif self._config.publish_tf:
+            self._tf.send_transform(pose_msgs.matrix_to_transform_stamped(
+                nerf_T_cam, self._config.nerf_frame, header.frame_id, header.stamp))
         self._pose_pub.publish(pose_msgs.pose_with_covariance_stamped(
             nerf_T_cam, covariance, self._config.nerf_frame, header.stamp))
         self._publish_status(header, result)

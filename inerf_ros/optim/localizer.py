@@ -109,7 +109,7 @@ class Localizer:
 
     def wants_prior(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
         """Whether a prior would be used for an image at ``stamp_s`` (else tracking suffices)."""
-        if self._tracking_start(stamp_s, base_T_optical) is None:
+        if self.tracking_start(stamp_s, base_T_optical) is None:
             return True
         return self._last_anchor_s is None or stamp_s - self._last_anchor_s >= self.config.reanchor_every_s
 
@@ -146,7 +146,7 @@ class Localizer:
                 self._last_anchor_s = stamp_s
                 return LocalizationResult(estimate, prior.source, message, trusted)
 
-        start = self._tracking_start(stamp_s, base_T_optical)
+        start = self.tracking_start(stamp_s, base_T_optical)
         if start is None:
             why = "no prior" if self._last is None else "no fresh prior and the last estimate is too old or untrusted"
             return LocalizationResult(None, "none", "; ".join(filter(None, [message, why])))
@@ -166,7 +166,7 @@ class Localizer:
         config = self.config
         if self._held < config.held_track_estimates or not self._kinematic(base_T_optical):
             return ""
-        predicted = self._tracking_start(stamp_s, base_T_optical)
+        predicted = self.tracking_start(stamp_s, base_T_optical)
         if predicted is None:
             return ""
         relative = np.linalg.inv(predicted) @ prior.nerf_T_optical
@@ -190,7 +190,8 @@ class Localizer:
             overrides["feature_align"] = "none"
         return overrides
 
-    def _tracking_start(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> np.ndarray | None:
+    def tracking_start(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> np.ndarray | None:
+        """Where a tracking estimate for an image at ``stamp_s`` would start (None: no track to follow)."""
         config = self.config
         last = self._last
         if not config.tracking or last is None:

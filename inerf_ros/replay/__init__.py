@@ -58,6 +58,12 @@ class ReplayConfig:
                          range=(1e-4, 100.0))
     domain_id: int = option(-1, "live: ROS_DOMAIN_ID of the replay (-1: the environment's ROS_DOMAIN_ID)",
                             range=(-1, 232))
+    base_frame: str = option("base_link", "live: the robot's base frame; when the bag's TF has it, inerf_node "
+                                          "publishes the nerf -> base correction and the report scores the camera "
+                                          "through TF at every frame (summary.json)")
+    believed_world_T_base: list = option([], "live: the robot's believed base placement in the world frame, x y z "
+                                             "(m) qx qy qz qw: inerf_node's initial correction, and the "
+                                             "kinematics-only baseline of the report; empty: none")
     drain_s: float = option(30.0, "live: after the last image, wait at most this long for the nodes' results (s)",
                             range=(0.0, 3600.0))
 
@@ -233,15 +239,24 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
                              f"{model.metadata.metres_per_unit} m/unit")
             estimator = CameraPriorEstimator(init_config)
         frames_info = {"images_in_bag": bag.num_images, "every": config.every, "max_frames": config.max_frames}
-        extra = []
+        extra, arm = [], None
         if live:
             from inerf_ros.replay import live as live_replay
 
             records, overlays, names, live_info = live_replay.replay_live(
                 bag, model, detector, init_config, config, optimizer, sampling, progress=progress)
+            arm = live_info.pop("arm", None)
             frames_info.update(live_info)
             notes += live_info.get("notes", [])
             extra = live_replay.describe(live_info)
+            if arm is not None:
+                from inerf_ros.replay import tf_score
+
+                report_dir.mkdir(parents=True, exist_ok=True)
+                scores = arm.pop("scores")
+                tf_score.plot_errors_over_time(scores, report_dir / "tf_error_over_time.png",
+                                               arm["first_localization_s"])
+                extra += tf_score.describe(arm, "tf_error_over_time.png")
         else:
             records, overlays, names = replay_offline(bag, model, detector, estimator, config, optimizer, sampling,
                                                       progress)
@@ -254,5 +269,6 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
                     "topics": dataclasses.asdict(topics), "optimizer": dataclasses.asdict(optimizer),
                     "sampling": dataclasses.asdict(sampling)}
         text_table, summaries = report.write_report(report_dir, records, names, notes, settings, overlays,
-                                                    bag.world_T_nerf, frames_info, extra)
-    return {"table": text_table, "notes": notes, "report": report_dir, "summaries": summaries, "records": records}
+                                                    bag.world_T_nerf, frames_info, extra, summary_keys=arm)
+    return {"table": text_table, "notes": notes, "report": report_dir, "summaries": summaries, "records": records,
+            "arm": arm}

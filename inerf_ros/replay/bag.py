@@ -40,6 +40,10 @@ class BagTopics:
                                "Odometry or TransformStamped: the optical camera in world_frame); empty: use TF")
     world_T_nerf: list = option([], "world -> nerf as x y z qx qy qz qw (metres) when the bag has no such "
                                     "transform (empty: take it from the bag, else identity)")
+    base_gt_frame: str = option("base_link_gt", "TF child (of world_frame) of the robot base's true placement, "
+                                                "when the bag has it (robot replays score the corrected base)")
+    joint_states_topic: str = option("/joint_states", "sensor_msgs/JointState topic of the arm (live replay plays it "
+                                                      "with /tf and /tf_static)")
     gt_tolerance_s: float = option(0.005, "a ground-truth sample this close to an image stamp is used as is (s)",
                                    range=(0.0, 10.0))
     gt_max_gap_s: float = option(0.2, "interpolate ground truth only between samples at most this far apart (s)",
@@ -63,6 +67,8 @@ class BagFrame:
     """(4, 4) ground-truth optical camera in the world frame (metres), None when not available."""
     problem: str = ""
     """Why this frame cannot be localized (empty when it can)."""
+    frame_id: str = ""
+    """The image's ``header.frame_id`` (the camera's optical frame on TF)."""
 
 
 class Problems:
@@ -174,6 +180,10 @@ class CameraBag:
         self._infos: list[tuple[float, Intrinsics | None, bytes]] = []
         self._gt = PoseTrack()
         self.world_T_nerf: np.ndarray | None = None
+        self.robot_messages: list[tuple[int, str, str, bytes]] = []
+        self.tf_frames: set[str] = set()
+        """Every frame named on the bag's /tf and /tf_static."""
+        """(log time ns, topic, type, serialised bytes) of /tf, /tf_static and the joint states, in bag order."""
         self._read_small_topics()
         self._describe()
 
@@ -198,9 +208,14 @@ class CameraBag:
         from inerf_ros.ros.camera_info import camera_info_to_intrinsics
 
         topics = self.topics
-        wanted = {topics.camera_info_topic, "/tf", "/tf_static"} | ({topics.gt_topic} if topics.gt_topic else set())
+        wanted = {topics.camera_info_topic, "/tf", "/tf_static", topics.joint_states_topic}
+        wanted |= {topics.gt_topic} if topics.gt_topic else set()
         connections = [c for c in self._reader.connections if c.topic in wanted]
-        for connection, _, raw in self._reader.messages(connections=connections):
+        for connection, log_ns, raw in self._reader.messages(connections=connections):
+            if connection.topic in ("/tf", "/tf_static", topics.joint_states_topic):  # live replay plays them
+                self.robot_messages.append((log_ns, connection.topic, connection.msgtype, bytes(raw)))
+                if connection.topic == topics.joint_states_topic:
+                    continue
             msg = self._deserialize(raw, connection)
             if msg is None:
                 continue
@@ -232,6 +247,7 @@ class CameraBag:
         for transform in getattr(msg, "transforms", []):
             parent, child = transform.header.frame_id.lstrip("/"), transform.child_frame_id.lstrip("/")
             pair = (parent, child)
+            self.tf_frames.update(pair)
             try:
                 if pair == (topics.world_frame, topics.nerf_frame) and self.world_T_nerf is None:
                     self.world_T_nerf = pose_of_message(transform)
@@ -308,7 +324,7 @@ class CameraBag:
             stamp_s = _stamp_s(msg.header.stamp)
             intrinsics, info_raw = self._camera_info(stamp_s)
             frame = BagFrame(index, stamp_s, raw=bytes(raw), intrinsics=intrinsics, camera_info_raw=info_raw,
-                             world_T_cam_gt=self.ground_truth(stamp_s))
+                             world_T_cam_gt=self.ground_truth(stamp_s), frame_id=str(msg.header.frame_id))
             if decode:
                 try:
                     frame.rgb = np.array(image_to_rgb(msg))  # writable (the bag buffer is read-only)

@@ -4,8 +4,11 @@ The nodes (posecnn_node, initializer_node, inerf_node: the list and remappings o
 :mod:`inerf_ros.launch_description`) run in this process on one executor, with the launch file's
 parameter file plus overrides (models, the object table, the optimizer settings, ``use_sim_time``).
 A player publishes ``/clock`` from the bag's stamps, then each image's camera_info and the image
-itself (the bag's bytes, unchanged), paced at ``rate`` times bag time. A collector records what the
-nodes publish (camera_pose, localization_status, overlay, detections) by image stamp. inerf_node
+itself (the bag's bytes, unchanged), and, from a robot's bag, ``/tf``, ``/tf_static`` and
+``/joint_states`` each at its own time, all paced at ``rate`` times bag time. A collector records what
+the nodes publish (camera_pose, localization_status, overlay, detections) by image stamp, and every
+transform on ``/tf`` and ``/tf_static`` into one tree: with a robot (``base_frame`` on TF) the report
+scores the camera *through TF* at every frame's stamp (:mod:`inerf_ros.replay.tf_score`). inerf_node
 drops frames when it falls behind (the newest image wins), so the report says how many of the
 played frames got an estimate.
 """
@@ -16,6 +19,8 @@ import math
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from inerf_ros import paths
 
@@ -65,9 +70,19 @@ class _Collector:
 
         from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
 
+        from tf2_msgs.msg import TFMessage
+
+        from inerf_ros.ros.tf import TF_QOS, TF_STATIC_QOS
+        from inerf_ros.tf_tree import TfTree
+
         self.lock = threading.Lock()
         self.poses, self.statuses, self.overlays, self.detections = {}, {}, {}, {}
+        # Everything TF carried during the replay, kept whole (no cache horizon) for scoring afterwards.
+        self.tf = TfTree(cache_time_s=1e9, time_jump_back_s=1e9)
+        self.tf_rejected: list[str] = []
         reliable = QoSProfile(depth=100)
+        node.create_subscription(TFMessage, "/tf", lambda msg: self._on_tf(msg, False), TF_QOS)
+        node.create_subscription(TFMessage, "/tf_static", lambda msg: self._on_tf(msg, True), TF_STATIC_QOS)
         node.create_subscription(PoseWithCovarianceStamped, "camera_pose", self._on("poses"), reliable)
         node.create_subscription(LocalizationStatus, "localization_status", self._on("statuses"), reliable)
         node.create_subscription(ObjectPoseArray, "detections", self._on("detections"), reliable)
@@ -79,6 +94,19 @@ class _Collector:
             with self.lock:
                 getattr(self, kind)[key] = (time.perf_counter(), msg)
         return callback
+
+    def _on_tf(self, msg, static: bool) -> None:
+        from inerf_ros.ros.stamps import stamp_to_seconds
+
+        with self.lock:
+            for transform in msg.transforms:
+                t, q = transform.transform.translation, transform.transform.rotation
+                try:
+                    self.tf.set_transform_quat(transform.header.frame_id, transform.child_frame_id,
+                                               stamp_to_seconds(transform.header.stamp), (t.x, t.y, t.z),
+                                               (q.x, q.y, q.z, q.w), static=static)
+                except ValueError as error:
+                    self.tf_rejected.append(str(error))
 
     def count(self, kind: str) -> int:
         with self.lock:
@@ -132,7 +160,7 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
         "inerf_node": _overrides(optimizer, dataclasses.replace(sampling, strategy="mask_region"),
                                  nerf_frame=topics.nerf_frame, world_frame=topics.world_frame,
                                  world_T_nerf=world_T_nerf_list,
-                                 overlay_scale=float(config.overlay_scale)),
+                                 overlay_scale=float(config.overlay_scale), **_robot_parameters(bag, config)),
     }
     context = rclpy.context.Context()
     rclpy.init(context=context, domain_id=config.domain_id if config.domain_id >= 0 else None)
@@ -163,22 +191,20 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
         spinner.start()
         _wait_for_subscribers(image_pub, 2, timeout_s=10.0)
 
+        robot = _RobotPlayer(player, bag.robot_messages, clock_pub)
         published: dict[int, tuple[float, object]] = {}  # stamp ns -> (wall time, frame)
         total = len(range(0, bag.num_images, config.every))
         total = min(total, config.max_frames) if config.max_frames else total
         bar = tqdm(total=total, desc=f"replay (live, rate {config.rate:g})", unit="frame", disable=not progress)
-        first_stamp, wall0 = None, None
+        pace = _Pace(config.rate)
         skipped = []
         for frame in bag.frames(config.every, config.max_frames, decode=False):
             if not math.isfinite(frame.stamp_s):
                 skipped.append(frame)
                 bar.update(1)
                 continue
-            if first_stamp is None:
-                first_stamp, wall0 = frame.stamp_s, time.perf_counter()
-            delay = wall0 + (frame.stamp_s - first_stamp) / config.rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+            robot.play_until(frame.stamp_s, pace)  # the arm's TF and joint states up to this image
+            pace.wait_for(frame.stamp_s)
             stamp = seconds_to_stamp(frame.stamp_s)
             clock_pub.publish(Clock(clock=stamp))
             if frame.camera_info_raw:
@@ -194,6 +220,10 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
             if done >= len(published):
                 break
             time.sleep(0.2)
+        if published:  # the last correction republished past the last image (TF answers at its stamp)
+            robot.play_until(max(published) * 1e-9 + 1.0, pace)
+            clock_pub.publish(Clock(clock=seconds_to_stamp(max(published) * 1e-9 + 1.0)))
+            time.sleep(0.3)
         time.sleep(0.5)  # the last overlay follows its status
         dropped = inerf.dropped_frames
     finally:
@@ -248,7 +278,119 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
             "live_bag_duration_s": (max(published) - min(published)) * 1e-9 if published else 0.0}
     info["notes"] = [f"live: {info['live_estimates']} of {info['live_published']} played frames got an estimate "
                      f"({dropped} dropped by inerf_node while busy) at rate {config.rate:g}"]
+    if _robot_parameters(bag, config):
+        info["arm"] = _score_through_tf(bag, config, collector, records)
+        info["notes"].append(f"robot replay: the camera scored through TF at all {info['arm']['frames_total']} bag "
+                             f"frames (nerf -> {config.base_frame} correction + the arm's chain)")
     return records, overlays, {COLUMN: TITLE}, info
+
+
+def _believed_nerf_T_base(bag, config):
+    """The robot's believed base placement in the NeRF frame (metres), or None when not given."""
+    from inerf_ros.ros.pose_msgs import xyz_quat_to_matrix
+
+    values = [float(v) for v in config.believed_world_T_base]
+    if not values:
+        return None
+    if len(values) != 7:
+        raise ValueError(f"believed_world_T_base needs 7 numbers (x y z qx qy qz qw), got {len(values)}")
+    return np.linalg.inv(bag.world_T_nerf) @ xyz_quat_to_matrix(values[:3], values[3:])
+
+
+def _robot_parameters(bag, config) -> dict:
+    """inerf_node's robot parameters when the bag's TF has the robot's base frame (else none: a hand-held camera)."""
+    if not config.base_frame or config.base_frame not in bag.tf_frames:
+        return {}
+    params = {"base_frame": config.base_frame}
+    believed = _believed_nerf_T_base(bag, config)
+    if believed is not None:
+        from scipy.spatial.transform import Rotation
+
+        params["initial_nerf_T_base"] = [float(v) for v in list(believed[:3, 3]) +
+                                         list(Rotation.from_matrix(believed[:3, :3]).as_quat())]
+    return params
+
+
+def _score_through_tf(bag, config, collector, records) -> dict:
+    """summary.json's robot keys: every camera frame of the bag looked up through the replay's TF."""
+    from inerf_ros.replay import tf_score
+
+    frames = [(f.stamp_s, f.world_T_cam_gt, f.frame_id) for f in bag.frames(1, 0, decode=False)
+              if math.isfinite(f.stamp_s)]
+    topics = bag.topics
+    names = tf_score.ArmFrames(world=topics.world_frame, nerf=topics.nerf_frame, base=config.base_frame,
+                               camera=next((f[2] for f in frames if f[2]), "camera_color_optical_frame"),
+                               base_gt=topics.base_gt_frame)
+    believed = _believed_nerf_T_base(bag, config)
+    with collector.lock:
+        scores = tf_score.score_frames(collector.tf, [(f[0], f[1]) for f in frames], names, bag.world_T_nerf,
+                                       believed)
+        estimated = [r for r in records if r.has_estimate]
+        first_s = min((r.stamp_s for r in estimated), default=None)
+        latencies = [r.latency_s for r in estimated if math.isfinite(r.latency_s)]
+        summary = tf_score.summarize(scores, collector.tf, names, bag.world_T_nerf, believed, first_s,
+                                     len(estimated), latencies)
+    summary["scores"] = scores
+    summary["tf_rejected"] = collector.tf_rejected[:5]
+    return summary
+
+
+class _Pace:
+    """Publishes in bag time at ``rate``: the first message sets time zero."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self._first_s: float | None = None
+        self._wall0 = 0.0
+
+    def wait_for(self, stamp_s: float) -> None:
+        if self._first_s is None:
+            self._first_s, self._wall0 = stamp_s, time.perf_counter()
+        delay = self._wall0 + (stamp_s - self._first_s) / self.rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class _RobotPlayer:
+    """Plays a robot bag's ``/tf``, ``/tf_static`` and joint states (the bag's bytes) at their own times."""
+
+    def __init__(self, node, messages, clock_pub):
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import JointState
+        from tf2_msgs.msg import TFMessage
+
+        from inerf_ros.ros.tf import TF_QOS, TF_STATIC_QOS
+
+        self._clock_pub = clock_pub
+        self._messages = [m for m in messages if m[1] != "/tf_static"]
+        self._next = 0
+        self._publishers = {}
+        for _, topic, msgtype, _ in messages:
+            if topic not in self._publishers:
+                kind, qos = {"/tf": (TFMessage, TF_QOS), "/tf_static": (TFMessage, TF_STATIC_QOS)}.get(
+                    topic, (JointState, QoSProfile(depth=100)))
+                if msgtype.replace("/msg/", "/") != f"{kind.__module__.split('.')[0]}/{kind.__name__}":
+                    continue  # an unexpected type on a robot topic is not replayed
+                self._publishers[topic] = node.create_publisher(kind, topic, qos)
+        static = self._publishers.get("/tf_static")
+        for _, topic, _, raw in messages:  # latched: all at once, before the first image
+            if topic == "/tf_static" and static is not None:
+                static.publish(raw)
+
+    def play_until(self, stamp_s: float, pace: _Pace) -> None:
+        from rosgraph_msgs.msg import Clock
+
+        from inerf_ros.ros.stamps import seconds_to_stamp
+
+        while self._next < len(self._messages) and self._messages[self._next][0] <= stamp_s * 1e9:
+            log_ns, topic, _, raw = self._messages[self._next]
+            self._next += 1
+            publisher = self._publishers.get(topic)
+            if publisher is None:
+                continue
+            pace.wait_for(log_ns * 1e-9)
+            self._clock_pub.publish(Clock(clock=seconds_to_stamp(log_ns * 1e-9)))
+            publisher.publish(raw)
 
 
 def _wait_for_subscribers(publisher, count: int, timeout_s: float) -> None:

@@ -262,8 +262,11 @@ def write_mcap(records, names: dict[str, str], overlays: dict[int, np.ndarray], 
 
 def write_report(out: Path, records, names: dict[str, str], notes: list[str], settings: dict,
                  overlays: dict[int, np.ndarray], world_T_nerf: np.ndarray, frames_info: dict,
-                 extra_sections: list[str] = ()) -> tuple[str, dict]:
-    """Write every file of the report; returns (the markdown table, the summaries)."""
+                 extra_sections: list[str] = (), summary_keys: dict | None = None) -> tuple[str, dict]:
+    """Write every file of the report; returns (the markdown table, the summaries).
+
+    ``summary_keys`` go to the top level of ``summary.json`` (a robot replay's figures through TF).
+    """
     out.mkdir(parents=True, exist_ok=True)
     summaries = summarize_all(records, names)
     text_table = table(summaries) if summaries else "(no frames were replayed)"
@@ -279,8 +282,8 @@ def write_report(out: Path, records, names: dict[str, str], notes: list[str], se
                   topics.get("world_frame", "world"), topics.get("nerf_frame", "nerf"),
                   topics.get("gt_frame", "camera_optical_gt")):
         files.append("estimates.mcap")
-    evaluation.write_json(out / "summary.json", {"table": summaries, "notes": notes, "frames": frames_info,
-                                                 "settings": settings})
+    evaluation.write_json(out / "summary.json", {**(summary_keys or {}), "table": summaries, "notes": notes,
+                                                 "frames": frames_info, "settings": settings})
     accuracy = has_accuracy(summaries)
     lines = ["# Replay report", "", f"Bag: `{settings.get('bag', '')}`", ""]
     if not accuracy:

@@ -174,3 +174,25 @@ def plot_errors_over_time(scores: list[TfFrameScore], path, first_estimate_s: fl
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def describe(summary: dict, plot_name: str) -> list[str]:
+    """The report's section on a robot replay: corrected vs kinematics alone, side by side."""
+    def row(label: str, prefix: str) -> str:
+        return (f"| {label} | {summary[prefix + 'frames_scored']} | {summary[prefix + 'frac_within_2cm_2deg']:.2f} | "
+                f"{summary[prefix + 'frac_within_5cm_5deg']:.2f} | {summary[prefix + 'p95_translation_cm']:.2f} | "
+                f"{summary[prefix + 'p95_rotation_deg']:.2f} | {summary[prefix + 'base_error_cm']:.2f} | "
+                f"{summary[prefix + 'base_error_deg']:.2f} |")
+
+    return ["## The camera through TF (robot replay)", "",
+            f"Every camera frame of the bag ({summary['frames_total']}), looked up on TF at its stamp "
+            "(nerf -> base correction + the arm's chain), from the first localization on; a frame without a TF "
+            "answer counts as a miss.", "",
+            "| column | frames | within 2 cm / 2 deg | within 5 cm / 5 deg | p95 cm | p95 deg | base cm | base deg |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            row("iNeRF-corrected", ""), row("kinematics alone (believed model)", "kinematics_"), "",
+            f"Estimates: {summary['estimates']}, median latency image-in to pose-out "
+            f"{summary['median_latency_s']:.2f} s; TF single parent per frame: {summary['tf_single_parent']}"
+            + (f" (two parents: {', '.join(summary['tf_frames_with_two_parents'])})"
+               if summary['tf_frames_with_two_parents'] else "") + ".", "",
+            f"![camera error through TF]({plot_name})", ""]

@@ -7,6 +7,7 @@ Fields with ``read_only=True`` (model paths, device, topics) cannot change while
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -64,8 +65,11 @@ def _declare(node, cls, f: dataclasses.Field, name: str):
     default = _default(f)
     tp = config_tools.field_type(cls, f)
     if tp is list and not default:
-        # An empty list has no ROS type: declare a string array, left unset until a user sets it.
-        node.declare_parameter(name, Parameter.Type.STRING_ARRAY, _descriptor(cls, f))
+        # An empty list has no ROS type: declare the annotated array type (``list[float]``: a double
+        # array, else a string array), left unset until a user sets it.
+        element = typing.get_args(typing.get_type_hints(cls)[f.name])
+        kind = Parameter.Type.DOUBLE_ARRAY if element[:1] == (float,) else Parameter.Type.STRING_ARRAY
+        node.declare_parameter(name, kind, _descriptor(cls, f))
         try:
             value = node.get_parameter(name).value
         except ParameterUninitializedException:

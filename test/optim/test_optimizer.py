@@ -130,7 +130,7 @@ def test_kinematic_chain_carries_the_track_across_a_fast_turn(box_nerf, box_view
                              max_tracking_gap_s=1.0)
     with_chain = Localizer(optimizer, config)
     with_chain.localize(image1, intrinsics, 1.0, Prior(gt1, 1.0), base_T_optical=base_T_cam1)
-    start = with_chain._tracking_start(1.5, base_T_cam2)
+    start = with_chain.tracking_start(1.5, base_T_cam2)
     np.testing.assert_allclose(start, with_chain._last.nerf_T_optical @ np.linalg.inv(base_T_cam1) @ base_T_cam2)
     tracked = with_chain.localize(image2, intrinsics, 1.5, base_T_optical=base_T_cam2)
     assert tracked.prior_source == "tracking" and "kinematics" in tracked.message and tracked.trusted
@@ -141,7 +141,7 @@ def test_kinematic_chain_carries_the_track_across_a_fast_turn(box_nerf, box_view
     lost = without.localize(image2, intrinsics, 1.5)
     assert errors(lost.estimate.nerf_T_optical, gt2)[0] > 15.0
     # a chain older than max_kinematic_gap_s, or NaN, does not start a track
-    assert with_chain._tracking_start(with_chain._last.stamp_s + config.max_kinematic_gap_s + 0.1, base_T_cam2) is None
+    assert with_chain.tracking_start(with_chain._last.stamp_s + config.max_kinematic_gap_s + 0.1, base_T_cam2) is None
     nan = with_chain.localize(image2, intrinsics, 1.6, base_T_optical=np.full((4, 4), np.nan))
     assert "NaN" in nan.message
 

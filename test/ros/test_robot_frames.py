@@ -1,0 +1,118 @@
+"""inerf_node in a robot's TF tree, over real DDS: the nerf -> base correction instead of nerf -> camera.
+
+A probe plays the robot (its chain base_link -> camera_optical on TF, as robot_state_publisher would)
+and the camera; the node must look the chain up at the image's stamp, publish the correction to the
+base (never a second parent for the camera), start from the kinematics when no prior comes, and say
+why when the chain cannot be looked up.
+"""
+import numpy as np
+import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from tf2_msgs.msg import TFMessage
+
+from ros_test_utils import spin_until
+from test_nodes_dds import FAST, STAMP_S, Probe, camera_prior, tiny_pipeline
+from inerf_ros.ros import pose_msgs
+from inerf_ros.ros.robot_frames import root_covariance
+from inerf_ros.ros.stamps import seconds_to_stamp
+from inerf_ros.ros.tf import TF_STATIC_QOS
+
+
+def _base_T_cam() -> np.ndarray:
+    """Where the robot's chain puts the camera (metres): 0.4 m out, turned 30 deg about the base's z."""
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    pose = np.eye(4)
+    pose[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    pose[:3, 3] = [0.4, 0.1, 0.5]
+    return pose
+
+
+@pytest.fixture
+def robot_graph(ros_context):
+    from inerf_ros.nodes.inerf_node import InerfNode
+
+    def make(*extra):
+        executor = SingleThreadedExecutor(context=ros_context)
+        inerf = InerfNode(tiny_pipeline(), context=ros_context, parameter_overrides=FAST + [
+            Parameter("base_frame", value="base_link"), Parameter("correction_rate_hz", value=50.0),
+            Parameter("tf_timeout_s", value=0.5),
+            Parameter("max_tracking_loss", value=10.0), *extra])  # an untrained field: trust every estimate
+        probe = Probe(ros_context)
+        static_pub = probe.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+        for node in (inerf, probe.node):
+            executor.add_node(node)
+        made.append((executor, inerf, probe))
+        return executor, inerf, probe, static_pub
+
+    made = []
+    yield make
+    for executor, inerf, probe in made:
+        inerf.close()
+        for node in (inerf, probe.node):
+            executor.remove_node(node)
+            node.destroy_node()
+
+
+def _publish_chain(static_pub):
+    static_pub.publish(TFMessage(transforms=[pose_msgs.matrix_to_transform_stamped(
+        _base_T_cam(), "base_link", "camera_optical", seconds_to_stamp(STAMP_S))]))
+
+
+def _transforms(probe, child):
+    return [t for msg in probe.received["tf"] for t in msg.transforms if t.child_frame_id == child]
+
+
+def test_the_correction_goes_to_the_base_and_the_camera_keeps_its_one_parent(robot_graph):
+    executor, _, probe, static_pub = robot_graph()
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    _publish_chain(static_pub)
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: probe.received["pose"] and _transforms(probe, "base_link"), timeout_s=20)
+    assert not _transforms(probe, "camera_optical")  # the robot's chain is the camera's only parent
+    correction = _transforms(probe, "base_link")[-1]
+    assert correction.header.frame_id == "nerf"
+    nerf_T_base = pose_msgs.transform_to_matrix(correction.transform)
+    nerf_T_cam, _ = pose_msgs.pose_with_covariance_to_numpy(probe.received["pose"][0])
+    # the first trusted estimate anchors the filter: nerf -> base -> camera is the estimate exactly
+    np.testing.assert_allclose(nerf_T_base @ _base_T_cam(), nerf_T_cam, atol=1e-6)
+
+
+def test_without_a_prior_the_believed_placement_and_the_chain_start_the_estimate(robot_graph):
+    nerf_T_base = camera_prior() @ np.linalg.inv(_base_T_cam())  # puts the camera at camera_prior()
+    quat = pose_msgs.matrix_to_pose(nerf_T_base).orientation
+    values = [float(v) for v in nerf_T_base[:3, 3]] + [quat.x, quat.y, quat.z, quat.w]
+    executor, _, probe, static_pub = robot_graph(Parameter("initial_nerf_T_base", value=values),
+                                                 Parameter("prior_wait_s", value=0.1))
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    # before any estimate TF already answers nerf -> base with the believed placement
+    assert spin_until(executor, lambda: _transforms(probe, "base_link"), timeout_s=5)
+    _publish_chain(static_pub)
+    probe.send_frame()
+    assert spin_until(executor, lambda: probe.received["status"] and probe.received["pose"], timeout_s=20)
+    status = probe.received["status"][-1]
+    assert status.prior_source == "kinematics", status.message
+    nerf_T_cam, _ = pose_msgs.pose_with_covariance_to_numpy(probe.received["pose"][0])
+    assert np.linalg.norm(nerf_T_cam[:3, 3] - camera_prior()[:3, 3]) < 0.5  # 3 small steps from that start
+
+
+def test_a_missing_chain_is_reported_and_publishes_no_correction(robot_graph):
+    executor, _, probe, _ = robot_graph(Parameter("tf_timeout_s", value=0.05))
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    probe.send_frame(prior=camera_prior())  # nobody publishes base_link -> camera_optical
+    assert spin_until(executor, lambda: probe.received["status"], timeout_s=20)
+    status = probe.received["status"][-1]
+    assert "no kinematic chain base_link -> camera_optical" in status.message
+    spin_until(executor, lambda: False, timeout_s=0.3)
+    assert not _transforms(probe, "base_link") and not _transforms(probe, "camera_optical")
+
+
+def test_root_covariance_carries_a_camera_covariance_through_the_chain():
+    """A pure rotation uncertainty about the camera moves the base (0.4 m away) by the lever arm."""
+    nerf_T_cam, base_T_cam = camera_prior(), _base_T_cam()
+    covariance = np.zeros((6, 6))
+    covariance[5, 5] = 1e-4  # 0.01 rad about the NeRF z axis, at the camera
+    base = root_covariance(covariance, nerf_T_cam, base_T_cam)
+    lever = np.linalg.norm(np.linalg.inv(base_T_cam)[:3, 3][:2])  # the base's distance from the camera's axis
+    assert np.trace(base[3:, 3:]) == pytest.approx(1e-4)
+    assert np.trace(base[:3, :3]) == pytest.approx(1e-4 * lever ** 2, rel=1e-6)
