@@ -59,3 +59,48 @@ def spin_until(executor, condition, timeout_s=10.0):
         if condition():
             return True
     return condition()
+
+
+# -- tiny real nodes, in-process ------------------------------------------------------------------
+def tiny_detector():
+    """An untrained two-class PoseCNN at 64x48 (its detections are noise; the plumbing is real)."""
+    import torch
+
+    from inerf_ros.posecnn.model import PoseCNNDetector
+    from inerf_ros.posecnn.network import PoseCNN
+
+    torch.manual_seed(0)
+    meta = {"classes": [{"name": "mug"}, {"name": "box"}], "input_width": 64, "input_height": 48,
+            "reference_focal": 60.0}
+    return PoseCNNDetector(PoseCNN(2, backbone="light", width=8, decoder_width=16, fc_width=32), meta, {})
+
+
+def tiny_pipeline():
+    """An untrained NeRF in the box [-1, 1]^3 behind the real pipeline."""
+    import torch
+
+    from inerf_ros.nerf.model import NerfMetadata, NerfModel
+    from inerf_ros.optim.inerf import OptimizerConfig
+    from inerf_ros.optim.localizer import LocalizerConfig
+    from inerf_ros.optim.sampling import SamplingConfig
+    from inerf_ros.pipeline import InerfPipeline
+
+    torch.manual_seed(0)
+    model = NerfModel(NerfMetadata(aabb=[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], n_samples=16))
+    return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())
+
+
+def camera_prior(z=-3.0) -> np.ndarray:
+    """A camera ``-z`` units in front of the box, looking along +z (optical)."""
+    nerf_T_cam = np.eye(4)
+    nerf_T_cam[:3, 3] = [0.0, 0.0, z]
+    return nerf_T_cam
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
