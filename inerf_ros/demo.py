@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-frames", type=int, default=6, help="live: frames to play (default 6; 0: all)")
     parser.add_argument("--live-rate", type=float, default=0.05,
                         help="live: playback speed relative to bag time (default 0.05: a busy 2-core CPU keeps up)")
-    parser.add_argument("--num-rays", type=int, default=512, help="rays per optimizer step (default 512)")
+    parser.add_argument("--num-rays", type=int, default=0,
+                        help="rays per optimizer step (default 0: inerf_node's in config/localize.yaml)")
     parser.add_argument("--no-live", action="store_true", help="skip the live replay through the nodes")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline Table II")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
@@ -92,11 +93,18 @@ def target_lines(summary: dict) -> list[str]:
     return lines
 
 
+def replay_configs(num_rays: int = 0):
+    """(OptimizerConfig, SamplingConfig) the demo replays with: inerf_node's in config/localize.yaml, with
+    ``num_rays`` rays per step when it is positive."""
+    from inerf_ros.replay import node_defaults
+
+    optimizer, sampling = node_defaults()
+    return optimizer, dataclasses.replace(sampling, num_rays=num_rays) if num_rays > 0 else sampling
+
+
 def run(args: argparse.Namespace) -> int:
     from inerf_ros.initializer import CameraPriorEstimator
-    from inerf_ros.optim.inerf import OptimizerConfig
-    from inerf_ros.optim.sampling import SamplingConfig
-    from inerf_ros.replay import OPTIMIZER_DEFAULTS, ReplayConfig, initializer_config, load_models, replay
+    from inerf_ros.replay import ReplayConfig, initializer_config, load_models, replay
     from inerf_ros.replay.bag import BagTopics
 
     started = time.perf_counter()
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     estimator = CameraPriorEstimator(initializer_config(world / "objects.yaml", float(model.metadata.metres_per_unit)))
     print(f"models: NeRF {args.nerf_model}, PoseCNN {args.posecnn_model}")
     # No covariance offline (the table does not use it); the live node computes it as usual.
-    optimizer, sampling = OptimizerConfig(**OPTIMIZER_DEFAULTS), SamplingConfig(num_rays=args.num_rays)
+    optimizer, sampling = replay_configs(args.num_rays)
     results = {}
     if not args.no_offline:
         _step(3, f"offline replay, Table II (every {args.every}th arm frame, 3 columns)")

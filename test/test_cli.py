@@ -23,7 +23,7 @@ def test_top_level_help_lists_the_commands(capsys):
 
 
 def test_replay_and_demo_optimizer_defaults_are_a_valid_config():
-    from inerf_ros.optim.inerf import OptimizerConfig
-    from inerf_ros.replay import OPTIMIZER_DEFAULTS
+    from inerf_ros.replay import node_defaults
 
-    config_tools.validate(OptimizerConfig(**OPTIMIZER_DEFAULTS))
+    for config in node_defaults():  # the inerf_node section of config/localize.yaml
+        config_tools.validate(config)

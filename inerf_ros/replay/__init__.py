@@ -25,16 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from inerf_ros import config as cfg
-from inerf_ros import paths
+from inerf_ros import params_yaml, paths
 from inerf_ros.config import option
 from inerf_ros.optim.inerf import OptimizerConfig
 from inerf_ros.optim.sampling import SamplingConfig
 from inerf_ros.replay.bag import BagTopics, CameraBag
-from inerf_ros.params_yaml import INERF_DEMO_VALUES
 
-# The live node's shipped optimizer values (config/localize.yaml), so replay measures what runs.
-OPTIMIZER_DEFAULTS = {key: value for key, value in INERF_DEMO_VALUES.items()
-                      if key in {field.name for field in dataclasses.fields(OptimizerConfig)}}
+
+def node_defaults() -> tuple[OptimizerConfig, SamplingConfig]:
+    """inerf_node's optimizer and sampling configuration in config/localize.yaml: replay's and the demo's,
+    so that they measure what the live node runs (each offline column then picks its sampling strategy)."""
+    return params_yaml.node_config(OptimizerConfig), params_yaml.node_config(SamplingConfig)
 
 
 @dataclasses.dataclass
@@ -80,8 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cfg.add_arguments(parser, BagTopics)
     cfg.add_arguments(parser, OptimizerConfig)
     cfg.add_arguments(parser, SamplingConfig, skip=("strategy",))
-    parser.set_defaults(**OPTIMIZER_DEFAULTS)
-    parser.epilog = "replay's optimizer defaults: " + ", ".join(f"{k}={v}" for k, v in OPTIMIZER_DEFAULTS.items())
+    optimizer, sampling = node_defaults()
+    shipped = {**dataclasses.asdict(optimizer), **dataclasses.asdict(sampling)}
+    del shipped["strategy"]  # the columns choose it
+    parser.set_defaults(**shipped)
+    code_defaults = {**dataclasses.asdict(OptimizerConfig()), **dataclasses.asdict(SamplingConfig())}
+    changed = ", ".join(f"{key}={value}" for key, value in shipped.items() if value != code_defaults[key])
+    parser.epilog = ("optimizer and sampling defaults: inerf_node's in config/localize.yaml, which differ from the "
+                     f"(default: ...) above in {changed}")
 
 
 def initializer_config(objects_path: str | Path, metres_per_unit: float | None = None):
