@@ -104,3 +104,68 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+class Flood:
+    """Publishes camera frames as fast as asked, most of them good and some bad (oversize images,
+    absurd camera_infos, wrong-size masks, NaN priors, jumps back in time), for the memory tests and
+    the soak (bench/soak.py). Every message is small except the oversize images, which the nodes
+    must refuse before decoding."""
+
+    def __init__(self, context, width=64, height=48, oversize=(400, 300)):
+        import rclpy
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from inerf_ros.camera import Intrinsics
+        from inerf_ros.msg import ObjectPoseArray
+
+        self.node = rclpy.create_node("flood", context=context)
+        self.image_pub = self.node.create_publisher(Image, "image_raw", qos_profile_sensor_data)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.prior_pub = self.node.create_publisher(PoseWithCovarianceStamped, "camera_prior", QoSProfile(depth=5))
+        self.mask_pub = self.node.create_publisher(ObjectPoseArray, "detections", QoSProfile(depth=5))
+        self.size, self.oversize = (width, height), oversize
+        self.intrinsics = Intrinsics(width, height, 60.0, 60.0, (width - 1) / 2, (height - 1) / 2)
+        rng = np.random.default_rng(0)
+        self.rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        self.big = rng.integers(0, 255, (oversize[1], oversize[0], 3), dtype=np.uint8)
+        self.sent = 0
+        self.stamp_s = 1700000000.0
+
+    def publish(self, k: int) -> None:
+        """Frame number ``k``: every 10th carries a fault, in turn."""
+        from inerf_ros.camera import Intrinsics
+        from inerf_ros.msg import ObjectPoseArray
+        from inerf_ros.ros import camera_info, image, pose_msgs
+        from inerf_ros.ros.stamps import seconds_to_stamp
+
+        self.stamp_s += 0.01
+        fault = (k // 10) % 5 if k % 10 == 9 else None
+        if fault == 4:                      # a bag loop: time goes back 100 s
+            self.stamp_s -= 100.0
+        stamp = seconds_to_stamp(self.stamp_s)
+        intrinsics, rgb = self.intrinsics, self.rgb
+        if fault == 0:                      # oversize image with its matching camera_info
+            w, h = self.oversize
+            intrinsics, rgb = Intrinsics(w, h, 300.0, 300.0, (w - 1) / 2, (h - 1) / 2), self.big
+        info = camera_info.intrinsics_to_camera_info(intrinsics)
+        if fault == 1:                      # absurd focal length
+            info.k = [1e300, 0.0, 31.5, 0.0, 1e300, 23.5, 0.0, 0.0, 1.0]
+        info.header.stamp, info.header.frame_id = stamp, "camera_optical"
+        self.info_pub.publish(info)
+        prior = camera_prior()
+        msg = pose_msgs.pose_with_covariance_stamped(prior, np.eye(6) * 1e-2, "nerf", stamp)
+        if fault == 2:
+            msg.pose.pose.orientation.w = float("nan")
+        self.prior_pub.publish(msg)
+        mask = ObjectPoseArray()
+        mask.header.stamp = stamp
+        shape = (self.size[1] // 2, self.size[0] // 2) if fault == 3 else (self.size[1], self.size[0])
+        mask.label_image = image.numpy_to_image(np.ones(shape, np.uint8), "mono8")
+        self.mask_pub.publish(mask)
+        frame = image.numpy_to_image(rgb, "rgb8")
+        frame.header.stamp, frame.header.frame_id = stamp, "camera_optical"
+        self.image_pub.publish(frame)
+        self.sent += 1
