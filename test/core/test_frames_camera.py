@@ -58,6 +58,16 @@ def test_intrinsics_from_fov_and_scaling():
     assert half.cx == pytest.approx(99.5)  # the image centre stays the image centre
 
 
+def test_resized_to_another_size_keeps_pixel_centres_per_axis():
+    intr = Intrinsics(640, 480, 500.0, 510.0, 319.5, 239.5, "plumb_bob", (0.1, 0.0, 0.0, 0.0, 0.0))
+    small = intr.resized(160, 240)  # x / 4, y / 2
+    assert (small.width, small.height, small.fx, small.fy) == (160, 240, 125.0, 255.0)
+    # The left edge of pixel 0 stays the left edge: (c + 0.5) * s - 0.5.
+    assert (small.cx, small.cy) == (79.5, 119.5)
+    assert small.distortion == intr.distortion  # distortion is in normalised coordinates
+    assert intr.scaled(0.5) == intr.resized(320, 240)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(width=0, height=10, fx=1, fy=1, cx=0, cy=0), "image size"),
     (dict(width=10, height=10, fx=0, fy=1, cx=0, cy=0), "focal"),
