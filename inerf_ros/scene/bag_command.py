@@ -3,7 +3,16 @@
 Topics (see ``README.md`` here): ``/camera/image_raw`` (sensor_msgs/Image, rgb8), ``/camera/camera_info``
 (sensor_msgs/CameraInfo, plumb_bob, zero distortion), ``/tf_static`` (``world -> nerf``, identity) and
 ``/tf`` with the ground-truth camera pose as ``world -> camera_optical_gt`` (a separate child frame,
-never the estimate's ``camera_optical``). Stamps = ``--start-time`` + the trajectory's ``time``.
+never the estimate's camera frame). Stamps = ``--start-time`` + the trajectory's ``time``.
+
+For the arm trajectory the bag is what a real UR arm with a wrist camera records:
+``/joint_states`` (the encoders: true angles + noise, ``joint_states_per_frame`` times per image,
+interpolated between frames), ``/tf`` with the six joints ``base_link -> ... -> wrist_3_link`` and
+``/tf_static`` with ``wrist_3_link -> tool0 -> camera_link -> camera_color_optical_frame``, both as
+robot_state_publisher computes them from the robot's *believed* model (base and hand-eye slightly
+off), and the true base placement as ``world -> base_link_gt`` on /tf_static. No ``world -> base_link``:
+the base's parent is for the localizer to publish (``nerf -> base_link``); the believed placement a
+user would start it from is ``believed_world_T_base`` in ``arm/robot.json``.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import numpy as np
 
 from inerf_ros.config import option
 from inerf_ros import config as cfg
+from inerf_ros.robot.model import reported_joints
 
 
 @dataclasses.dataclass
@@ -31,8 +41,12 @@ class BagConfig:
     fps: float = option(0.0, "stamp spacing for splits without `time` (nerf, posecnn), Hz; 0 = 15", range=(0.0, 1000.0))
     world_frame: str = option("world", "TF parent of the ground-truth camera and of the NeRF frame")
     nerf_frame: str = option("nerf", "the NeRF frame (identity to world in the demo world), on /tf_static")
-    camera_frame: str = option("camera_optical", "header.frame_id of images and camera info")
+    camera_frame: str = option("camera_color_optical_frame", "header.frame_id of images and camera info "
+                               "(the arm's optical frame)")
     gt_frame: str = option("camera_optical_gt", "child frame of the ground-truth camera pose on /tf")
+    base_gt_frame: str = option("base_link_gt", "child of world: the arm's true base placement, on /tf_static")
+    joint_states_topic: str = option("/joint_states", "sensor_msgs/JointState topic of the arm")
+    joint_states_per_frame: int = option(2, "joint states (and /tf of the chain) per image", range=(1, 100))
     image_topic: str = option("/camera/image_raw", "sensor_msgs/Image topic")
     info_topic: str = option("/camera/camera_info", "sensor_msgs/CameraInfo topic")
 
@@ -63,7 +77,7 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
     from rosbags.typesys import Stores, get_typestore
     from tqdm import tqdm
 
-    from inerf_ros.scene.dataset import load_frames
+    from inerf_ros.scene.dataset import load_frames, load_robot
 
     config = config or BagConfig()
     out_path = Path(out_path)
@@ -74,6 +88,9 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
     frames = list(load_frames(scene_dir, config.trajectory, images=False))
     if not frames:
         raise ValueError(f"{scene_dir}/{config.trajectory} has no frames")
+    robot = load_robot(scene_dir, config.trajectory)
+    if robot is not None and any(f.joints is None or f.time is None for f in frames):
+        raise ValueError(f"{scene_dir}/{config.trajectory}: robot.json without joint angles and times per frame")
     period = 1.0 / (config.fps or 15.0)
     single_file = out_path.suffix == ".mcap"
     bag_dir = Path(tempfile.mkdtemp(dir=out_path.parent or ".", prefix=".bag-")) / "bag" if single_file else out_path
@@ -84,13 +101,25 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
         static_conn = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=store)
         tf_conn = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=store)
         first_ns = int(round(config.start_time * 1e9))  # integer nanoseconds: no float rounding at 1e18
-        static = types["tf2_msgs/msg/TFMessage"](
-            transforms=[tf_stamped(types, _stamp(types, first_ns), config.world_frame, config.nerf_frame, np.eye(4))])
+        first_stamp = _stamp(types, first_ns)
+        statics = [tf_stamped(types, first_stamp, config.world_frame, config.nerf_frame, np.eye(4))]
+        joint_conn, joint_samples = None, {}
+        if robot is not None:
+            joint_conn = writer.add_connection(config.joint_states_topic, "sensor_msgs/msg/JointState", typestore=store)
+            joint_samples = _joint_samples(frames, robot, config.joint_states_per_frame)
+            statics.append(tf_stamped(types, first_stamp, config.world_frame, config.base_gt_frame,
+                                      robot.truth.world_T_base))
+            statics += [tf_stamped(types, first_stamp, parent, child, parent_T_child)
+                        for parent, child, parent_T_child, _ in robot.believed.static_chain()]
+        static = types["tf2_msgs/msg/TFMessage"](transforms=statics)
         writer.write(static_conn, first_ns, store.serialize_cdr(static, "tf2_msgs/msg/TFMessage"))
         for k, frame in enumerate(tqdm(frames, desc="make-bag", disable=not progress, unit="frame")):
             offset = frame.time if frame.time is not None else k * period
             nanoseconds = first_ns + int(round(offset * 1e9))
             stamp = _stamp(types, nanoseconds)
+            for time_s, q_reported in joint_samples.get(k, []):
+                ns = first_ns + int(round(time_s * 1e9))
+                _write_joint_state(writer, store, joint_conn, tf_conn, ns, robot.believed, q_reported)
             rgb = _read_rgb(frame.rgb_path)
             k_mat = frame.intrinsics.K
             header = types["std_msgs/msg/Header"](stamp=stamp, frame_id=config.camera_frame)
@@ -114,6 +143,42 @@ def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bo
         shutil.move(str(mcap), out_path)
         shutil.rmtree(bag_dir.parent)
     return len(frames)
+
+
+def _joint_samples(frames, robot, per_frame: int) -> dict[int, list[tuple[float, np.ndarray]]]:
+    """Per frame index: (time, reported joint angles) of the joint states from that frame to the next.
+
+    The true angles are interpolated linearly between frames (the frames are 1/fps apart, where the
+    arm's motion is smooth); the encoder noise is drawn per sample from the robot's seed.
+    """
+    import zlib
+
+    rng = np.random.default_rng(np.random.SeedSequence([robot.seed, zlib.crc32(b"encoder")]))
+    out = {}
+    for k, frame in enumerate(frames):
+        samples = [(frame.time, frame.joints)]
+        if k + 1 < len(frames):
+            following = frames[k + 1]
+            for j in range(1, per_frame):
+                w = j / per_frame
+                samples.append(((1 - w) * frame.time + w * following.time,
+                                (1 - w) * frame.joints + w * following.joints))
+        out[k] = [(t, reported_joints(q, rng, robot.encoder_noise_deg)) for t, q in samples]
+    return out
+
+
+def _write_joint_state(writer, store, joint_conn, tf_conn, nanoseconds: int, believed, q_reported) -> None:
+    """One /joint_states message and the /tf that robot_state_publisher makes of it (believed model)."""
+    types = store.types
+    stamp = _stamp(types, nanoseconds)
+    state = types["sensor_msgs/msg/JointState"](
+        header=types["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=list(believed.joint_names),
+        position=np.asarray(q_reported, dtype=np.float64), velocity=np.zeros(0), effort=np.zeros(0))
+    writer.write(joint_conn, nanoseconds, store.serialize_cdr(state, "sensor_msgs/msg/JointState"))
+    chain = [tf_stamped(types, stamp, parent, child, parent_T_child)
+             for parent, child, parent_T_child, is_static in believed.tf_chain(q_reported) if not is_static]
+    tf = types["tf2_msgs/msg/TFMessage"](transforms=chain)
+    writer.write(tf_conn, nanoseconds, store.serialize_cdr(tf, "tf2_msgs/msg/TFMessage"))
 
 
 def _read_rgb(path: str) -> np.ndarray:

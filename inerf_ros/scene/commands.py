@@ -19,7 +19,7 @@ from inerf_ros.scene import cameras
 from inerf_ros.scene.config import QUICK, QUICK_WIDTH, SceneConfig, config_to_yaml, load_scene_config, shrink_image
 from inerf_ros.scene.dataset import DEPTH_SCALE_MM, write_ply
 
-_SKIP_FLAGS = ("objects",)
+_SKIP_FLAGS = ("objects", "robot")
 
 
 def _rows(matrix: np.ndarray) -> list:
@@ -83,6 +83,23 @@ def write_models(world, out_dir: Path) -> None:
     (out_dir / "objects.yaml").write_text(header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None))
 
 
+def write_robot(config, split_dir: Path) -> None:
+    """``robot.json``: the true arm that moved the camera and the robot's believed model of itself.
+
+    ``believed.world_T_base`` is the base placement a user would configure (``believed_world_T_base``,
+    the start of the localizer's correction); the true placement is the ground truth it is scored on.
+    """
+    truth, believed = cameras.arm_robot(config)
+    robot = config.robot_config()
+    content = {"frames": "world_T_base: base_link in the world; tool0_T_camera_optical: camera_color_optical_frame "
+                         "in tool0; metres. Joint angles per frame: scene_camera.json `joints`, radians.",
+               "truth": truth.to_dict(), "believed": believed.to_dict(),
+               "believed_world_T_base": believed.world_T_base.tolist(),
+               "encoder_noise_deg": robot.encoder_noise_deg, "seed": robot.seed,
+               "base_error": robot.base_error, "hand_eye_error": robot.hand_eye_error}
+    (split_dir / "robot.json").write_text(json.dumps(content, indent=1))
+
+
 def _scene_aabb(world) -> list[list[float]]:
     sx, sy = world.config.table_size
     top = max(float((o.model.vertices @ o.world_T_obj[:3, :3].T + o.world_T_obj[:3, 3])[:, 2].max())
@@ -116,6 +133,8 @@ def render_split(world, renderer, split: str, views, out_dir: Path, progress: bo
                   "width": intrinsics.width, "height": intrinsics.height}
         if view.time is not None:
             camera["time"] = float(view.time)
+        if view.joints is not None:
+            camera["joints"] = [float(v) for v in view.joints]  # true joint angles, radians (robot.json)
         gts, infos = [], []
         for obj in world.objects:
             cam_T_obj = cam_T_world @ obj.world_T_obj
@@ -144,6 +163,8 @@ def render_split(world, renderer, split: str, views, out_dir: Path, progress: bo
             "depth_unit_scale_factor": DEPTH_SCALE_MM / 1000.0, "scene_aabb": _scene_aabb(world),
             "world_frame": "world: z up, table top at z = 0, metres (README: inerf_ros/scene/README.md)"}
     (split_dir / "transforms.json").write_text(json.dumps({**meta, "frames": frames}, indent=1))
+    if split == "arm":
+        write_robot(world.config, split_dir)
     if split == "nerf":
         every = world.config.nerf_test_every
         test = [f for f in frames if f["index"] % every == every - 1]

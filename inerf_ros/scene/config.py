@@ -59,6 +59,30 @@ class ObjectSpec:
 
 
 @dataclasses.dataclass
+class RobotConfig:
+    """The arm that carries the wrist camera of the ``arm`` split (the ``robot:`` section)."""
+
+    model: str = option("ur10e", "UR arm whose published DH table is used", choices=("ur5e", "ur10e"))
+    base_xyz: list = option([0.0, -0.47, 0.0], "base_link origin in the world, metres (beside the table)")
+    base_rpy_deg: list = option([0.0, 0.0, 90.0], "base_link orientation: roll, pitch, yaw about world x, y, z, deg")
+    hand_eye_xyz: list = option([0.0, -0.07, 0.035], "tool0 -> camera_color_optical_frame translation, metres")
+    hand_eye_rpy_deg: list = option([0.0, 0.0, 0.0], "tool0 -> camera_color_optical_frame roll, pitch, yaw, deg")
+    base_error: list = option([3.0, 2.0], "believed base placement off by: [cm, deg] (exact sizes, random axes)")
+    hand_eye_error: list = option([1.0, 1.0], "believed hand-eye transform off by: [cm, deg]")
+    encoder_noise_deg: float = option(0.02, "noise on the reported joint angles, 1 sigma, degrees", range=(0.0, 10.0))
+    seed: int = option(0, "seed of the believed-model errors and the encoder noise", range=(0, 2 ** 31 - 1))
+
+    def check(self) -> None:
+        for name in ("base_xyz", "base_rpy_deg", "hand_eye_xyz", "hand_eye_rpy_deg"):
+            if len(getattr(self, name)) != 3:
+                raise ValueError(f"robot.{name} must have 3 numbers, got {getattr(self, name)}")
+        for name in ("base_error", "hand_eye_error"):
+            value = getattr(self, name)
+            if len(value) != 2 or min(value) < 0:
+                raise ValueError(f"robot.{name} must be [cm, deg] >= 0, got {value}")
+
+
+@dataclasses.dataclass
 class SceneConfig:
     """The demo world: table, objects, camera, and how many views of each camera set to render."""
 
@@ -92,13 +116,17 @@ class SceneConfig:
     arm_fps: float = option(15.0, "frame rate of the wrist-camera trajectory, Hz", range=(15.0, 30.0))
     arm_radius: list = option([1.1, 0.55], "start and circling horizontal distance from look_at, metres")
     arm_height: list = option([0.75, 0.4], "start and circling camera height above the table top, metres")
+    arm_azimuth_deg: list = option([-50.0, 310.0], "start and end azimuth of the circle about look_at, degrees")
+    arm_fast_segment: list = option([0.3, 0.55], "fast sweep: start and end, fractions of arm_duration_s")
+    arm_fast_share: float = option(0.4, "share of the circle covered in the fast sweep", range=(0.0, 1.0))
+    robot: dict = option({}, "the arm carrying the wrist camera (RobotConfig mapping; see tabletop.yaml)")
 
     def check(self) -> None:
         unknown = set(self.splits) - set(SPLIT_NAMES)
         if unknown:
             raise ValueError(f"splits: unknown {sorted(unknown)}; choose from {list(SPLIT_NAMES)}")
         for name in ("table_size", "nerf_radius", "nerf_elevation_deg", "posecnn_radius",
-                     "posecnn_elevation_deg", "arm_radius", "arm_height"):
+                     "posecnn_elevation_deg", "arm_radius", "arm_height", "arm_azimuth_deg", "arm_fast_segment"):
             value = getattr(self, name)
             if len(value) != 2 or any(not isinstance(v, (int, float)) for v in value):
                 raise ValueError(f"{name} must be two numbers, got {value}")
@@ -110,6 +138,18 @@ class SceneConfig:
             raise ValueError("objects: the scene needs at least one object")
         if len(self.objects) > 254:
             raise ValueError("objects: at most 254 objects (uint8 masks)")
+        start, end = self.arm_fast_segment
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(f"arm_fast_segment must be 0 <= start < end <= 1, got {self.arm_fast_segment}")
+        self.robot_config()
+
+    def robot_config(self) -> RobotConfig:
+        if not isinstance(self.robot, dict):
+            raise ValueError(f"robot: expected a mapping, got {self.robot!r}")
+        try:
+            return cfg.from_dict(RobotConfig, self.robot)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"robot: {err}") from None
 
     def object_specs(self) -> list[ObjectSpec]:
         specs, names = [], set()

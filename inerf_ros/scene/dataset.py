@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from inerf_ros.camera import Intrinsics
+from inerf_ros.robot.model import RobotModel
 
 SPLITS = ("nerf", "posecnn_train", "posecnn_test", "arm")
 # Depth PNGs hold uint16 values; value * DEPTH_SCALE_MM = millimetres (BOP's ``depth_scale``).
@@ -75,6 +76,27 @@ class Frame:
     objects: list[ObjectGT]
     time: float | None = None  # seconds from the start of the trajectory (arm split), else None
     rgb_path: str = ""
+    joints: np.ndarray | None = None  # (6,) true joint angles of the arm, radians (arm split), else None
+
+
+@dataclasses.dataclass
+class ArmRobot:
+    """The arm of the ``arm`` split (``arm/robot.json``): the truth and what the robot believes."""
+
+    truth: RobotModel           # renders the images: world_T_cam_optical = truth.world_T_camera(joints)
+    believed: RobotModel        # the robot's calibration: base placement and hand-eye slightly off
+    encoder_noise_deg: float    # 1 sigma of the reported joint angles
+    seed: int                   # seed of the errors and of the encoder noise
+
+
+def load_robot(scene_dir, split: str = "arm") -> ArmRobot | None:
+    """The arm that moved the camera of ``split``, or None when the split has no ``robot.json``."""
+    path = Path(scene_dir) / split / "robot.json"
+    if not path.is_file():
+        return None
+    content = _read_json(path)
+    return ArmRobot(RobotModel.from_dict(content["truth"]), RobotModel.from_dict(content["believed"]),
+                    float(content["encoder_noise_deg"]), int(content["seed"]))
 
 
 def _read_json(path: Path):
@@ -216,4 +238,5 @@ def load_frames(scene_dir, split: str, *, images: bool = True, indices=None) -> 
             rgb = depth = label = instance = np.zeros((0, 0))
         yield Frame(index=int(key), rgb=rgb, depth=depth, label=label, instance=instance, intrinsics=intrinsics,
                     world_T_cam_optical=np.linalg.inv(cam_T_world), objects=objects, time=cam.get("time"),
-                    rgb_path=str(split_dir / "rgb" / name))
+                    rgb_path=str(split_dir / "rgb" / name),
+                    joints=np.asarray(cam["joints"], dtype=np.float64) if "joints" in cam else None)

@@ -37,18 +37,20 @@ def test_bag_camera_poses_agree_with_transforms_json(small_scene, tmp_path):
     assert out.is_file() and count == 6
     types, messages = _read_bag(out)
     assert types == {"/camera/image_raw": "sensor_msgs/msg/Image", "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
-                     "/tf_static": "tf2_msgs/msg/TFMessage", "/tf": "tf2_msgs/msg/TFMessage"}
+                     "/tf_static": "tf2_msgs/msg/TFMessage", "/tf": "tf2_msgs/msg/TFMessage",
+                     "/joint_states": "sensor_msgs/msg/JointState"}
     meta = json.loads((small_scene / "arm" / "transforms.json").read_text())
     frames = list(load_frames(small_scene, "arm"))
     static = messages["/tf_static"][0][2].transforms[0]
     assert (static.header.frame_id, static.child_frame_id) == ("world", "nerf")
-    assert len(messages["/camera/image_raw"]) == len(frames) == len(messages["/tf"])
+    gt_tf = [m for m in messages["/tf"] if m[2].transforms[0].child_frame_id == "camera_optical_gt"]
+    assert len(messages["/camera/image_raw"]) == len(frames) == len(gt_tf)
     for frame, entry, (t_img, _, image), (_, _, info), (t_tf, _, tf) in zip(
-            frames, meta["frames"], messages["/camera/image_raw"], messages["/camera/camera_info"], messages["/tf"]):
+            frames, meta["frames"], messages["/camera/image_raw"], messages["/camera/camera_info"], gt_tf):
         expected_ns = 1_700_000_000 * 10 ** 9 + round(frame.time * 1e9)
         assert t_img == t_tf == expected_ns
         assert image.header.stamp.sec * 10 ** 9 + image.header.stamp.nanosec == expected_ns
-        assert image.header.frame_id == "camera_optical" and image.encoding == "rgb8"
+        assert image.header.frame_id == "camera_color_optical_frame" and image.encoding == "rgb8"
         np.testing.assert_array_equal(np.asarray(image.data).reshape(image.height, image.width, 3), frame.rgb)
         np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), frame.intrinsics.K)
         assert info.distortion_model == "plumb_bob" and not np.any(info.d)
@@ -76,9 +78,11 @@ def test_bag_deserialises_with_ros2_message_classes(small_scene, tmp_path):
     image = rclpy_serialization.deserialize_message(messages["/camera/image_raw"][0][1], sensor_msgs.Image)
     info = rclpy_serialization.deserialize_message(messages["/camera/camera_info"][0][1], sensor_msgs.CameraInfo)
     tf = rclpy_serialization.deserialize_message(messages["/tf"][0][1], tf2_msgs.TFMessage)
+    joints = rclpy_serialization.deserialize_message(messages["/joint_states"][0][1], sensor_msgs.JointState)
     assert (image.width, image.height, image.encoding) == (320, 240, "rgb8")
     assert info.k[0] == pytest.approx(messages["/camera/camera_info"][0][2].k[0])
-    assert tf.transforms[0].child_frame_id == "camera_optical_gt"
+    assert [t.child_frame_id for t in tf.transforms][0] == "shoulder_link"
+    assert joints.name[0] == "shoulder_pan_joint" and len(joints.position) == 6
 
 
 def test_make_bag_cli_writes_a_directory_bag_and_refuses_to_overwrite(small_scene, tmp_path):

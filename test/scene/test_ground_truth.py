@@ -131,11 +131,16 @@ def test_arm_trajectory_is_smooth_and_timed(small_config):
     np.testing.assert_allclose(np.diff(times), 1 / 15.0)
     positions = np.array([v.world_T_cam[:3, 3] for v in views])
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    assert steps.max() < 0.03  # < 0.45 m/s
-    assert np.abs(np.diff(steps)).max() < 0.003  # no jumps in speed
+    assert steps.max() < 0.05  # < 0.75 m/s
+    assert np.abs(np.diff(steps)).max() < 0.004  # no jumps in speed
     forward = np.array([v.world_T_cam[:3, 2] for v in views])
     angles = np.degrees(np.arccos(np.clip(np.sum(forward[1:] * forward[:-1], axis=1), -1, 1)))
-    assert angles.max() < 3.0
+    assert angles.max() < 5.0
+    # The fastest segment: >= 60 deg/s of camera rotation (shipped timing), within the UR10e's
+    # joint speed limits (120 deg/s base and shoulder, 180 deg/s the others).
+    assert cameras.rotation_speed_deg_s(views).max() >= 60.0
+    joint_speeds = np.degrees(np.abs(np.diff([v.joints for v in views], axis=0))) * 15.0
+    assert np.all(joint_speeds.max(axis=0) < [120, 120, 180, 180, 180, 180])
     distance = np.linalg.norm(positions[:, :2], axis=1)
     assert distance[0] > 1.0 and distance[-1] < 0.6  # approaches, then circles
     azimuth = np.unwrap(np.arctan2(positions[:, 1], positions[:, 0]))
