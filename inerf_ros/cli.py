@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line summary). The order is the order of --help.
@@ -59,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv or ["--help"])
         return 0
     name, rest = argv[0], argv[1:]
+    debug = "--debug" in rest or os.environ.get("INERF_DEBUG", "") not in ("", "0")
+    rest = [a for a in rest if a != "--debug"]
     module_name, summary = available[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"inerf-ros {name}", description=summary)
+    parser = argparse.ArgumentParser(prog=f"inerf-ros {name}", description=summary,
+                                     epilog="--debug: show the traceback of a failure (else one line)")
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
@@ -69,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (ValueError, OSError, RuntimeError, KeyError, TypeError) as error:
+        # Bad input (a missing model, a NaN matrix, a malformed file): one line, not a traceback.
+        if debug:
+            raise
+        reason = str(error).splitlines()[0] if str(error) else ""
+        print(f"inerf-ros {name}: error: {type(error).__name__}: {reason} (--debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

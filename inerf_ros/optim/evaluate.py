@@ -171,6 +171,14 @@ def run(args) -> int:
     if args.split is None:
         _, held_out = data.holdout_indices(args.holdout_every)
         data = data.subset(held_out)
+    if len(data) == 0:
+        raise ValueError(f"{args.data}: no held-out views to evaluate")
+    poses = data.nerf_T_cam.double().numpy()
+    bad = [data.file_names[i] for i in range(len(data)) if not np.isfinite(poses[i]).all()
+           or abs(abs(np.linalg.det(poses[i][:3, :3])) - 1.0) > 1e-3]
+    if bad:  # the truth of a trial: refuse it up front rather than report NaN errors or fail mid-run
+        raise ValueError(f"{args.data}: {len(bad)} views have a NaN or non-rigid transform_matrix "
+                         f"(first: {bad[0]})")
     optimizer_config = config_tools.from_args(OptimizerConfig, args, seed=args.seed)
     sampling_config = config_tools.from_args(SamplingConfig, args, strategy="random")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
