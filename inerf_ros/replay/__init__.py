@@ -216,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
     for note in summary["notes"]:
         print(f"note: {note}")
     print(f"replay: report in {summary['report']}")
+    missing = [note for note in summary["notes"] if note.startswith("no camera_info")]
+    if missing:  # the report is all "no camera_info": not a result to exit 0 with
+        print(f"replay: error: {missing[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
