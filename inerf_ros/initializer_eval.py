@@ -20,12 +20,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy.spatial.transform import Rotation
 
 from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.initializer import CameraPriorEstimator, InitializerConfig, load_config, rotation_angle_deg
+from inerf_ros.object_table import initializer_config
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.posecnn.types import Detection
 from inerf_ros.evaluation import print_and_save_report
@@ -57,14 +57,7 @@ def initializer_config_from_scene(scene_dir) -> InitializerConfig:
     path = Path(scene_dir) / "objects.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: is {scene_dir} written by `inerf-ros make-scene`?")
-    data = yaml.safe_load(path.read_text())
-    poses = {name: {"nerf_T_obj": entry["nerf_T_obj"]} for name, entry in data["objects"].items()}
-    from inerf_ros.scene.dataset import load_class_table
-
-    symmetric = [c.name for c in load_class_table(scene_dir).values() if c.symmetry != "none"]
-    return config_tools.from_dict(InitializerConfig, {
-        "object_poses": poses, "metres_per_unit": float(data.get("metres_per_unit", 1.0)),
-        "symmetric_classes": symmetric})
+    return initializer_config(path)
 
 
 def _perturbed(pose: np.ndarray, rotation_deg: float, translation: float, rng: np.random.Generator) -> np.ndarray:
