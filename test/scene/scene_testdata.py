@@ -34,3 +34,16 @@ def project_silhouette(vertices, faces, cam_T_obj, intrinsics, supersample=8):
 
 def iou(a, b):
     return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def read_bag(path):
+    """{topic: type}, {topic: [(stamp_ns, raw bytes, message)]} of a bag, in log order."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    messages = {}
+    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+        types = {c.topic: c.msgtype for c in reader.connections}
+        for connection, stamp, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append((stamp, raw, reader.deserialize(raw, connection.msgtype)))
+    return types, messages

@@ -9,6 +9,8 @@ from inerf_ros.lie import quat_to_matrix
 from inerf_ros.robot.model import pose_difference
 from inerf_ros.scene.dataset import load_frames, load_robot
 
+from scene_testdata import read_bag
+
 
 def _matrix(transform):
     q, v = transform.transform.rotation, transform.transform.translation
@@ -39,13 +41,11 @@ def test_believed_model_is_off_by_the_configured_errors(small_scene, small_confi
 
 
 def test_bag_tf_is_one_tree_with_the_whole_believed_chain(small_scene, tmp_path):
-    from test_bag_and_config import _read_bag
-
     from inerf_ros.scene.bag_command import BagConfig, write_bag
 
     out = tmp_path / "arm.mcap"
     write_bag(small_scene, out, BagConfig(), progress=False)
-    _, messages = _read_bag(out)
+    _, messages = read_bag(out)
     robot = load_robot(small_scene)
     frames = list(load_frames(small_scene, "arm", images=False))
     parents, latest = {}, {}
@@ -83,11 +83,9 @@ def test_bag_tf_is_one_tree_with_the_whole_believed_chain(small_scene, tmp_path)
 
 
 def test_bag_of_a_split_without_robot_has_no_joint_states(small_scene, tmp_path):
-    from test_bag_and_config import _read_bag
-
     from inerf_ros.scene.bag_command import BagConfig, write_bag
 
     write_bag(small_scene, tmp_path / "nerf.mcap", BagConfig(trajectory="nerf"), progress=False)
-    types, messages = _read_bag(tmp_path / "nerf.mcap")
+    types, messages = read_bag(tmp_path / "nerf.mcap")
     assert "/joint_states" not in types
     assert [t.child_frame_id for t in messages["/tf_static"][0][2].transforms] == ["nerf"]

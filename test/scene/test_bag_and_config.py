@@ -13,19 +13,7 @@ from inerf_ros.scene.commands import make_scene
 from inerf_ros.scene.config import load_scene_config
 from inerf_ros.scene.dataset import load_frames
 
-from scene_testdata import REPO_ROOT, SMALL
-
-
-def _read_bag(path):
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    messages = {}
-    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
-        types = {c.topic: c.msgtype for c in reader.connections}
-        for connection, stamp, raw in reader.messages():
-            messages.setdefault(connection.topic, []).append((stamp, raw, reader.deserialize(raw, connection.msgtype)))
-    return types, messages
+from scene_testdata import REPO_ROOT, SMALL, read_bag
 
 
 def test_bag_camera_poses_agree_with_transforms_json(small_scene, tmp_path):
@@ -35,7 +23,7 @@ def test_bag_camera_poses_agree_with_transforms_json(small_scene, tmp_path):
     out = tmp_path / "demo.mcap"
     count = write_bag(small_scene, out, BagConfig(), progress=False)
     assert out.is_file() and count == 6
-    types, messages = _read_bag(out)
+    types, messages = read_bag(out)
     assert types == {"/camera/image_raw": "sensor_msgs/msg/Image", "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
                      "/tf_static": "tf2_msgs/msg/TFMessage", "/tf": "tf2_msgs/msg/TFMessage",
                      "/joint_states": "sensor_msgs/msg/JointState"}
@@ -74,7 +62,7 @@ def test_bag_deserialises_with_ros2_message_classes(small_scene, tmp_path):
 
     out = tmp_path / "demo.mcap"
     write_bag(small_scene, out, BagConfig(), progress=False)
-    _, messages = _read_bag(out)
+    _, messages = read_bag(out)
     image = rclpy_serialization.deserialize_message(messages["/camera/image_raw"][0][1], sensor_msgs.Image)
     info = rclpy_serialization.deserialize_message(messages["/camera/camera_info"][0][1], sensor_msgs.CameraInfo)
     tf = rclpy_serialization.deserialize_message(messages["/tf"][0][1], tf2_msgs.TFMessage)
