@@ -16,6 +16,7 @@ optical frame: x right, y down, z forward).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -206,12 +207,121 @@ def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray,
     return points[keep], keep
 
 
+@dataclasses.dataclass(eq=False)  # compared by identity (the cache removes one by one)
+class Keyframe:
+    """A NeRF rendering kept for feature alignment: its keypoints, their descriptors and 3-D points.
+
+    Rendering is most of a tracking estimate's cost; a camera that moves a little (an arm between
+    two processed frames) can be matched against a rendering made for an earlier frame nearby: the
+    keypoints' 3-D points are in the NeRF frame, valid from wherever the image was taken.
+    """
+
+    nerf_T_optical: np.ndarray
+    """(4, 4) the pose it was rendered at."""
+    scale: float
+    """Rendering size relative to the image (keyframes of one scale are reused at that scale only)."""
+    uv: np.ndarray
+    """(N, 2) keypoints in the rendering's pixels."""
+    descriptors: np.ndarray | None
+    points: np.ndarray
+    """(N, 3) the keypoints' surface points in the NeRF frame; NaN where the ray hit no surface."""
+    median_depth: float
+    """Median distance from the camera to those points (NeRF units): sets how far a reuse may move."""
+
+
+@torch.no_grad()
+def render_keyframe(model, intrinsics: Intrinsics, nerf_T_optical: np.ndarray, matcher: FeatureMatcher,
+                    scale: float, n_samples: int | None = None, device: str | torch.device = "cpu") -> Keyframe:
+    """Render the NeRF at ``nerf_T_optical`` (``scale`` x the image's size), detect and lift its keypoints."""
+    from inerf_ros import frames
+    from inerf_ros.nerf.render import render_image
+
+    render_intrinsics = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
+    nerf_T_gl = torch.from_numpy(frames.optical_to_opengl(np.asarray(nerf_T_optical, dtype=np.float64)))
+    nerf_T_gl = nerf_T_gl.to(torch.device(device)).float()
+    rendering = render_image(model, render_intrinsics, nerf_T_gl, n_samples=n_samples)
+    uv, descriptors = matcher.detect(rendering["rgb"].clamp(0, 1).cpu().numpy())
+    lifted, keep = lift(model, render_intrinsics, nerf_T_gl, uv, n_samples=n_samples)
+    points = np.full((len(uv), 3), np.nan)
+    points[keep] = lifted
+    centre = np.asarray(nerf_T_optical, dtype=np.float64)[:3, 3]
+    depth = float(np.median(np.linalg.norm(lifted - centre, axis=1))) if len(lifted) else math.inf
+    return Keyframe(np.asarray(nerf_T_optical, dtype=np.float64).copy(), float(scale), uv, descriptors, points,
+                    depth)
+
+
+def align_to_keyframe(keyframe: Keyframe, observed: tuple[np.ndarray, np.ndarray | None], intrinsics: Intrinsics,
+                      matcher: FeatureMatcher, min_inliers: int) -> tuple[PnpResult, np.ndarray, np.ndarray]:
+    """PnP of the image's keypoints ``observed`` matched to a keyframe's; returns (result, points, uv) used."""
+    observed_uv, observed_descriptors = observed
+    pairs = matcher.match(observed_descriptors, keyframe.descriptors)
+    if not pairs:
+        return PnpResult(None, 0, 0, "no feature matches"), np.zeros((0, 3)), np.zeros((0, 2))
+    observed_index, keyframe_index = np.array(pairs).T
+    points = keyframe.points[keyframe_index]
+    keep = np.isfinite(points).all(axis=1)
+    points, uv = points[keep], observed_uv[observed_index][keep]
+    result = solve_pnp(points, uv, intrinsics, pixel_tolerance(intrinsics), min_inliers)
+    result.matches = len(pairs)
+    return result, points, uv
+
+
+class KeyframeCache:
+    """Recent keyframes, reused for a start pose whose view is close to one of theirs.
+
+    A keyframe serves a start whose optical axis is within ``max_angle_deg`` of its own and whose
+    centre is within ``max_shift`` x its median scene depth (SIFT matches survive such changes of
+    viewpoint; the pose itself comes from PnP, so reuse costs no accuracy, only matches).
+    The least recently used one goes when ``capacity`` is reached.
+    """
+
+    def __init__(self, capacity: int = 16, max_angle_deg: float = 8.0, max_shift: float = 0.15):
+        self.capacity = int(capacity)
+        self.max_angle_deg = float(max_angle_deg)
+        self.max_shift = float(max_shift)
+        self._keyframes: list[Keyframe] = []
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._keyframes)
+
+    def clear(self) -> None:
+        self._keyframes.clear()
+
+    def nearest(self, nerf_T_optical: np.ndarray, scale: float) -> Keyframe | None:
+        """The keyframe (of this ``scale``) whose view is closest to ``nerf_T_optical``, if close enough."""
+        pose = np.asarray(nerf_T_optical, dtype=np.float64)
+        best, best_angle = None, math.inf
+        for keyframe in self._keyframes:
+            if keyframe.scale != scale:
+                continue
+            cosine = float(np.dot(pose[:3, 2], keyframe.nerf_T_optical[:3, 2]))
+            angle = math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
+            shift = float(np.linalg.norm(pose[:3, 3] - keyframe.nerf_T_optical[:3, 3]))
+            if angle <= self.max_angle_deg and shift <= self.max_shift * keyframe.median_depth and angle < best_angle:
+                best, best_angle = keyframe, angle
+        if best is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._keyframes.remove(best)  # most recently used last
+        self._keyframes.append(best)
+        return best
+
+    def add(self, keyframe: Keyframe) -> None:
+        if self.capacity <= 0:
+            return
+        self._keyframes.append(keyframe)
+        del self._keyframes[:-self.capacity]
+
+
 @torch.no_grad()
 def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, start_nerf_T_optical: np.ndarray,
                        matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 10,
                        n_samples: int | None = None, device: str | torch.device = "cpu",
                        observed: tuple[np.ndarray, np.ndarray | None] | None = None,
-                       pool: bool = False) -> PnpResult:
+                       pool: bool = False, keyframes: KeyframeCache | None = None) -> PnpResult:
     """Pose of the camera that took ``image_rgb`` by matching it to the NeRF rendered at the start pose.
 
     Each round renders at the current pose (``render_scale`` x the image's size), matches, lifts the
@@ -229,31 +339,27 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
     jumped between 1 and 13 "cm" from the truth, the pooled one stayed within 2-4. All rounds'
     points are in the NeRF frame, so their matches stack; RANSAC drops the far first rendering's
     wrong ones.
-    """
-    from inerf_ros import frames
-    from inerf_ros.nerf.render import render_image
 
-    observed_uv, observed_descriptors = observed if observed is not None else matcher.detect(np.asarray(image_rgb))
-    render_intrinsics = intrinsics.scaled(render_scale) if render_scale != 1.0 else intrinsics
+    ``keyframes``: the first round reuses a cached rendering near the start instead of rendering
+    (see :class:`KeyframeCache`); every fresh rendering is cached.
+    """
+    observed = observed if observed is not None else matcher.detect(np.asarray(image_rgb))
     pose_optical = np.asarray(start_nerf_T_optical, dtype=np.float64)
     best = PnpResult(None, 0, 0, "no round ran")
     pooled_points, pooled_uv = [], []
+    reused = False
     for round_index in range(rounds):
-        nerf_T_gl = torch.from_numpy(frames.optical_to_opengl(pose_optical)).to(torch.device(device))
-        rendering = render_image(model, render_intrinsics, nerf_T_gl.float(), n_samples=n_samples)
-        rendered_uv, rendered_descriptors = matcher.detect(rendering["rgb"].clamp(0, 1).cpu().numpy())
-        pairs = matcher.match(observed_descriptors, rendered_descriptors)
-        if not pairs:
-            result = PnpResult(None, 0, 0, "no feature matches")
-        else:
-            observed_index, rendered_index = np.array(pairs).T
-            points, keep = lift(model, render_intrinsics, nerf_T_gl, rendered_uv[rendered_index],
-                                n_samples=n_samples)
-            uv = observed_uv[observed_index][keep]
-            needed = min_inliers if round_index == rounds - 1 and not pool else \
-                min(_STEPPING_STONE_INLIERS, min_inliers)
-            result = solve_pnp(points, uv, intrinsics, pixel_tolerance(intrinsics), needed)
-            result.matches = len(pairs)
+        keyframe = keyframes.nearest(pose_optical, render_scale) if keyframes is not None and round_index == 0 \
+            else None
+        reused = keyframe is not None
+        if keyframe is None:
+            keyframe = render_keyframe(model, intrinsics, pose_optical, matcher, render_scale, n_samples, device)
+            if keyframes is not None:
+                keyframes.add(keyframe)
+        needed = min_inliers if round_index == rounds - 1 and not pool else min(_STEPPING_STONE_INLIERS, min_inliers)
+        result, points, uv = align_to_keyframe(keyframe, observed, intrinsics, matcher, needed)
+        if reused and result.nerf_T_optical is not None:
+            result.note = f"{result.note} (cached rendering)"
         if result.nerf_T_optical is None:
             break
         best = result

@@ -110,6 +110,13 @@ class OptimizerConfig:
     feature_align_min_inliers: int = option(10, "PnP inliers needed to accept a feature alignment (its pose "
                                                 "must also lower the photometric loss)",
                                             range=(6, 10000))
+    feature_align_keyframes: int = option(16, "feature-alignment renderings kept and reused by later estimates whose "
+                                              "start is close to one (rendering is most of a tracking estimate's "
+                                              "cost; 0: render every time)", range=(0, 10000))
+    keyframe_max_angle_deg: float = option(8.0, "a kept rendering serves a start whose optical axis is within this "
+                                                "angle of its own (degrees)", range=(0.0, 90.0))
+    keyframe_max_shift: float = option(0.15, "... and whose centre is within this fraction of the rendering's "
+                                             "median scene depth", range=(0.0, 10.0))
     refine_learning_rate: float = option(0.002, "Adam step size after a feature alignment succeeded (the start "
                                                 "is then within about a degree)", range=(1e-6, 1.0))
     refine_iterations: int = option(30, "iteration cap after a feature alignment succeeded", range=(1, 100000))
@@ -292,6 +299,7 @@ class PoseOptimizer:
         aabb = torch.as_tensor(model.metadata.aabb, dtype=torch.float64)
         self._scene_diagonal = float((aabb[1] - aabb[0]).norm())
         self._matcher = None  # feature detector/matcher, created on first use (OpenCV objects)
+        self._keyframes = None  # feature-alignment renderings kept for reuse (features.KeyframeCache)
 
     # -- the loss of K hypotheses on one batch of pixels ------------------------------------------
     def _render_loss(self, start_nerf_T_gl: Tensor, xi: Tensor, intrinsics: Intrinsics, uv: Tensor,
@@ -471,11 +479,12 @@ class PoseOptimizer:
             start_gl = frames.optical_to_opengl(np.asarray(start_nerf_T_optical))
             renders += [frames.opengl_to_optical(start_gl @ offset) for offset in offsets]
         observed = self._matcher.detect(image_rgb)  # once for every try
+        keyframes = self._keyframe_cache(config)
         for render_pose in renders:
             result = features.align_to_rendering(
                 self.model, image_rgb, intrinsics, render_pose, self._matcher, config.feature_align_scale,
                 config.feature_align_rounds, config.feature_align_min_inliers, config.samples_per_ray or None,
-                self.device, observed, pool=config.feature_align_pool)
+                self.device, observed, pool=config.feature_align_pool, keyframes=keyframes)
             if result.nerf_T_optical is not None:
                 break
         if result.nerf_T_optical is None:
@@ -495,6 +504,18 @@ class PoseOptimizer:
             return None, (f"feature alignment rejected ({result.note}; its photometric loss {float(loss[1]):.4f} "
                           f"> the start's {float(loss[0]):.4f})")
         return result.nerf_T_optical, f"feature alignment: {result.note}"
+
+    def _keyframe_cache(self, config: OptimizerConfig):
+        """The kept renderings, following the configuration (None when reuse is off)."""
+        from inerf_ros.optim import features
+
+        if config.feature_align_keyframes <= 0:
+            return None
+        cache = self._keyframes
+        if cache is None or cache.capacity != config.feature_align_keyframes:
+            cache = self._keyframes = features.KeyframeCache(config.feature_align_keyframes)
+        cache.max_angle_deg, cache.max_shift = config.keyframe_max_angle_deg, config.keyframe_max_shift
+        return cache
 
     def residual_jacobian(self, poses: Tensor, intrinsics: Intrinsics, uv: Tensor, target: Tensor,
                           max_level: float | None = None) -> tuple[Tensor, Tensor]:

@@ -204,3 +204,25 @@ def test_a_start_the_features_confirm_is_refined_gently(box_scene):
     estimate = PoseOptimizer(scene, config).estimate(image, INTRINSICS, TRUTH)
     assert "feature alignment" in estimate.note and estimate.iterations <= 7
     assert _errors(estimate.nerf_T_optical)[0] < 0.3
+
+
+def test_a_cached_rendering_serves_a_nearby_start_and_a_far_one_is_rendered(box_scene):
+    """The keyframe cache: a start near a kept rendering reuses it (no render) and still aligns exactly;
+    a start beyond the cache's angle renders afresh (and is kept)."""
+    scene, image = box_scene
+    matcher = features.FeatureMatcher("sift")
+    cache = features.KeyframeCache(capacity=4, max_angle_deg=8.0, max_shift=0.15)
+    near_start = frames.look_at([1.75, -1.45, 1.15], (0.05, 0.0, 0.0))  # ~2 deg / 0.09 units off
+    first = features.align_to_rendering(scene, image, INTRINSICS, near_start, matcher, keyframes=cache)
+    assert (cache.hits, cache.misses, len(cache)) == (0, 1, 1)
+    other_start = frames.look_at([1.8, -1.55, 1.05], (0.0, 0.05, 0.02))  # another start, close to the first
+    second = features.align_to_rendering(scene, image, INTRINSICS, other_start, matcher, keyframes=cache)
+    assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1) and "cached rendering" in second.note
+    for result in (first, second):
+        rotation, translation = _errors(result.nerf_T_optical)
+        assert rotation < 0.5 and translation < 0.02, (rotation, translation)
+    features.align_to_rendering(scene, image, INTRINSICS, FAR_START, matcher, keyframes=cache)  # 13 deg away
+    assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)
+    keyframe = cache.nearest(TRUTH, 1.0)
+    assert keyframe is not None and 2.0 < keyframe.median_depth < 2.8  # the box from about 2.6 units
+    assert cache.nearest(TRUTH, 0.5) is None  # another rendering scale is never served
