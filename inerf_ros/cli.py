@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-prior": ("inerf_ros.initializer_eval", "evaluate the fused camera prior"),
     "launch": ("inerf_ros.launch_description", "start the live nodes without `ros2 launch`"),
     "replay": ("inerf_ros.replay", "replay a bag through the pipeline and report accuracy and speed"),
+    "calibrate-hand-eye": ("inerf_ros.calibrate_command", "hand-eye transform and base placement from a robot bag"),
 }
 
 
