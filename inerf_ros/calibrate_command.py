@@ -50,6 +50,10 @@ class HandEyeConfig:
     threads: int = option(1, "torch CPU threads (0: torch's default)", range=(0, 1024))
 
 
+# Below this RMS flange rotation about a second axis the hint to rotate the wrist more is printed: on the demo
+# arm's approach-and-circle (3.5 deg) the translation along the circling axis has a 1-sigma of ~7 mm.
+WEAK_SECOND_AXIS_DEG = 10.0
+
 # An estimator: one bag frame -> (world_T_cam in metres, or None, and why not).
 Estimator = Callable[[object], tuple]
 
@@ -173,7 +177,7 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
                                              result.inliers)],
         "spread": {key: value for key, value in result.to_dict().items()
                    if key in ("sigma_tool0_T_cam", "sigma_nerf_T_base", "leave_one_out_tool0_T_cam",
-                              "second_axis_deg")},
+                              "second_axis_deg", "weakest_direction_tool0", "sigma_along_weakest_m")},
         "urdf": _urdf_joint(tree, config.tool_frame, camera_frame, used[0][1], x) if camera_frame else
         urdf_origin(x, config.tool_frame, "camera"),
     }
@@ -223,6 +227,11 @@ def describe(summary: dict) -> list[str]:
         + (f", leave-one-out max change {_cm_deg(spread['leave_one_out_tool0_T_cam'])}"
            if spread["leave_one_out_tool0_T_cam"] else "")
         + f"; rotation about the 2nd axis {spread['second_axis_deg']:.1f} deg RMS",
+        f"least determined: the translation along {summary['tool_frame']} "
+        f"({' '.join(f'{v:.2f}' for v in spread['weakest_direction_tool0'])}), 1-sigma "
+        f"{100 * spread['sigma_along_weakest_m']:.2f} cm" + (
+            " (the flange turned mostly about this axis: wrist rotations about other axes would pin it down)"
+            if spread["second_axis_deg"] < WEAK_SECOND_AXIS_DEG else ""),
     ]
     truth = summary.get("truth")
     if truth:

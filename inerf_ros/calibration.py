@@ -89,6 +89,11 @@ class HandEyeResult:
     """Largest (translation m, rotation deg) change of X when one inlier frame is left out; None if not run."""
     second_axis_deg: float
     """RMS flange rotation about the second principal axis over all frame pairs (the degeneracy measure)."""
+    weakest_direction_tool0: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, np.nan))
+    """(3,) unit direction, in the tool0 frame, along which X's translation is least determined (the axis
+    the flange mostly turned about, when one dominates)."""
+    sigma_along_weakest_m: float = float("nan")
+    """1-sigma of X's translation along that direction (from the covariance)."""
     closed_form_rejected: list[int] = dataclasses.field(default_factory=list)
     """Frames dropped by the closed form's outlier loop (indices into the input)."""
 
@@ -106,6 +111,8 @@ class HandEyeResult:
                 "translation_m": self.leave_one_out_tool0_T_cam[0],
                 "rotation_deg": self.leave_one_out_tool0_T_cam[1]},
             "second_axis_deg": self.second_axis_deg,
+            "weakest_direction_tool0": [float(v) for v in self.weakest_direction_tool0],
+            "sigma_along_weakest_m": self.sigma_along_weakest_m,
         }
 
 
@@ -243,18 +250,19 @@ def refine(nerf_T_cam: np.ndarray, base_T_tool0: np.ndarray, tool0_T_cam: np.nda
     return x, z, result
 
 
-def _sigma(result, n_residuals: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """1-sigma (translation m, rotation deg) of X and Z from s^2 (J^T J)^-1."""
+def _covariance(result, n_residuals: int) -> np.ndarray:
+    """(12, 12) covariance s^2 (J^T J)^-1 of the parameters (X rotation, X translation, Z rotation, Z translation)."""
     dof = n_residuals - 12
     s2 = float(result.fun @ result.fun) / dof if dof > 0 else float("nan")
-    covariance = s2 * np.linalg.pinv(result.jac.T @ result.jac)
-    variances = np.diag(covariance)
+    return s2 * np.linalg.pinv(result.jac.T @ result.jac)
 
-    def block(offset):
-        rotation = math.degrees(math.sqrt(max(variances[offset:offset + 3].sum(), 0.0)))
-        translation = math.sqrt(max(variances[offset + 3:offset + 6].sum(), 0.0))
-        return translation, rotation
-    return block(0), block(6)
+
+def _sigma(covariance: np.ndarray, offset: int) -> tuple[float, float]:
+    """1-sigma (translation m, rotation deg) of X (offset 0) or Z (offset 6): root of the summed variances."""
+    variances = np.diag(covariance)
+    rotation = math.degrees(math.sqrt(max(variances[offset:offset + 3].sum(), 0.0)))
+    translation = math.sqrt(max(variances[offset + 3:offset + 6].sum(), 0.0))
+    return translation, rotation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +321,11 @@ def calibrate(nerf_T_cam, base_T_tool0, config: CalibrationConfig | None = None)
         raise DegenerateMotionError("degenerate motion: the frames left after outlier rejection rotate about one "
                                     "axis only")
 
-    sigma_x, sigma_z = _sigma(result, 6 * int(inliers.sum()))
+    covariance = _covariance(result, 6 * int(inliers.sum()))
+    # X's translation parameters are tool0-frame coordinates: the covariance block's largest eigenvector is the
+    # direction the data pins down least (on an arm circling about one axis: that axis, see the module doc).
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance[3:6, 3:6])
+    weakest = eigenvectors[:, -1] * (1.0 if eigenvectors[np.argmax(np.abs(eigenvectors[:, -1])), -1] > 0 else -1.0)
     leave_one_out = None
     if config.leave_one_out and inliers.sum() > config.min_frames:
         changes = []
@@ -324,4 +336,6 @@ def calibrate(nerf_T_cam, base_T_tool0, config: CalibrationConfig | None = None)
             changes.append(pose_difference(x, x_k))
         leave_one_out = (max(c[0] for c in changes), max(c[1] for c in changes))
     translation, rotation = residuals(nerf_T_cam, base_T_tool0, x, z)
-    return HandEyeResult(x, z, inliers, translation, rotation, sigma_x, sigma_z, leave_one_out, spread, dropped)
+    return HandEyeResult(x, z, inliers, translation, rotation, _sigma(covariance, 0), _sigma(covariance, 6),
+                         leave_one_out, spread, closed_form_rejected=dropped, weakest_direction_tool0=weakest,
+                         sigma_along_weakest_m=math.sqrt(max(eigenvalues[-1], 0.0)))

@@ -83,6 +83,24 @@ def test_gross_outliers_are_rejected_and_reported():
     assert translation_all > 3 * translation and rotation_all > 3 * rotation
 
 
+def test_the_least_determined_direction_is_the_axis_the_flange_mostly_turns_about():
+    rng = np.random.default_rng(8)
+    axis = np.array([0.0, -0.8, -0.6])  # in the flange frame
+    # Mostly about `axis` (+-60 deg), a few degrees about others: the demo arm's approach-and-circle.
+    base_T_tool0 = np.stack([_pose([0.3, 0.2, 0.0], [0.5, 0.1, 0.4])
+                             @ _pose(a * axis + rng.normal(0.0, math.radians(3.0), 3), rng.normal(0, 0.2, 3))
+                             for a in np.linspace(-1.0, 1.0, 30)])
+    nerf_T_cam = NERF_T_BASE @ base_T_tool0 @ TOOL0_T_CAM @ _noise(rng, 30, 0.2, 0.003)
+    result = calibrate(nerf_T_cam, base_T_tool0)
+    assert 2.0 < result.second_axis_deg < 6.0
+    assert abs(result.weakest_direction_tool0 @ axis) > 0.95
+    error = result.tool0_T_cam[:3, 3] - TOOL0_T_CAM[:3, 3]
+    across = error - (error @ axis) * axis
+    # The covariance says the along-axis translation is the weak one, and the error agrees.
+    assert result.sigma_along_weakest_m > 3 * np.linalg.norm(across)
+    assert abs(error @ axis) < 3 * result.sigma_along_weakest_m
+
+
 def test_rotation_about_one_axis_only_is_reported_as_degenerate():
     rng = np.random.default_rng(4)
     # The flange turns about its own z axis only (a wrist_3 sweep) while translating freely.
