@@ -217,14 +217,14 @@ def describe(summary: dict) -> list[str]:
         f"quat xyzw {' '.join(f'{v:.5f}' for v in x['quat_xyzw'])} (rpy {' '.join(f'{v:.2f}' for v in rpy)} deg)",
         f"nerf -> {summary['base_frame']}: xyz {' '.join(f'{v:.4f}' for v in summary['nerf_T_base']['xyz'])} m, "
         f"quat xyzw {' '.join(f'{v:.5f}' for v in summary['nerf_T_base']['quat_xyzw'])}",
-        f"frames: {frames['used']} used of {frames['estimated']} estimated ({frames['tried']} tried, every "
-        f"{frames['every']}-th of {frames['images_in_bag']}); rejected as outliers: "
+        f"frames: {frames['used']} used of {frames['estimated']} estimated ({frames['tried']} tried: every "
+        f"{frames['every']} of {frames['images_in_bag']} images); rejected as outliers: "
         f"{frames['rejected_as_outliers'] or 'none'}",
         f"residuals of the used frames: median {100 * float(np.median([r['translation_m'] for r in inliers])):.2f} cm "
         f"/ {float(np.median([r['rotation_deg'] for r in inliers])):.2f} deg, max "
         f"{100 * max(r['translation_m'] for r in inliers):.2f} cm / {max(r['rotation_deg'] for r in inliers):.2f} deg",
         f"spread of the hand-eye transform: 1-sigma {_cm_deg(spread['sigma_tool0_T_cam'])}"
-        + (f", leave-one-out max change {_cm_deg(spread['leave_one_out_tool0_T_cam'])}"
+        + (f", jackknife (leave-one-out) {_cm_deg(spread['leave_one_out_tool0_T_cam'])}"
            if spread["leave_one_out_tool0_T_cam"] else "")
         + f"; rotation about the 2nd axis {spread['second_axis_deg']:.1f} deg RMS",
         f"least determined: the translation along {summary['tool_frame']} "

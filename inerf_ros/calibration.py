@@ -20,7 +20,8 @@ neither rejects outliers, which iNeRF estimates from a wrong PoseCNN prior are. 
    alternating with outlier rejection (a frame whose residual exceeds ``outlier_factor`` times the
    median, and ``min_outlier_residual_m``, is left out; a rejected frame that fits again comes back).
 3. **Spread**: the 1-sigma of X and Z from the Gauss-Newton covariance ``s^2 (J^T J)^-1`` and the
-   largest change of X when one frame is left out (leave-one-out).
+   jackknife 1-sigma of X from re-solving with each frame left out in turn (leave-one-out), which does
+   not assume the residuals are independent and Gaussian as the covariance does.
 
 Degenerate motion is detected before solving: if the flange rotations between frames are all about
 one axis (or there is no rotation at all), the rotation of X about that axis and its translation along
@@ -64,7 +65,7 @@ class CalibrationConfig:
     min_second_axis_deg: float = option(2.0, "degenerate-motion check: RMS flange rotation about the second "
                                              "principal axis over all frame pairs must reach this (deg)",
                                         range=(0.0, 180.0))
-    leave_one_out: bool = option(True, "also re-solve with each frame left out and report the largest change")
+    leave_one_out: bool = option(True, "also re-solve with each frame left out: the jackknife spread of X")
 
 
 @dataclasses.dataclass
@@ -86,7 +87,7 @@ class HandEyeResult:
     sigma_nerf_T_base: tuple[float, float]
     """Same for Z."""
     leave_one_out_tool0_T_cam: tuple[float, float] | None
-    """Largest (translation m, rotation deg) change of X when one inlier frame is left out; None if not run."""
+    """Jackknife 1-sigma (translation m, rotation deg) of X over leave-one-out solutions; None if not run."""
     second_axis_deg: float
     """RMS flange rotation about the second principal axis over all frame pairs (the degeneracy measure)."""
     weakest_direction_tool0: np.ndarray = dataclasses.field(default_factory=lambda: np.full(3, np.nan))
@@ -328,13 +329,17 @@ def calibrate(nerf_T_cam, base_T_tool0, config: CalibrationConfig | None = None)
     weakest = eigenvectors[:, -1] * (1.0 if eigenvectors[np.argmax(np.abs(eigenvectors[:, -1])), -1] > 0 else -1.0)
     leave_one_out = None
     if config.leave_one_out and inliers.sum() > config.min_frames:
-        changes = []
+        changes = []  # per left-out frame: (rotation vector, translation) of X's change, in the tool0 frame
         for k in np.where(inliers)[0]:
             subset = inliers.copy()
             subset[k] = False
             x_k, _, _ = refine(nerf_T_cam[subset], base_T_tool0[subset], x, z, config)
-            changes.append(pose_difference(x, x_k))
-        leave_one_out = (max(c[0] for c in changes), max(c[1] for c in changes))
+            changes.append(np.concatenate([Rotation.from_matrix(x[:3, :3].T @ x_k[:3, :3]).as_rotvec(),
+                                           x_k[:3, 3] - x[:3, 3]]))
+        changes = np.array(changes)
+        m = len(changes)
+        variance = (m - 1) / m * ((changes - changes.mean(axis=0)) ** 2).sum(axis=0)  # jackknife, per component
+        leave_one_out = (math.sqrt(variance[3:].sum()), math.degrees(math.sqrt(variance[:3].sum())))
     translation, rotation = residuals(nerf_T_cam, base_T_tool0, x, z)
     return HandEyeResult(x, z, inliers, translation, rotation, _sigma(covariance, 0), _sigma(covariance, 6),
                          leave_one_out, spread, closed_form_rejected=dropped, weakest_direction_tool0=weakest,
