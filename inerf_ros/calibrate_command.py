@@ -172,7 +172,7 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
                    "rejected_as_outliers": [used[k][0] for k in np.where(~result.inliers)[0]],
                    "skipped": {str(k): v for k, v in skipped.items()}},
         "residuals": [{"frame": u[0], "stamp_s": u[1], "translation_m": float(t), "rotation_deg": float(r),
-                       "inlier": bool(ok)}
+                       "inlier": bool(ok), "nerf_T_cam": u[2].tolist(), "base_T_tool0": u[3].tolist()}
                       for u, t, r, ok in zip(used, result.residual_translation_m, result.residual_rotation_deg,
                                              result.inliers)],
         "spread": {key: value for key, value in result.to_dict().items()

@@ -219,6 +219,10 @@ def test_calibrate_bag_recovers_the_true_hand_eye_from_true_camera_poses(arm, tm
     translation, rotation = pose_difference(x, truth.tool0_T_camera_optical)
     assert translation < 0.002 and rotation < 0.15
     np.testing.assert_allclose(np.array(summary["world_T_base"]["matrix"]), truth.world_T_base, atol=0.003)
+    # Each frame's pair is in the summary: the solve can be redone from hand_eye.json alone.
+    again = calibrate(np.array([r["nerf_T_cam"] for r in summary["residuals"]]),
+                      np.array([r["base_T_tool0"] for r in summary["residuals"]]))
+    np.testing.assert_allclose(again.tool0_T_cam, x, atol=1e-12)
     # The URDF joint is tool0 -> camera_link: the camera's fixed camera_link -> optical turn stays below it.
     assert '<child link="camera_link"/>' in summary["urdf"]
     summary["truth"] = compare_with_truth(summary, _robot_json(tmp_path, truth, believed))
