@@ -176,7 +176,7 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
                       for u, t, r, ok in zip(used, result.residual_translation_m, result.residual_rotation_deg,
                                              result.inliers)],
         "spread": {key: value for key, value in result.to_dict().items()
-                   if key in ("sigma_tool0_T_cam", "sigma_nerf_T_base", "leave_one_out_tool0_T_cam",
+                   if key in ("sigma_tool0_T_cam", "sigma_nerf_T_base", "jackknife_tool0_T_cam",
                               "second_axis_deg", "weakest_direction_tool0", "sigma_along_weakest_m")},
         "urdf": _urdf_joint(tree, config.tool_frame, camera_frame, used[0][1], x) if camera_frame else
         urdf_origin(x, config.tool_frame, "camera"),
@@ -224,8 +224,8 @@ def describe(summary: dict) -> list[str]:
         f"/ {float(np.median([r['rotation_deg'] for r in inliers])):.2f} deg, max "
         f"{100 * max(r['translation_m'] for r in inliers):.2f} cm / {max(r['rotation_deg'] for r in inliers):.2f} deg",
         f"spread of the hand-eye transform: 1-sigma {_cm_deg(spread['sigma_tool0_T_cam'])}"
-        + (f", jackknife (leave-one-out) {_cm_deg(spread['leave_one_out_tool0_T_cam'])}"
-           if spread["leave_one_out_tool0_T_cam"] else "")
+        + (f", block jackknife {_cm_deg(spread['jackknife_tool0_T_cam'])}"
+           if spread["jackknife_tool0_T_cam"] else "")
         + f"; rotation about the 2nd axis {spread['second_axis_deg']:.1f} deg RMS",
         f"least determined: the translation along {summary['tool_frame']} "
         f"({' '.join(f'{v:.2f}' for v in spread['weakest_direction_tool0'])}), 1-sigma "

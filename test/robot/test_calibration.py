@@ -45,7 +45,7 @@ def test_noise_free_poses_give_the_exact_transforms():
     np.testing.assert_allclose(result.nerf_T_base, NERF_T_BASE, atol=1e-9)
     assert result.inliers.all() and result.closed_form_rejected == []
     assert result.residual_translation_m.max() < 1e-9 and result.residual_rotation_deg.max() < 1e-6
-    assert result.sigma_tool0_T_cam[0] < 1e-9 and result.leave_one_out_tool0_T_cam[0] < 1e-9
+    assert result.sigma_tool0_T_cam[0] < 1e-9 and result.jackknife_tool0_T_cam[0] < 1e-9
 
 
 def test_noisy_estimates_give_the_transform_within_their_noise():
@@ -57,11 +57,26 @@ def test_noisy_estimates_give_the_transform_within_their_noise():
     translation, rotation = pose_difference(result.tool0_T_cam, TOOL0_T_CAM)
     assert translation < 0.006 and rotation < 0.4
     assert 0.3 * translation < result.sigma_tool0_T_cam[0] < 0.01  # the reported spread is of the right size
-    assert 0.3 * translation < result.leave_one_out_tool0_T_cam[0] < 0.01
-    assert 0.3 * rotation < result.leave_one_out_tool0_T_cam[1] < 0.5
+    assert 0.3 * translation < result.jackknife_tool0_T_cam[0] < 0.01
+    assert 0.3 * rotation < result.jackknife_tool0_T_cam[1] < 0.5
     # Residuals: the noise itself (sqrt(3) * 5 mm RMS), no frame rejected.
     assert result.inliers.all()
     assert 0.004 < np.median(result.residual_translation_m) < 0.015
+
+
+def test_block_jackknife_sees_errors_shared_by_consecutive_frames():
+    rng = np.random.default_rng(9)
+    base_T_tool0 = _flange_poses(rng, 40)
+    noise = _noise(rng, 40, 0.1, 0.001)
+    noise[:8] = noise[:8] @ _pose([0.004, 0.0, 0.0], [0.0, 0.008, 0.008])  # one run of views, biased together
+    nerf_T_cam = NERF_T_BASE @ base_T_tool0 @ TOOL0_T_CAM @ noise
+    blocks = calibrate(nerf_T_cam, base_T_tool0)  # 10 blocks of 4 consecutive frames
+    single = calibrate(nerf_T_cam, base_T_tool0, CalibrationConfig(jackknife_blocks=40))  # leave-one-out
+    np.testing.assert_allclose(blocks.tool0_T_cam, single.tool0_T_cam, atol=1e-12)
+    error_m = pose_difference(blocks.tool0_T_cam, TOOL0_T_CAM)[0]
+    # The covariance and leave-one-out (independent residuals) understate the error; leaving out runs does not.
+    assert blocks.sigma_tool0_T_cam[0] < 0.7 * error_m and single.jackknife_tool0_T_cam[0] < 0.7 * error_m
+    assert blocks.jackknife_tool0_T_cam[0] > 0.85 * error_m
 
 
 def test_gross_outliers_are_rejected_and_reported():
