@@ -1,5 +1,6 @@
 """Hand-eye / base calibration: exact on noise-free poses, accurate under noise, outliers rejected,
 degenerate motion refused; the command on a small robot bag written here."""
+import dataclasses
 import math
 
 import numpy as np
@@ -64,14 +65,29 @@ def test_noisy_estimates_give_the_transform_within_their_noise():
     assert 0.004 < np.median(result.residual_translation_m) < 0.015
 
 
-def test_block_jackknife_sees_errors_shared_by_consecutive_frames():
+def _biased_run():
+    """40 frames, 1 mm / 0.1 deg noise, and the first 8 (one run of views) biased together by 1.1 cm / 0.2 deg."""
     rng = np.random.default_rng(9)
     base_T_tool0 = _flange_poses(rng, 40)
     noise = _noise(rng, 40, 0.1, 0.001)
-    noise[:8] = noise[:8] @ _pose([0.004, 0.0, 0.0], [0.0, 0.008, 0.008])  # one run of views, biased together
-    nerf_T_cam = NERF_T_BASE @ base_T_tool0 @ TOOL0_T_CAM @ noise
-    blocks = calibrate(nerf_T_cam, base_T_tool0)  # 10 blocks of 4 consecutive frames
-    single = calibrate(nerf_T_cam, base_T_tool0, CalibrationConfig(jackknife_blocks=40))  # leave-one-out
+    noise[:8] = noise[:8] @ _pose([0.004, 0.0, 0.0], [0.0, 0.008, 0.008])
+    return NERF_T_BASE @ base_T_tool0 @ TOOL0_T_CAM @ noise, base_T_tool0
+
+
+def test_cauchy_weights_discount_a_biased_run_of_frames_below_the_rejection_limit():
+    nerf_T_cam, base_T_tool0 = _biased_run()
+    plain = calibrate(nerf_T_cam, base_T_tool0, CalibrationConfig(cauchy_scale=0.0))
+    robust = calibrate(nerf_T_cam, base_T_tool0)
+    assert plain.inliers.all()  # the biased frames pass the hard limit...
+    plain_m, robust_m = (pose_difference(r.tool0_T_cam, TOOL0_T_CAM)[0] for r in (plain, robust))
+    assert plain_m > 0.001 and robust_m < 0.15 * plain_m  # ...but barely count with Cauchy's weights
+
+
+def test_block_jackknife_sees_errors_shared_by_consecutive_frames():
+    nerf_T_cam, base_T_tool0 = _biased_run()
+    plain = CalibrationConfig(cauchy_scale=0.0)  # least squares: every frame counts fully, the bias with them
+    blocks = calibrate(nerf_T_cam, base_T_tool0, plain)  # 10 blocks of 4 consecutive frames
+    single = calibrate(nerf_T_cam, base_T_tool0, dataclasses.replace(plain, jackknife_blocks=40))  # leave-one-out
     np.testing.assert_allclose(blocks.tool0_T_cam, single.tool0_T_cam, atol=1e-12)
     error_m = pose_difference(blocks.tool0_T_cam, TOOL0_T_CAM)[0]
     # The covariance and leave-one-out (independent residuals) understate the error; leaving out runs does not.
@@ -92,8 +108,8 @@ def test_gross_outliers_are_rejected_and_reported():
     assert all(result.residual_rotation_deg[k] > 15 for k in bad)
     translation, rotation = pose_difference(result.tool0_T_cam, TOOL0_T_CAM)
     assert translation < 0.003 and rotation < 0.2
-    # Without rejection the same data is far worse: the test can tell the difference.
-    keep_all = CalibrationConfig(outlier_factor=1e6, min_outlier_residual_m=1e3)
+    # Plain least squares over all frames is far worse on the same data: the test can tell the difference.
+    keep_all = CalibrationConfig(outlier_factor=1e6, min_outlier_residual_m=1e3, cauchy_scale=0.0)
     translation_all, rotation_all = pose_difference(calibrate(nerf_T_cam, base_T_tool0, keep_all).tool0_T_cam,
                                                     TOOL0_T_CAM)
     assert translation_all > 3 * translation and rotation_all > 3 * rotation
