@@ -163,6 +163,11 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
                                f"{calibration.min_frames} (try a smaller --every; skipped: {'; '.join(reasons)})")
     result = calibrate(np.stack([u[2] for u in used]), np.stack([u[3] for u in used]), calibration)
     x, z = result.tool0_T_cam, result.nerf_T_base
+    current = None  # the hand-eye the robot publishes now (its URDF's), when the camera hangs below the tool
+    try:
+        current = tree.lookup(config.tool_frame, camera_frame, used[0][1]) if camera_frame else None
+    except LookupError:
+        pass
     return {
         "bag": str(bag.path), "camera_frame": camera_frame or "camera", "tool_frame": config.tool_frame,
         "base_frame": config.base_frame,
@@ -178,6 +183,9 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
         "spread": {key: value for key, value in result.to_dict().items()
                    if key in ("sigma_tool0_T_cam", "sigma_nerf_T_base", "jackknife_tool0_T_cam",
                               "second_axis_deg", "weakest_direction_tool0", "sigma_along_weakest_m")},
+        "tf_tool0_T_camera": None if current is None else _xyz_quat(current),
+        "change_from_tf": None if current is None else dict(zip(("translation_m", "rotation_deg"),
+                                                                pose_difference(x, current))),
         "urdf": _urdf_joint(tree, config.tool_frame, camera_frame, used[0][1], x) if camera_frame else
         urdf_origin(x, config.tool_frame, "camera"),
     }
@@ -233,6 +241,9 @@ def describe(summary: dict) -> list[str]:
             " (the flange turned mostly about this axis: wrist rotations about other axes would pin it down)"
             if spread["second_axis_deg"] < WEAK_SECOND_AXIS_DEG else ""),
     ]
+    if summary.get("change_from_tf"):
+        lines.append(f"change from the hand-eye on the bag's TF (the robot's URDF now): "
+                     f"{_cm_deg(summary['change_from_tf'])}")
     truth = summary.get("truth")
     if truth:
         lines += [f"against the truth ({truth['robot_json']}):",

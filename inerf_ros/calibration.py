@@ -22,7 +22,7 @@ neither rejects outliers, which iNeRF estimates from a wrong PoseCNN prior are. 
    and Cauchy reweighting of the frames kept (iteratively reweighted least squares). Why Cauchy: iNeRF's
    errors are not Gaussian but a core of good estimates plus runs of views biased by 1-1.5 cm, below
    any hard rejection limit; on two demo runs (60 and 100 frames) down-weighting them cut the hand-eye
-   error from 1.55 to 1.10 cm and from 0.69 to 0.49 cm, with Huber's weights it was 1.22 and 0.67 cm.
+   error from 1.55 to 1.09 cm and from 0.69 to 0.50 cm; with Huber's weights it was 1.22 and 0.67 cm.
 3. **Spread**: the 1-sigma of X and Z from the Gauss-Newton covariance ``s^2 (J^T J)^-1`` and the
    block-jackknife 1-sigma of X from re-solving with each of ``jackknife_blocks`` runs of consecutive
    frames left out in turn. iNeRF's errors are correlated in time (neighbouring views share a bias: on

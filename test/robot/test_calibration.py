@@ -250,6 +250,10 @@ def test_calibrate_bag_recovers_the_true_hand_eye_from_true_camera_poses(arm, tm
     translation, rotation = pose_difference(x, truth.tool0_T_camera_optical)
     assert translation < 0.002 and rotation < 0.15
     np.testing.assert_allclose(np.array(summary["world_T_base"]["matrix"]), truth.world_T_base, atol=0.003)
+    # What the robot publishes now is the believed hand-eye; the change from it is reported.
+    np.testing.assert_allclose(summary["tf_tool0_T_camera"]["matrix"], believed.tool0_T_camera_optical, atol=1e-9)
+    assert summary["change_from_tf"]["translation_m"] == pytest.approx(
+        pose_difference(x, believed.tool0_T_camera_optical)[0], abs=1e-12)
     # Each frame's pair is in the summary: the solve can be redone from hand_eye.json alone.
     again = calibrate(np.array([r["nerf_T_cam"] for r in summary["residuals"]]),
                       np.array([r["base_T_tool0"] for r in summary["residuals"]]))
