@@ -155,7 +155,10 @@ def supervise(commands: dict[str, list[str]], respawn: bool = False, respawn_del
     import time
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    processes = {name: subprocess.Popen(command) for name, command in commands.items()}
+    from inerf_ros.ros.node_main import large_data_environment
+
+    env = large_data_environment()  # camera images between processes (node_main.DDS_TRANSPORT)
+    processes = {name: subprocess.Popen(command, env=env) for name, command in commands.items()}
     restart_at: dict[str, float] = {}
     status = 0
     try:
@@ -175,7 +178,7 @@ def supervise(commands: dict[str, list[str]], respawn: bool = False, respawn_del
             for name, when in list(restart_at.items()):
                 if time.monotonic() >= when:
                     del restart_at[name]
-                    processes[name] = subprocess.Popen(commands[name])
+                    processes[name] = subprocess.Popen(commands[name], env=env)
                     log(f"[inerf_ros] {name} restarted")
     except KeyboardInterrupt:
         pass

@@ -47,14 +47,26 @@ INERF_DEMO_VALUES = {
     # Five start renderings (the prior, then pan/tilt offsets) cover priors whose view barely overlaps.
     "feature_align": "sift",
     "feature_align_tries": 5,
+    # A 192x144 alignment rendering and 10 gentle Adam steps: on arm frames from priors 5 deg / 5 cm
+    # off, 0.44 deg / 0.85 cm median in 1.6 s, where 320x240 and 30 steps took 4.2 s for 0.44 deg /
+    # 0.48 cm (one core, README "Speed").
+    "feature_align_scale": 0.3,
+    "refine_iterations": 10,
+    # Renderings kept for reuse while tracking: an arm moving 20 deg/s at ~4 Hz stays within 20 deg
+    # of a kept one for several frames, and SIFT still matches across that (rendering was 2/3 of a
+    # tracking update).
+    "keyframe_max_angle_deg": 20.0,
+    "keyframe_max_shift": 0.4,
     "strategy": "mask_region",  # rays from PoseCNN's mask (seed 003), random pixels when it is empty
     "num_rays": 512,
-    # Tracking: one small alignment round (128x96 rendering) + 5 Adam steps, ~0.5 s per frame here;
-    # a loss above 0.008 (a held track: ~0.002) means lost: wait for the next prior.
-    "tracking_iterations": 5,
+    # Tracking: one small alignment round (96x72 rendering, usually a kept one) + 2 Adam steps,
+    # ~0.24 s per frame on one core with the arm's kinematic prediction (the PnP does the work; the
+    # photometric steps only polish); a loss above 0.008 (a held track: ~0.002) means lost.
+    "tracking_iterations": 2,
+    "tracking_feature_align_scale": 0.15,
     "max_tracking_loss": 0.008,
     "tracking_learning_rate": 0.003,
-    "covariance_rays": 512,  # 6 parameters: 1536 residuals suffice, and 2048 rays cost ~0.3 s per frame
+    "covariance_rays": 256,  # 6 parameters: 768 residuals suffice; 2048 rays cost ~0.3 s per frame
 }
 
 

@@ -31,7 +31,7 @@ from inerf_ros.ros.robot_frames import RobotFrames
 from inerf_ros.ros.stamps import stamp_to_seconds
 from inerf_ros.ros.tf import StaticTransformBroadcaster, TransformBroadcaster
 
-RESULT_QOS = QoSProfile(depth=5)
+RESULT_QOS = QoSProfile(depth=20)  # a slow subscriber (a replay collector, rviz) loses none of a burst
 
 
 @dataclasses.dataclass
@@ -54,7 +54,8 @@ class InerfNodeConfig:
     initial_nerf_T_base: list[float] = option(
         [], "believed placement of the correction's child frame in the NeRF frame, x y z (m) qx qy qz qw: on TF "
             "until the first estimate, and a start when no prior comes; empty: none", read_only=True)
-    tf_timeout_s: float = option(0.1, "how long a frame waits for TF to reach its stamp (s)", range=(0.0, 10.0))
+    tf_timeout_s: float = option(0.5, "how long a frame waits for TF to reach its stamp (s); the chain's /tf can "
+                                      "arrive after the image", range=(0.0, 10.0))
     correction_rate_hz: float = option(20.0, "rate at which the nerf -> base correction is republished (Hz)",
                                        range=(0.1, 1000.0), read_only=True)
     correction_future_dating_s: float = option(0.5, "the republished correction is stamped this far ahead of now "
@@ -203,7 +204,11 @@ class InerfNode(Node):
         base_T_optical = None if root_T_cam is None else frames.metres_to_nerf(root_T_cam, self._metres_per_unit)
         prior, prior_note, prior_covariance = None, "", None
         if config.use_prior and self._pipeline.wants_prior(stamp_s, base_T_optical):
-            match = self._priors.wait_for(stamp_s, config.stamp_tolerance_s, config.prior_wait_s)
+            # With the arm's chain and a correction to move it by, the frame need not wait for PoseCNN:
+            # a prior already here re-anchors, else the kinematics start the estimate.
+            kinematics_ready = self._robot is not None and self._robot.kinematic_start(root_T_cam) is not None
+            wait_s = 0.0 if kinematics_ready else config.prior_wait_s
+            match = self._priors.wait_for(stamp_s, config.stamp_tolerance_s, wait_s)
             match = match or self._priors.latest()  # the localizer decides whether it is too old
             if match is not None:
                 prior = Prior(frames.metres_to_nerf(match[1][0], self._metres_per_unit), match[0], "posecnn")
@@ -211,7 +216,8 @@ class InerfNode(Node):
                 prior_covariance[:3, :] /= self._metres_per_unit
                 prior_covariance[:, :3] /= self._metres_per_unit
             prior_note = self._prior_error
-        if prior is None and self._robot is not None and not self._pipeline.can_track(stamp_s, base_T_optical):
+        fresh = prior is not None and abs(prior.stamp_s - stamp_s) <= self._max_prior_age_s()
+        if not fresh and self._robot is not None and not self._pipeline.can_track(stamp_s, base_T_optical):
             start = self._robot.kinematic_start(root_T_cam)  # held correction (or believed placement) + chain
             if start is not None:
                 prior = Prior(frames.metres_to_nerf(start, self._metres_per_unit), stamp_s, "kinematics")
@@ -229,6 +235,9 @@ class InerfNode(Node):
                 prior_note = "; ".join(filter(None, [prior_note, f"mask rejected: {error}"]))
         note = "; ".join(filter(None, [jump_note, chain_note, prior_note]))
         return FrameInput(rgb, intrinsics, stamp_s, prior, label_mask, note, base_T_optical, prior_covariance)
+
+    def _max_prior_age_s(self) -> float:
+        return self._pipeline.config_of(LocalizerConfig).max_prior_age_s
 
     def _check_time_jump(self, stamp_s: float) -> str:
         """After a jump back in time, forget the old time base (caches, tracker); return the note."""
@@ -260,7 +269,9 @@ class InerfNode(Node):
         covariance[:3, :] *= self._metres_per_unit
         covariance[:, :3] *= self._metres_per_unit
         if self._robot is not None:  # the camera has a parent in the robot's tree: correct the root instead
-            if result.trusted and frame.base_T_optical is not None:
+            # Only estimates that the features anchored in the NeRF move the robot's frame: a photometric
+            # fallback from a kinematic start stays near that start and would confirm the believed error.
+            if result.trusted and result.estimate.feature_aligned is not False and frame.base_T_optical is not None:
                 root_T_cam = frames.nerf_to_metres(frame.base_T_optical, self._metres_per_unit)
                 note = self._robot.add_estimate(frame.stamp_s, nerf_T_cam, covariance, root_T_cam)
                 result.message = "; ".join(filter(None, [result.message, note]))
@@ -277,6 +288,8 @@ class InerfNode(Node):
     def _overlay_due(self) -> bool:
         config = self._config
         if config.overlay_scale <= 0 or self._overlay_pub.get_subscription_count() == 0:
+            return False
+        if self._frames.pending:  # a debug picture never delays the next pose
             return False
         now = time.monotonic()
         if now - self._last_overlay_time < config.overlay_period_s:
@@ -307,6 +320,8 @@ class InerfNode(Node):
     def close(self) -> None:
         self._running = False
         self._worker.join(timeout=5.0)
+        if self._robot is not None:
+            self._robot.close()
 
     @property
     def dropped_frames(self) -> int:
@@ -314,7 +329,7 @@ class InerfNode(Node):
 
 
 def main(args=None) -> int:
-    return node_main.run(InerfNode, args, executor_threads=2)
+    return node_main.run(InerfNode, args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.ros import camera_info as camera_info_conv
 from inerf_ros.ros import image as image_conv
 from inerf_ros.ros import node_main, parameters, pose_msgs
+from inerf_ros.ros.stamps import stamp_to_seconds
 
 DETECTIONS_QOS = QoSProfile(depth=5)
 
@@ -28,12 +29,16 @@ class PosecnnNodeConfig:
     max_image_pixels: int = option(16_777_216, "images (and camera_infos) with more pixels are refused before "
                                                "decoding: every stage allocates per pixel (4096x4096)",
                                    range=(1, 1_000_000_000))
+    max_rate_hz: float = option(0.0, "detect at most this often, by image stamp (0: every image it can); on an arm "
+                                     "whose kinematic track inerf_node holds, detections only re-anchor, and a "
+                                     "CPU is better spent on tracking", range=(0.0, 1000.0))
 
 
 class PosecnnNode(Node):
     def __init__(self, detector=None, **node_kwargs):
         super().__init__("posecnn_node", **node_kwargs)
         self._config = parameters.declare_config(self, PosecnnNodeConfig)
+        self._last_detection_s = -float("inf")
         refine = parameters.declare_config(self, SilhouetteRefineConfig)
         if detector is None:
             from inerf_ros.posecnn.model import load_posecnn
@@ -77,6 +82,9 @@ class PosecnnNode(Node):
             self.get_logger().warning(self._camera_info_error, throttle_duration_sec=5.0)
 
     def on_image(self, msg: Image) -> None:
+        stamp_s = stamp_to_seconds(msg.header.stamp)
+        if self._config.max_rate_hz > 0 and 0.0 <= stamp_s - self._last_detection_s < 1.0 / self._config.max_rate_hz:
+            return  # rate-limited (a stamp earlier than the last one, after a time jump, is taken)
         if self._intrinsics is None:
             why = self._camera_info_error or "no camera_info received yet"
             self.get_logger().warning(f"image skipped: {why}", throttle_duration_sec=5.0)
@@ -88,6 +96,7 @@ class PosecnnNode(Node):
         except ValueError as error:
             self.get_logger().warning(f"image skipped: {error}", throttle_duration_sec=2.0)
             return
+        self._last_detection_s = stamp_s
         self._publish(msg.header, result)
 
     def _publish(self, header, result) -> None:

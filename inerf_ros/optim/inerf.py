@@ -143,6 +143,8 @@ class PoseEstimate:
     history: list[np.ndarray] = dataclasses.field(default_factory=list)
     """Best ``nerf_T_optical`` after each iteration (for error-vs-iteration plots)."""
     losses: list[float] = dataclasses.field(default_factory=list)
+    feature_aligned: bool | None = None
+    """Whether feature alignment found (or confirmed) the pose; None when it was off."""
 
     @property
     def nerf_T_opengl(self) -> np.ndarray:
@@ -355,7 +357,7 @@ class PoseOptimizer:
         sampler = self._sampler(image_rgb, intrinsics, start, label_mask, config.seed)
         target_image = torch.from_numpy(image_rgb).to(self.device, torch.float32) / 255.0
 
-        align_note = ""
+        align_note, aligned = "", None
         if config.feature_align != "none":
             aligned, align_note = self._feature_align(config, image_rgb, intrinsics, start, sampler, target_image)
             if aligned is not None:  # now within about a degree: refine gently, one hypothesis
@@ -438,7 +440,8 @@ class PoseOptimizer:
         return PoseEstimate(
             nerf_T_optical=final_optical, iterations=iteration, final_loss=float(smoothed[best]),
             converged=converged, time_s=time.perf_counter() - started, num_hypotheses=k,
-            sampling_strategy=sampler.strategy, covariance=covariance, note=note, history=history, losses=losses)
+            sampling_strategy=sampler.strategy, covariance=covariance, note=note, history=history, losses=losses,
+            feature_aligned=None if config.feature_align == "none" else aligned is not None)
 
     def _sampler(self, image_rgb: np.ndarray, intrinsics: Intrinsics, nerf_T_optical: np.ndarray,
                  label_mask: np.ndarray | None, seed: int) -> PixelSampler:

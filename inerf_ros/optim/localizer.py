@@ -8,8 +8,9 @@ Used by ``inerf_node`` and by offline replay so both behave identically:
   between the two images, ``nerf_T_cam2 = nerf_T_cam1 @ inv(base_T_cam1) @ base_T_cam2`` (the
   kinematic chain from TF: within the calibration error, however fast the arm turns); without a
   chain, by a constant-velocity prediction;
-* a prior that disagrees with a well-held kinematic track is reported and not taken: the track
-  has the arm's encoders behind it, a prior is one detector's opinion of one image;
+* while a kinematic track is held, a prior is not taken: one that disagrees is reported (the track
+  has the arm's encoders behind it, a prior is one detector's opinion of one image), one that agrees
+  would only cost a full estimate (each tracking estimate is anchored by its own alignment);
 * otherwise there is no estimate, and the result says why ("no prior" is an outcome, not an error).
 """
 from __future__ import annotations
@@ -47,13 +48,13 @@ class LocalizerConfig:
                                        range=(0.0, 3600.0))
     reanchor_every_s: float = option(2.0, "while tracking, start from a fresh prior again after this long (s)",
                                      range=(0.0, 3600.0))
-    max_kinematic_gap_s: float = option(5.0, "with the arm's kinematic chain, track if the previous estimate is at "
-                                             "most this old (seconds): the chain carries the camera between "
-                                             "estimates, so the gap may be longer than max_tracking_gap_s",
+    max_kinematic_gap_s: float = option(30.0, "with the arm's kinematic chain, track if the previous estimate is at "
+                                              "most this old (seconds): the chain carries the camera between "
+                                              "estimates, so the gap may be longer than max_tracking_gap_s",
                                         range=(0.0, 3600.0))
     held_track_estimates: int = option(3, "consecutive trusted kinematic tracking estimates after which the track "
-                                          "is held: a re-anchoring prior that disagrees with it is then reported "
-                                          "and not taken", range=(1, 1000))
+                                          "is held: a re-anchoring prior is then not taken (reported when it "
+                                          "disagrees)", range=(1, 1000))
     prior_track_disagreement_m: float = option(0.05, "a prior further than this from a held track's prediction "
                                                      "disagrees with it (metres)", range=(0.0, 1000.0))
     prior_track_disagreement_deg: float = option(5.0, "a prior rotated further than this from a held track's "
@@ -140,7 +141,12 @@ class Localizer:
                 message = "; ".join(filter(None, [message, disagreement]))
                 self._last_anchor_s = stamp_s  # asked again at the next re-anchoring time, not every frame
             else:
-                estimate = self.optimizer.estimate(image_rgb, intrinsics, prior.nerf_T_optical, label_mask)
+                # A start from the arm's kinematics is within the calibration error: one hypothesis and a
+                # tracking estimate's few steps after the (full) alignment; no search around it.
+                overrides = dict(max_iterations=self.config.tracking_iterations, num_hypotheses=1) \
+                    if prior.source == "kinematics" else {}
+                estimate = self.optimizer.estimate(image_rgb, intrinsics, prior.nerf_T_optical, label_mask,
+                                                   **overrides)
                 self._held = 0
                 trusted = self._remember(stamp_s, estimate, base_T_optical)
                 self._last_anchor_s = stamp_s
@@ -162,7 +168,7 @@ class Localizer:
         return base_T_optical is not None and self._last is not None and self._last.base_T_optical is not None
 
     def _disagreement_with_held_track(self, stamp_s: float, prior: Prior, base_T_optical) -> str:
-        """A reason not to take ``prior`` ("" to take it): it disagrees with a well-held kinematic track."""
+        """A reason not to take ``prior`` ("" to take it): a kinematic track is held."""
         config = self.config
         if self._held < config.held_track_estimates or not self._kinematic(base_T_optical):
             return ""
@@ -173,7 +179,9 @@ class Localizer:
         distance_m = float(np.linalg.norm(relative[:3, 3])) * self.metres_per_unit
         angle_deg = math.degrees(math.acos(np.clip((np.trace(relative[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
         if distance_m <= config.prior_track_disagreement_m and angle_deg <= config.prior_track_disagreement_deg:
-            return ""
+            # Each tracking estimate is anchored in the NeRF by its own alignment (no drift to reset), so
+            # an agreeing prior would only cost a full estimate.
+            return f"{prior.source} prior agrees with the held kinematic track: tracking"
         return (f"{prior.source} prior {100 * distance_m:.1f} cm / {angle_deg:.1f} deg from the held kinematic "
                 f"track ({self._held} trusted estimates): not taken")
 

@@ -60,6 +60,9 @@ class ReplayConfig:
                          range=(1e-4, 100.0))
     domain_id: int = option(-1, "live: ROS_DOMAIN_ID of the replay (-1: the environment's ROS_DOMAIN_ID)",
                             range=(-1, 232))
+    live_processes: bool = option(True, "live: each node in a process of its own, loading its model from disk, as "
+                                        "ros2 launch runs them (false: all in this process, sharing one "
+                                        "interpreter; models given in memory always run so)")
     base_frame: str = option("base_link", "live: the robot's base frame; when the bag's TF has it, inerf_node "
                                           "publishes the nerf -> base correction and the report scores the camera "
                                           "through TF at every frame (summary.json)")
@@ -207,6 +210,7 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
         init_config = initializer_config(config.objects) if config.objects else None
         if estimator is None and init_config is None:
             notes.append("no object table (--objects): no PoseCNN prior, the prior columns are skipped")
+        injected = model is not None
         if model is None:
             model, loaded_detector = load_models(config, need_posecnn=init_config is not None)
             detector = detector or loaded_detector
@@ -220,8 +224,14 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
         if live:
             from inerf_ros.replay import live as live_replay
 
+            # Node processes load their models from disk: the directories replay loaded (or was told of).
+            on_disk = not injected or bool(config.nerf_model and config.posecnn_model)
+            model_dirs = {"nerf": str(config.nerf_model or default_model_dir("nerf_tabletop")),
+                          "posecnn": str(config.posecnn_model or default_model_dir("posecnn_tabletop"))} \
+                if config.live_processes and on_disk else None
             records, overlays, names, live_info = live_replay.replay_live(
-                bag, model, detector, init_config, config, optimizer, sampling, progress=progress)
+                bag, model, detector, init_config, config, optimizer, sampling, progress=progress,
+                model_dirs=model_dirs)
             arm = live_info.pop("arm", None)
             frames_info.update(live_info)
             notes += live_info.get("notes", [])

@@ -69,6 +69,9 @@ class BagFrame:
     """Why this frame cannot be localized (empty when it can)."""
     frame_id: str = ""
     """The image's ``header.frame_id`` (the camera's optical frame on TF)."""
+    stamp_ns: int = 0
+    """The image's stamp in integer nanoseconds: the key its outputs are matched by (float seconds at
+    1.7e9 s round to ~0.2 us, and ``round(stamp_s * 1e9)`` then misses the stamp a node copies)."""
 
 
 class Problems:
@@ -319,12 +322,13 @@ class CameraBag:
             msg = self._deserialize(raw, connection)
             if msg is None:  # the bag's log time stands in for the unreadable header stamp
                 yield BagFrame(index, log_ns * 1e-9, raw=bytes(raw), world_T_cam_gt=self.ground_truth(log_ns * 1e-9),
-                               problem="image message does not deserialise")
+                               problem="image message does not deserialise", stamp_ns=int(log_ns))
                 continue
             stamp_s = _stamp_s(msg.header.stamp)
             intrinsics, info_raw = self._camera_info(stamp_s)
             frame = BagFrame(index, stamp_s, raw=bytes(raw), intrinsics=intrinsics, camera_info_raw=info_raw,
-                             world_T_cam_gt=self.ground_truth(stamp_s), frame_id=str(msg.header.frame_id))
+                             world_T_cam_gt=self.ground_truth(stamp_s), frame_id=str(msg.header.frame_id),
+                             stamp_ns=int(msg.header.stamp.sec) * 10 ** 9 + int(msg.header.stamp.nanosec))
             if decode:
                 try:
                     frame.rgb = np.array(image_to_rgb(msg))  # writable (the bag buffer is read-only)

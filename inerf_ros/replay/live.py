@@ -112,15 +112,21 @@ class _Collector:
         with self.lock:
             return len(getattr(self, kind))
 
+    def has(self, kind: str, key: int) -> bool:
+        with self.lock:
+            return key in getattr(self, kind)
 
-def _stamp_ns(stamp_s: float) -> int:
-    return int(round(stamp_s * 1e9))
 
+def replay_live(bag, model, detector, init_config, config, optimizer, sampling, progress: bool = True,
+                model_dirs: dict[str, str] | None = None):
+    """Play ``bag`` into the nodes; returns (records, overlays, names, info).
 
-def replay_live(bag, model, detector, init_config, config, optimizer, sampling, progress: bool = True):
-    """Play ``bag`` into the nodes; returns (records, overlays, names, info)."""
+    With ``model_dirs`` ({"nerf": dir, "posecnn": dir}) each node runs in a process of its own and loads
+    its model, as under ``ros2 launch`` (no interpreter, GIL or executor shared with the player: the
+    timings are a robot's); without, the nodes run in this process on the given ``model``/``detector``.
+    """
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from rosgraph_msgs.msg import Clock
     from scipy.spatial.transform import Rotation
@@ -155,20 +161,33 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
     quat = Rotation.from_matrix(world_T_nerf[:3, :3]).as_quat()
     world_T_nerf_list = [float(v) for v in list(world_T_nerf[:3, 3]) + list(quat)]
     specific = {
-        "posecnn_node": _overrides(),
-        "initializer_node": _overrides(init_config),
-        "inerf_node": _overrides(optimizer, dataclasses.replace(sampling, strategy="mask_region"),
-                                 nerf_frame=topics.nerf_frame, world_frame=topics.world_frame,
-                                 world_T_nerf=world_T_nerf_list,
-                                 overlay_scale=float(config.overlay_scale), **_robot_parameters(bag, config)),
+        # On a robot, detections only re-anchor a held kinematic track: PoseCNN at 0.25 Hz leaves the CPU to it.
+        "posecnn_node": {"max_rate_hz": 0.25} if _robot_parameters(bag, config) else {},
+        "initializer_node": dataclasses.asdict(init_config),
+        "inerf_node": {**dataclasses.asdict(optimizer),
+                       **dataclasses.asdict(dataclasses.replace(sampling, strategy="mask_region")),
+                       "nerf_frame": topics.nerf_frame, "world_frame": topics.world_frame,
+                       "world_T_nerf": world_T_nerf_list, "overlay_scale": float(config.overlay_scale),
+                       **_robot_parameters(bag, config)},
     }
+    if model_dirs is not None:  # the player publishes camera images to other processes (node_main.DDS_TRANSPORT)
+        import os
+
+        from inerf_ros.ros.node_main import DDS_TRANSPORT, DDS_TRANSPORT_ENV
+
+        os.environ.setdefault(DDS_TRANSPORT_ENV, DDS_TRANSPORT)
     context = rclpy.context.Context()
     rclpy.init(context=context, domain_id=config.domain_id if config.domain_id >= 0 else None)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    nodes, inerf, spinner = [], None, None
+    # The nodes in this process need threads of their own; with node processes only the light player and
+    # collector are here, and rclpy's multi-threaded executor would spend a core polling.
+    executor = MultiThreadedExecutor(num_threads=4, context=context) if model_dirs is None else \
+        SingleThreadedExecutor(context=context)
+    nodes, inerf, spinner, processes = [], None, None, None
     try:
-        for spec, launch_overrides in nodes_to_start:
-            params = _overrides(**launch_overrides) + specific[spec.name]
+        if model_dirs is not None:
+            processes = _NodeProcesses(nodes_to_start, remaps, cli_args, specific, model_dirs, config)
+        for spec, launch_overrides in ([] if processes is not None else nodes_to_start):
+            params = _overrides(**{**launch_overrides, **specific[spec.name]})
             params = [p for p in params if p.name not in ("model_dir",)]
             kwargs = dict(context=context, parameter_overrides=params, cli_args=cli_args)
             if spec.name == "posecnn_node":
@@ -189,9 +208,12 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
         executor.add_node(player)
         spinner = threading.Thread(target=executor.spin, name="replay_executor", daemon=True)
         spinner.start()
-        _wait_for_subscribers(image_pub, 2, timeout_s=10.0)
+        # Node processes import torch and load their models first.
+        _wait_for_subscribers(image_pub, 2, timeout_s=10.0 if processes is None else 120.0,
+                              check=processes.check if processes is not None else None)
 
         robot = _RobotPlayer(player, bag.robot_messages, clock_pub)
+        robot.wait_for_listeners(2 if _robot_parameters(bag, config) else 0, timeout_s=30.0)
         published: dict[int, tuple[float, object]] = {}  # stamp ns -> (wall time, frame)
         total = len(range(0, bag.num_images, config.every))
         total = min(total, config.max_frames) if config.max_frames else total
@@ -210,23 +232,29 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
             if frame.camera_info_raw:
                 info_pub.publish(frame.camera_info_raw)
             image_pub.publish(frame.raw)
-            published[_stamp_ns(frame.stamp_s)] = (time.perf_counter(), frame)
+            published[frame.stamp_ns] = (time.perf_counter(), frame)
             bar.update(1)
-            bar.set_postfix(estimates=collector.count("poses"), dropped=inerf.dropped_frames)
+            bar.set_postfix(estimates=collector.count("poses"))
         bar.close()
         deadline = time.perf_counter() + config.drain_s
         while time.perf_counter() < deadline:
-            done = collector.count("statuses") + inerf.dropped_frames
-            if done >= len(published):
+            if inerf is not None and collector.count("statuses") + inerf.dropped_frames >= len(published):
                 break
+            # A node in another process: the newest frame is never dropped, so its status comes last.
+            if inerf is None and (not published or collector.has("statuses", max(published))):
+                break
+            if processes is not None:
+                processes.check()
             time.sleep(0.2)
         if published:  # the last correction republished past the last image (TF answers at its stamp)
             robot.play_until(max(published) * 1e-9 + 1.0, pace)
             clock_pub.publish(Clock(clock=seconds_to_stamp(max(published) * 1e-9 + 1.0)))
             time.sleep(0.3)
         time.sleep(0.5)  # the last overlay follows its status
-        dropped = inerf.dropped_frames
+        dropped = inerf.dropped_frames if inerf is not None else len(published) - collector.count("statuses")
     finally:
+        if processes is not None:
+            processes.close()
         for node in nodes:
             getattr(node, "close", lambda: None)()
         executor.shutdown(timeout_sec=5.0)
@@ -326,13 +354,79 @@ def _score_through_tf(bag, config, collector, records) -> dict:
         scores = tf_score.score_frames(collector.tf, [(f[0], f[1]) for f in frames], names, bag.world_T_nerf,
                                        believed)
         estimated = [r for r in records if r.has_estimate]
-        first_s = min((r.stamp_s for r in estimated), default=None)
+        # The window opens when the first estimate *came out* (its image's stamp plus its latency, in bag
+        # time): TF cannot hold a correction for the frames that passed while it was being computed.
+        first_s = min((r.stamp_s + r.latency_s * config.rate for r in estimated if math.isfinite(r.latency_s)),
+                      default=None)
         latencies = [r.latency_s for r in estimated if math.isfinite(r.latency_s)]
         summary = tf_score.summarize(scores, collector.tf, names, bag.world_T_nerf, believed, first_s,
                                      len(estimated), latencies)
     summary["scores"] = scores
     summary["tf_rejected"] = collector.tf_rejected[:5]
     return summary
+
+
+class _NodeProcesses:
+    """The nodes, each in a process of its own with its model loaded from disk (as ``ros2 launch`` runs them).
+
+    Parameters: the launch file's parameter file, then one of this replay's overrides; the processes'
+    output goes to a log file whose tail is shown when one of them dies.
+    """
+
+    def __init__(self, nodes_to_start, remaps, cli_args, specific: dict, model_dirs: dict, config):
+        import subprocess
+        import sys
+        import tempfile
+
+        import yaml
+
+        self._dir = Path(tempfile.mkdtemp(prefix="inerf_replay_nodes_"))
+        overrides = {}
+        for spec, launch_overrides in nodes_to_start:
+            values = {**launch_overrides, **specific[spec.name]}
+            if spec.name in ("inerf_node", "posecnn_node"):
+                values["model_dir"] = str(model_dirs["nerf" if spec.name == "inerf_node" else "posecnn"])
+            values = {name: _ros_value(value) for name, value in values.items()}
+            overrides[spec.name] = {"ros__parameters": {k: v for k, v in values.items() if v is not None}}
+        override_file = self._dir / "replay_overrides.yaml"
+        override_file.write_text(yaml.safe_dump(overrides))
+        from inerf_ros.ros.node_main import large_data_environment
+
+        env = dict(large_data_environment(), PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(config.threads or 1))
+        if config.domain_id >= 0:
+            env["ROS_DOMAIN_ID"] = str(config.domain_id)
+        self.log_path = self._dir / "nodes.log"
+        self._log = open(self.log_path, "w")
+        self._processes = {}
+        for spec, _ in nodes_to_start:
+            command = [sys.executable, "-m", spec.module, *cli_args, "--params-file", str(override_file)]
+            self._processes[spec.name] = subprocess.Popen(command, env=env, stdout=self._log,
+                                                          stderr=subprocess.STDOUT)
+
+    def check(self) -> None:
+        """Raise RuntimeError naming a node process that ended (with the log's tail)."""
+        for name, process in self._processes.items():
+            code = process.poll()
+            if code is not None:
+                self._log.flush()
+                tail = self.log_path.read_text().splitlines()[-15:]
+                raise RuntimeError(f"{name} exited with code {code} during the replay; its log ({self.log_path}) "
+                                   "ends:\n" + "\n".join(tail))
+
+    def close(self) -> None:
+        import signal
+        import subprocess
+
+        for process in self._processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in self._processes.values():
+            try:
+                process.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5.0)
+        self._log.close()
 
 
 class _Pace:
@@ -377,25 +471,27 @@ class _RobotPlayer:
             if topic == "/tf_static" and static is not None:
                 static.publish(raw)
 
+    def wait_for_listeners(self, count: int, timeout_s: float) -> None:
+        """Wait until ``count`` subscribers (inerf_node's TF listener, the collector) hear /tf."""
+        if "/tf" in self._publishers:
+            _wait_for_subscribers(self._publishers["/tf"], count, timeout_s)
+
     def play_until(self, stamp_s: float, pace: _Pace) -> None:
-        from rosgraph_msgs.msg import Clock
-
-        from inerf_ros.ros.stamps import seconds_to_stamp
-
         while self._next < len(self._messages) and self._messages[self._next][0] <= stamp_s * 1e9:
             log_ns, topic, _, raw = self._messages[self._next]
             self._next += 1
             publisher = self._publishers.get(topic)
             if publisher is None:
                 continue
-            pace.wait_for(log_ns * 1e-9)
-            self._clock_pub.publish(Clock(clock=seconds_to_stamp(log_ns * 1e-9)))
+            pace.wait_for(log_ns * 1e-9)  # /clock moves with the images (enough for the nodes' timers)
             publisher.publish(raw)
 
 
-def _wait_for_subscribers(publisher, count: int, timeout_s: float) -> None:
+def _wait_for_subscribers(publisher, count: int, timeout_s: float, check=None) -> None:
     deadline = time.perf_counter() + timeout_s
     while publisher.get_subscription_count() < count and time.perf_counter() < deadline:
+        if check is not None:
+            check()
         time.sleep(0.05)
     time.sleep(0.3)  # let the other topics' discovery finish too
 

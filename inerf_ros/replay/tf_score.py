@@ -117,7 +117,10 @@ def base_error(tree: TfTree, names: ArmFrames, world_T_nerf: np.ndarray, stamp_s
 def summarize(scores: list[TfFrameScore], tree: TfTree, names: ArmFrames, world_T_nerf: np.ndarray,
               believed_nerf_T_base: np.ndarray | None, first_estimate_s: float | None,
               estimates: int, latencies_s: list[float]) -> dict:
-    """``summary.json``'s keys: the corrected column, the ``kinematics_`` baseline, base placement, TF health."""
+    """``summary.json``'s keys: the corrected column, the ``kinematics_`` baseline, base placement, TF health.
+
+    ``first_estimate_s``: bag time at which the first localization was out (the scored window's start).
+    """
     summary = {"frames_total": len(scores), "first_localization_s": first_estimate_s, "estimates": int(estimates),
                "median_latency_s": float(np.median(latencies_s)) if latencies_s else math.nan}
     summary.update(_column(scores, "", first_estimate_s))

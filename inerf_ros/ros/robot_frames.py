@@ -60,7 +60,13 @@ class RobotFrames:
         self._initial_nerf_T_root = _pose_from_list(config.initial_nerf_T_base, "initial_nerf_T_base")
         self._filter = CorrectionFilter(correction_config)
         self._buffer = Buffer(node=node)
-        self._listener = TransformListener(self._buffer, node)
+        # TF gets a node and a thread of its own (tf2_ros' spin_thread): on a busy CPU the node's executor
+        # lags behind a 30-500 Hz /tf, and a chain that arrives late reads as "extrapolation into the future".
+        import rclpy
+
+        self._tf_node = rclpy.create_node(f"{node.get_name()}_tf_listener", context=node.context,
+                                          start_parameter_services=False)
+        self._listener = TransformListener(self._buffer, self._tf_node, spin_thread=True)
         self._broadcaster = TransformBroadcaster(node)
         self.updates = 0
         period = 1.0 / config.correction_rate_hz
@@ -97,6 +103,13 @@ class RobotFrames:
 
     def reset(self) -> None:
         self._filter.reset()
+
+    def close(self) -> None:
+        """Stop the listener's thread and node."""
+        unregister = getattr(self._listener, "unregister", None)
+        if unregister is not None:
+            unregister()
+        self._tf_node.destroy_node()
 
     def on_timer(self) -> None:
         nerf_T_root = self.nerf_T_root

@@ -131,3 +131,9 @@ class LatestSlot(Generic[T]):
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def pending(self) -> bool:
+        """Whether a newer item is waiting (the consumer is behind)."""
+        with self._changed:
+            return self._item is not None

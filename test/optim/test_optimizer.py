@@ -162,9 +162,12 @@ def test_a_prior_that_disagrees_with_a_held_track_is_reported_not_taken(box_nerf
     assert result.prior_source == "tracking" and "not taken" in result.message
     assert 18.0 < float(re.search(r"prior ([0-9.]+) cm", result.message).group(1)) < 22.0
     assert errors(result.estimate.nerf_T_optical, gt)[1] < 0.02
-    agreeing = perturbed(gt, 1.0, [0, 0, 1], [0.01, 0.0, 0.0])  # a prior that agrees re-anchors as usual
-    assert localizer.localize(image, intrinsics, 0.6, Prior(agreeing, 0.6),
-                              base_T_optical=base_T_cam).prior_source == "posecnn"
+    agreeing = perturbed(gt, 1.0, [0, 0, 1], [0.01, 0.0, 0.0])  # agrees: no full estimate needed
+    result = localizer.localize(image, intrinsics, 0.6, Prior(agreeing, 0.6), base_T_optical=base_T_cam)
+    assert result.prior_source == "tracking" and "agrees with the held kinematic track" in result.message
+    lost = Localizer(optimizer, config, metres_per_unit=1.0)  # no track held: a prior is taken
+    assert lost.localize(image, intrinsics, 0.6, Prior(agreeing, 0.6),
+                         base_T_optical=base_T_cam).prior_source == "posecnn"
 
 
 def test_tracking_learning_rate_keeps_an_accurate_start_accurate(box_nerf, box_view):
