@@ -58,9 +58,11 @@ class InerfNodeConfig:
                                       "arrive after the image", range=(0.0, 10.0))
     correction_rate_hz: float = option(20.0, "rate at which the nerf -> base correction is republished (Hz)",
                                        range=(0.1, 1000.0), read_only=True)
-    correction_future_dating_s: float = option(0.5, "the republished correction is stamped this far ahead of now "
-                                                    "(AMCL's transform_tolerance): lookups at stamps just newer "
-                                                    "than the last republish succeed (s)", range=(0.0, 10.0))
+    correction_future_dating_s: float = option(0.1, "the republished correction is stamped this far ahead of now "
+                                                    "(AMCL's transform_tolerance): a lookup at a stamp newer than "
+                                                    "the last republish still succeeds; more delays a new "
+                                                    "correction's effect on lookups at image stamps (s)",
+                                               range=(0.0, 10.0))
     use_prior: bool = option(True, "wait for camera priors (from initializer_node) to start estimates")
     prior_wait_s: float = option(3.0, "how long a frame waits for its prior before tracking/skipping (s)",
                                  range=(0.0, 60.0))

@@ -69,6 +69,7 @@ class RobotFrames:
         self._listener = TransformListener(self._buffer, self._tf_node, spin_thread=True)
         self._broadcaster = TransformBroadcaster(node)
         self.updates = 0
+        self._published = False
         period = 1.0 / config.correction_rate_hz
         self._timer = node.create_timer(period, self.on_timer)
 
@@ -103,6 +104,7 @@ class RobotFrames:
 
     def reset(self) -> None:
         self._filter.reset()
+        self._published = False
 
     def close(self) -> None:
         """Stop the listener's thread and node."""
@@ -118,5 +120,9 @@ class RobotFrames:
         now_s = stamp_to_seconds(self._node.get_clock().now().to_msg())
         if now_s <= 0.0 or not math.isfinite(now_s):  # sim time before the first /clock message
             return
-        self._broadcaster.send_transform(pose_msgs.matrix_to_transform_stamped(
-            nerf_T_root, self._nerf_frame, self.root_frame, seconds_to_stamp(now_s + self._future_dating_s)))
+        stamps_s = [now_s + self._future_dating_s]
+        if not self._published:  # TF's history of the correction starts now, not future_dating_s from now
+            stamps_s.insert(0, now_s)
+            self._published = True
+        self._broadcaster.send_transform([pose_msgs.matrix_to_transform_stamped(
+            nerf_T_root, self._nerf_frame, self.root_frame, seconds_to_stamp(stamp_s)) for stamp_s in stamps_s])

@@ -95,14 +95,37 @@ class OracleDetector:
         return DetectionResult([Detection(1, "box", 0.9, cam_T_obj, 1.0)], view.label.copy())
 
 
+TOOL0_T_CAMERA = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, -0.07], [0.0, 0.0, 1.0, 0.035], [0, 0, 0, 1.0]])
+
+
+def _between(a_T_b: np.ndarray, a_T_c: np.ndarray, fraction: float) -> np.ndarray:
+    """A pose ``fraction`` of the way from one pose to another (SLERP and linear)."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    out = np.eye(4)
+    out[:3, :3] = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a_T_b[:3, :3], a_T_c[:3, :3]])))(
+        [fraction]).as_matrix()[0]
+    out[:3, 3] = (1 - fraction) * a_T_b[:3, 3] + fraction * a_T_c[:3, 3]
+    return out
+
+
 def _transform(types, stamp, parent, child, pose):
     from inerf_ros.scene.bag_command import tf_stamped as make
 
     return make(types, stamp, parent, child, pose)
 
 
-def write_bag(path, views, camera_info=True, ground_truth=True, corrupt=(), intrinsics=INTRINSICS):
-    """A bag in make-bag's layout; images whose index is in ``corrupt`` are written truncated."""
+# A robot bag's arm: its true base placement in the world (= NeRF) frame, and the one it believes.
+WORLD_T_BASE = frames.look_at([1.5, -1.0, 0.0], (0.0, 0.0, 0.0))
+BELIEVED_SHIFT_M = (0.03, 0.0, -0.02)
+
+
+def write_bag(path, views, camera_info=True, ground_truth=True, corrupt=(), intrinsics=INTRINSICS, robot=False):
+    """A bag in make-bag's layout; images whose index is in ``corrupt`` are written truncated.
+
+    ``robot``: images in ``camera_color_optical_frame`` with an arm's chain on TF as robot_state_publisher
+    would publish it (``base_link -> tool0`` dynamic at each image and between images, ``tool0 ->
+    camera_color_optical_frame`` static) and the true base as ``world -> base_link_gt``."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -116,10 +139,25 @@ def write_bag(path, views, camera_info=True, ground_truth=True, corrupt=(), intr
         for k, view in enumerate(views):
             ns = int(round(view.stamp_s * 1e9))
             stamp = types["builtin_interfaces/msg/Time"](sec=ns // 10 ** 9, nanosec=ns % 10 ** 9)
+            camera_frame = "camera_color_optical_frame" if robot else "camera_optical"
             if k == 0:
+                static = [_transform(types, stamp, "world", "nerf", np.eye(4))]
+                if robot:
+                    static += [_transform(types, stamp, "world", "base_link_gt", WORLD_T_BASE),
+                               _transform(types, stamp, "tool0", camera_frame, TOOL0_T_CAMERA)]
                 writer.write(static_conn, ns, store.serialize_cdr(types["tf2_msgs/msg/TFMessage"](
-                    transforms=[_transform(types, stamp, "world", "nerf", np.eye(4))]), "tf2_msgs/msg/TFMessage"))
-            header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="camera_optical")
+                    transforms=static), "tf2_msgs/msg/TFMessage"))
+            if robot:  # the chain at the image, and half-way to the next one (robot_state_publisher's rate)
+                following = views[min(k + 1, len(views) - 1)]
+                for fraction in (0.0, 0.5):
+                    at_ns = ns + int(round(fraction * (following.stamp_s - view.stamp_s) * 1e9))
+                    world_T_cam = _between(view.world_T_cam, following.world_T_cam, fraction)
+                    base_T_tool0 = np.linalg.inv(WORLD_T_BASE) @ world_T_cam @ np.linalg.inv(TOOL0_T_CAMERA)
+                    at = types["builtin_interfaces/msg/Time"](sec=at_ns // 10 ** 9, nanosec=at_ns % 10 ** 9)
+                    writer.write(tf_conn, at_ns, store.serialize_cdr(types["tf2_msgs/msg/TFMessage"](
+                        transforms=[_transform(types, at, "base_link", "tool0", base_T_tool0)]),
+                        "tf2_msgs/msg/TFMessage"))
+            header = types["std_msgs/msg/Header"](stamp=stamp, frame_id=camera_frame)
             h, w = view.rgb.shape[:2]
             image = store.serialize_cdr(types["sensor_msgs/msg/Image"](
                 header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w,
