@@ -116,3 +116,54 @@ def test_root_covariance_carries_a_camera_covariance_through_the_chain():
     lever = np.linalg.norm(np.linalg.inv(base_T_cam)[:3, 3][:2])  # the base's distance from the camera's axis
     assert np.trace(base[3:, 3:]) == pytest.approx(1e-4)
     assert np.trace(base[:3, :3]) == pytest.approx(1e-4 * lever ** 2, rel=1e-6)
+
+
+def _nan_chain():
+    from geometry_msgs.msg import TransformStamped
+
+    transform = TransformStamped()
+    transform.header.frame_id, transform.child_frame_id = "base_link", "camera_optical"
+    transform.header.stamp = seconds_to_stamp(STAMP_S)
+    transform.transform.rotation.w = float("nan")  # a joint state with NaN reaches TF as this
+    return transform
+
+
+@pytest.mark.parametrize("fault", ["NaN in the chain", "stale chain", "wrong base_frame"])
+def test_a_bad_chain_never_builds_a_correction_and_says_why(robot_graph, fault):
+    """Each falls back to the PoseCNN prior (the frame is still localised) with the reason in the status."""
+    from inerf_ros.ros.tf import TF_QOS
+
+    extra = [Parameter("tf_timeout_s", value=0.2)]
+    if fault == "wrong base_frame":
+        extra.append(Parameter("base_frame", value="base_link_typo"))
+    executor, _, probe, static_pub = robot_graph(*extra)
+    tf_pub = probe.node.create_publisher(TFMessage, "/tf", TF_QOS)
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    if fault == "NaN in the chain":
+        static_pub.publish(TFMessage(transforms=[_nan_chain()]))
+    elif fault == "stale chain":  # the arm's last joint state is 5 s older than the image
+        tf_pub.publish(TFMessage(transforms=[pose_msgs.matrix_to_transform_stamped(
+            _base_T_cam(), "base_link", "camera_optical", seconds_to_stamp(STAMP_S - 5.0))]))
+    else:
+        _publish_chain(static_pub)
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: probe.received["status"] and probe.received["pose"], timeout_s=20)
+    status = probe.received["status"][-1]
+    expected = {"NaN in the chain": "no kinematic chain", "stale chain": "extrapolation into the future",
+                "wrong base_frame": "base_link_typo"}[fault]
+    assert expected in status.message and status.prior_source == "posecnn", status.message
+    spin_until(executor, lambda: False, timeout_s=0.3)
+    assert not [t for msg in probe.received["tf"] for t in msg.transforms if t.header.frame_id == "nerf"]
+
+
+def test_time_jumping_back_resets_the_correction_and_the_node_goes_on(robot_graph):
+    executor, inerf, probe, static_pub = robot_graph()
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    _publish_chain(static_pub)
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: len(probe.received["pose"]) >= 1, timeout_s=20)
+    assert inerf._robot.nerf_T_root is not None  # the first estimate anchored the correction
+    probe.send_frame(stamp_s=STAMP_S - 100.0, prior=camera_prior())  # a bag loop
+    assert spin_until(executor, lambda: len(probe.received["status"]) >= 2, timeout_s=20)
+    assert "time jumped back" in probe.received["status"][-1].message
+    assert spin_until(executor, lambda: len(probe.received["pose"]) >= 2, timeout_s=20)
