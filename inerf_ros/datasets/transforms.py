@@ -254,6 +254,12 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
             pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
         if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
             raise DatasetError(f"{json_path}: frame {i} 'transform_matrix' must be a finite 4x4 matrix")
+        rotation = pose[:3, :3]
+        # A zero or scaled rotation would only fail deep inside training (a camera with no viewing
+        # direction); 1e-2 admits matrices printed with few decimals.
+        if np.abs(rotation.T @ rotation - np.eye(3)).max() > 1e-2 or np.linalg.det(rotation) < 0:
+            raise DatasetError(f"{json_path}: frame {i} 'transform_matrix' has no rotation in its upper-left 3x3 "
+                               f"(R^T R must be the identity, det +1): {np.round(rotation, 4).tolist()}")
         image_path = find_image(base, str(frame["file_path"]), json_path)
         rgb = load_image(image_path, bg)
         height, width = rgb.shape[:2]

@@ -139,6 +139,10 @@ def test_missing_intrinsics_and_bad_matrix(tmp_path):
                                           "frames": [{"file_path": "images/a.png", "transform_matrix": [[1, 2]]}]}))
     with pytest.raises(DatasetError, match="no transforms"):
         load_transforms(tmp_path / "images")
+    zero_rotation = [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 1.0]]
+    with pytest.raises(DatasetError, match="no rotation"):  # refused at load, not 37 s into training
+        frame = {"file_path": "images/a.png", "transform_matrix": zero_rotation}
+        load_transforms(_write(tmp_path, {"camera_angle_x": 1.0, "frames": [frame]}))
 
 
 def test_sparse_points_follow_their_frames(tmp_path):
