@@ -390,7 +390,10 @@ def main(argv=None) -> int:
     cold = [bench.latency(s) for s in cold_stamps]
     tracked = [s for s in tracking_stamps if s in bench.poses]
     latencies = [bench.latency(s) for s in tracked]
-    window = max((bench.poses[s][0] for s in tracked), default=start) - bench.sent[tracking_stamps[0]]
+    with bench.lock:  # the run ends with the last output: a pose, or the status of a frame without one
+        ends = [bench.poses[s][0] for s in tracked] + [bench.statuses[s][0] for s in tracking_stamps
+                                                       if s in bench.statuses]
+    window = max(ends, default=start) - bench.sent[tracking_stamps[0]]
     mode = "hand-held camera, PoseCNN-like priors" if args.hand_held else \
         "UR10e arm: believed chain on /tf, base_frame base_link, correction nerf -> base_link"
     print()
@@ -399,7 +402,7 @@ def main(argv=None) -> int:
     cold_prior = "PoseCNN-like prior, 10 deg / 5 cm" if args.hand_held else \
         "believed base placement + chain: prior source kinematics"
     print(f"cold estimate ({cold_prior}; {prior_sources(bench, cold_stamps)}): image-in to camera_pose median "
-          f"{statistics.median(cold):.2f} s over {len(cold)} ({', '.join(f'{c:.2f}' for c in cold)}); "
+          f"{percentile(cold, 50):.2f} s over {len(cold)} ({', '.join(f'{c:.2f}' for c in cold)}); "
           f"{error_summary(bench, cold_stamps)}")
     rate = len(tracked) / window if window > 0 else float("nan")
     print(f"tracking ({values['tracking_iterations']} iterations per frame, {len(tracking_stamps)} frames at "
