@@ -30,6 +30,7 @@ with constant velocity, publishing ``nerf -> camera_optical``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -322,10 +323,8 @@ def main(argv=None) -> int:
     if args.hand_held:  # the bench publishes no detections; no re-anchoring, so that tracking is what is timed
         overrides.update(prior_wait_s=0.5, reanchor_every_s=1000.0)
     else:
-        with open(world / "arm" / "robot.json") as handle:
-            import json
-
-            believed = np.asarray(json.load(handle)["believed_world_T_base"], dtype=np.float64)
+        robot_json = json.loads((world / "arm" / "robot.json").read_text())
+        believed = np.asarray(robot_json["believed_world_T_base"], dtype=np.float64)  # world == nerf in the demo
         overrides.update(base_frame="base_link", initial_nerf_T_base=xyz_quat(believed))
     values = {**shipped, **overrides}
 
