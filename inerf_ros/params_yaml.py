@@ -61,10 +61,12 @@ INERF_DEMO_VALUES = {
     "num_rays": 512,
     # Tracking: one small alignment round (96x72 rendering, usually a kept one) + 2 Adam steps,
     # ~0.24 s per frame on one core with the arm's kinematic prediction (the PnP does the work; the
-    # photometric steps only polish); a loss above 0.008 (a held track: ~0.002) means lost.
+    # photometric steps only polish). A held track's loss is ~0.002-0.006 on the arm's frames, a lost
+    # one ~0.02; the first view from 1.1 m (more of the room, which the field holds least well) scored
+    # 0.0083 for an estimate 0.7 deg / 0.9 cm off, so 0.012 means lost.
     "tracking_iterations": 2,
     "tracking_feature_align_scale": 0.15,
-    "max_tracking_loss": 0.008,
+    "max_tracking_loss": 0.012,
     "tracking_learning_rate": 0.003,
     "covariance_rays": 256,  # 6 parameters: 768 residuals suffice; 2048 rays cost ~0.3 s per frame
 }
