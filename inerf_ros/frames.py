@@ -54,9 +54,36 @@ def metres_to_nerf(pose_or_points, metres_per_unit: float):
     return _scale(pose_or_points, 1.0 / metres_per_unit)
 
 
-def _scale(x, factor: float):
+def covariance_nerf_to_metres(covariance, metres_per_unit: float) -> np.ndarray:
+    """A pose covariance (..., 6, 6) over ``[x y z rx ry rz]`` (``geometry_msgs/PoseWithCovariance``'s
+    order) from NeRF units to metres: the translation rows and columns scale by ``metres_per_unit``
+    (so the translation block by its square); rotations are in radians in both. Returns a copy."""
+    return _scale_covariance(covariance, metres_per_unit)
+
+
+def covariance_metres_to_nerf(covariance, metres_per_unit: float) -> np.ndarray:
+    """The inverse of :func:`covariance_nerf_to_metres`."""
+    return _scale_covariance(covariance, 1.0 / _checked_factor(metres_per_unit))
+
+
+def _checked_factor(factor: float) -> float:
     if not np.isfinite(factor) or factor <= 0:
         raise ValueError(f"metres_per_unit must be a positive finite number, got {factor}")
+    return float(factor)
+
+
+def _scale_covariance(covariance, factor: float) -> np.ndarray:
+    factor = _checked_factor(factor)
+    out = np.array(covariance, dtype=np.float64, copy=True)
+    if out.shape[-2:] != (6, 6):
+        raise ValueError(f"a pose covariance must have shape (..., 6, 6), got {out.shape}")
+    out[..., :3, :] *= factor
+    out[..., :, :3] *= factor
+    return out
+
+
+def _scale(x, factor: float):
+    _checked_factor(factor)
     is_tensor = isinstance(x, Tensor)
     out = x.clone() if is_tensor else np.array(x, dtype=np.float64, copy=True)
     if out.shape[-2:] == (4, 4):

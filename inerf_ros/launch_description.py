@@ -9,9 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+import yaml
 
 from inerf_ros import paths
+from inerf_ros.ros.node_main import large_data_environment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +107,39 @@ def resolve(values: dict[str, str]) -> tuple[list[tuple[NodeSpec, dict]], list[t
     return nodes, remaps
 
 
+def check_parameters(values: dict[str, str]) -> None:
+    """Refuse, in one line (``ValueError``), a parameter file whose started nodes disagree on a shared value.
+
+    ``metres_per_unit`` is a parameter of initializer_node (detections are metric, the object poses in
+    NeRF units) and of inerf_node (0 there: the model's): two values would put every prior at the
+    wrong distance, and the estimates would be refused as implausible with no word of the cause.
+    """
+    if not _truthy(values["use_posecnn"]):   # no initializer_node: nothing to agree with
+        return
+    path = Path(values["params_file"])
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"params_file {path}: not YAML: {' '.join(str(error).split())}") from None
+
+    def value(node: str):   # a malformed file is left to the node, which names the parameter
+        section = data.get(node) if isinstance(data, dict) else None
+        section = section.get("ros__parameters") if isinstance(section, dict) else None
+        return section.get("metres_per_unit") if isinstance(section, dict) else None
+
+    initializer, inerf = value("initializer_node"), value("inerf_node")
+    if initializer is None or inerf is None:
+        return
+    try:
+        initializer, inerf = float(initializer), float(inerf)
+    except (TypeError, ValueError):
+        return   # the node itself refuses a value that is not a number, with the parameter's range
+    if inerf != 0.0 and not math.isclose(initializer, inerf, rel_tol=1e-9):
+        raise ValueError(f"params_file {path}: metres_per_unit is {initializer:g} for initializer_node but "
+                         f"{inerf:g} for inerf_node: set one value in both sections (or 0 in inerf_node "
+                         f"to use the model's)")
+
+
 # -- `inerf-ros launch localize` -----------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("launch_name", choices=["localize"], help="what to launch (the localize pipeline)")
@@ -117,7 +158,11 @@ def _ros_value(value) -> str:
 
 
 def node_commands(values: dict[str, str]) -> dict[str, list[str]]:
-    """{node name: the command line that runs it in a process of its own} for argument ``values``."""
+    """{node name: the command line that runs it in a process of its own} for argument ``values``.
+
+    Raises ``ValueError`` when the parameter file fails :func:`check_parameters`.
+    """
+    check_parameters(values)
     nodes_to_start, remaps = resolve(values)
     commands = {}
     for spec, overrides in nodes_to_start:
@@ -132,8 +177,6 @@ def node_commands(values: dict[str, str]) -> dict[str, list[str]]:
 
 def _describe_exit(code: int) -> str:
     if code < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
@@ -151,12 +194,7 @@ def supervise(commands: dict[str, list[str]], respawn: bool = False, respawn_del
     Returns 0 when every process ended with 0 (or was stopped by us), else the last non-zero code
     (1 for a death by signal).
     """
-    import subprocess
-    import time
-
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    from inerf_ros.ros.node_main import large_data_environment
-
     env = large_data_environment()  # camera images between processes (node_main.DDS_TRANSPORT)
     processes = {name: subprocess.Popen(command, env=env) for name, command in commands.items()}
     restart_at: dict[str, float] = {}
@@ -188,8 +226,6 @@ def supervise(commands: dict[str, list[str]], respawn: bool = False, respawn_del
 
 
 def _stop(processes: dict) -> None:
-    import signal
-
     for sig, wait_s in ((signal.SIGINT, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
         alive = [p for p in processes.values() if p.poll() is None]
         if not alive:

@@ -9,12 +9,12 @@ def generate_launch_description():
     # launch / launch_ros are imported here only: the PyPI ROS 2 environment has neither, and the
     # tests import this file to check it against the shared description.
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, GroupAction
+    from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
     from launch.conditions import IfCondition
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node, SetParameter
 
-    from inerf_ros.launch_description import NODES, REMAPPINGS, TF_REMAPPINGS, launch_arguments
+    from inerf_ros.launch_description import NODES, REMAPPINGS, TF_REMAPPINGS, check_parameters, launch_arguments
 
     actions = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
                for a in launch_arguments()]
@@ -28,4 +28,6 @@ def generate_launch_description():
             parameters=[LaunchConfiguration("params_file"), overrides], remappings=remappings,
             arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
             condition=IfCondition(LaunchConfiguration(spec.condition)) if spec.condition else None))
-    return LaunchDescription(actions + [GroupAction(nodes)])
+    # The parameter file is known only once the arguments are: checked then, before any node starts.
+    check = OpaqueFunction(function=lambda context: check_parameters(dict(context.launch_configurations)) or [])
+    return LaunchDescription(actions + [check, GroupAction(nodes)])

@@ -12,12 +12,13 @@ import time
 
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from inerf_ros import frames
 from inerf_ros.config import option
 from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
+from inerf_ros.optim.correction import CorrectionConfig
 from inerf_ros.optim.inerf import OptimizerConfig
 from inerf_ros.optim.localizer import LocalizerConfig, Prior
 from inerf_ros.optim.sampling import SamplingConfig
@@ -25,13 +26,11 @@ from inerf_ros.pipeline import FrameInput, InerfPipeline, PlausibilityConfig
 from inerf_ros.ros import camera_info as camera_info_conv
 from inerf_ros.ros import image as image_conv
 from inerf_ros.ros import node_main, parameters, pose_msgs
+from inerf_ros.ros.qos import RESULT_QOS
 from inerf_ros.ros.stamp_cache import LatestSlot, StampCache
-from inerf_ros.optim.correction import CorrectionConfig
 from inerf_ros.ros.robot_frames import RobotFrames
 from inerf_ros.ros.stamps import stamp_to_seconds
 from inerf_ros.ros.tf import StaticTransformBroadcaster, TransformBroadcaster
-
-RESULT_QOS = QoSProfile(depth=20)  # a slow subscriber (a replay collector, rviz) loses none of a burst
 
 
 @dataclasses.dataclass
@@ -66,8 +65,10 @@ class InerfNodeConfig:
     use_prior: bool = option(True, "wait for camera priors (from initializer_node) to start estimates")
     prior_wait_s: float = option(3.0, "how long a frame waits for its prior before tracking/skipping (s)",
                                  range=(0.0, 60.0))
-    stamp_tolerance_s: float = option(0.02, "max stamp difference when matching prior/mask to an image (s)",
-                                      range=(0.0, 10.0))
+    stamp_tolerance_s: float = option(0.02, "max stamp difference when matching a prior, mask or camera_info to "
+                                            "an image (s); with no camera_info that close the latest one is used "
+                                            "(a camera's intrinsics are static: the stamp matters only when they "
+                                            "change)", range=(0.0, 10.0))
     cache_size: int = option(30, "stamped priors / masks / camera_infos kept for matching", range=(1, 1000))
     time_jump_back_s: float = option(1.0, "an image or message stamped this much before the newest one means time "
                                           "went backwards (bag loop, sim reset): the caches and the tracker are "
@@ -186,12 +187,17 @@ class InerfNode(Node):
                 self._publish_status(msg.header, None, message=f"{type(error).__name__}: {error}")
 
     def _frame_input(self, msg: Image) -> FrameInput | str:
-        """Decode and match one frame; a string says why it cannot be used."""
+        """Decode and match one frame; a string says why it cannot be used.
+
+        The camera_info is the one nearest the image's stamp within ``stamp_tolerance_s``, else the
+        latest: a camera's intrinsics are static, so most drivers publish them rarely or at another
+        rate than the images, and the stamp matters only when they change (a resolution switch); an
+        image that does not fit the latest camera_info is refused by the size check below.
+        """
         config = self._config
         stamp_s = stamp_to_seconds(msg.header.stamp)
         jump_note = self._check_time_jump(stamp_s)
-        info = self._camera_infos.nearest(stamp_s, tolerance_s=max(config.stamp_tolerance_s, 1.0)) \
-            or self._camera_infos.latest()
+        info = self._camera_infos.nearest(stamp_s, config.stamp_tolerance_s) or self._camera_infos.latest()
         if info is None:
             return "no camera_info received yet"
         try:
@@ -214,9 +220,7 @@ class InerfNode(Node):
             match = match or self._priors.latest()  # the localizer decides whether it is too old
             if match is not None:
                 prior = Prior(frames.metres_to_nerf(match[1][0], self._metres_per_unit), match[0], "posecnn")
-                prior_covariance = match[1][1].copy()   # metres -> NeRF units, as the pose
-                prior_covariance[:3, :] /= self._metres_per_unit
-                prior_covariance[:, :3] /= self._metres_per_unit
+                prior_covariance = frames.covariance_metres_to_nerf(match[1][1], self._metres_per_unit)
             prior_note = self._prior_error
         fresh = prior is not None and abs(prior.stamp_s - stamp_s) <= self._max_prior_age_s()
         if not fresh and self._robot is not None and not self._pipeline.can_track(stamp_s, base_T_optical):
@@ -267,9 +271,7 @@ class InerfNode(Node):
             return
         nerf_T_cam = frames.nerf_to_metres(result.estimate.nerf_T_optical, self._metres_per_unit)
         header = msg.header  # outputs carry the image's stamp, never now()
-        covariance = result.estimate.covariance.copy()
-        covariance[:3, :] *= self._metres_per_unit
-        covariance[:, :3] *= self._metres_per_unit
+        covariance = frames.covariance_nerf_to_metres(result.estimate.covariance, self._metres_per_unit)
         if self._robot is not None:  # the camera has a parent in the robot's tree: correct the root instead
             # Only estimates that the features anchored in the NeRF move the robot's frame: a photometric
             # fallback from a kinematic start stays near that start and would confirm the believed error.

@@ -10,15 +10,13 @@ import dataclasses
 import numpy as np
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
 
 from inerf_ros import frames
 from inerf_ros.config import option
 from inerf_ros.initializer import CameraPriorEstimator, InitializerConfig
 from inerf_ros.msg import ObjectPoseArray
 from inerf_ros.ros import node_main, parameters, pose_msgs
-
-RESULT_QOS = QoSProfile(depth=5)
+from inerf_ros.ros.qos import RESULT_QOS
 
 
 @dataclasses.dataclass
@@ -72,12 +70,9 @@ class InitializerNode(Node):
             self.get_logger().info(f"no prior: {prior.reason}", throttle_duration_sec=2.0)
             return
         mpu = self._config.metres_per_unit
-        covariance = np.array(prior.covariance, dtype=np.float64)
-        covariance[:3, :] *= mpu
-        covariance[:, :3] *= mpu
         self._prior_pub.publish(pose_msgs.pose_with_covariance_stamped(
-            frames.nerf_to_metres(prior.nerf_T_cam, mpu), covariance, self._node_config.nerf_frame,
-            msg.header.stamp))
+            frames.nerf_to_metres(prior.nerf_T_cam, mpu), frames.covariance_nerf_to_metres(prior.covariance, mpu),
+            self._node_config.nerf_frame, msg.header.stamp))
 
 
 def main(args=None) -> int:

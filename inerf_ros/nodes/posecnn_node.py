@@ -1,22 +1,37 @@
-"""posecnn_node: image + camera_info -> ObjectPoseArray (object poses and the label mask)."""
+"""posecnn_node: image + camera_info -> ObjectPoseArray (object poses and the label mask).
+
+As in inerf_node, callbacks only file messages away; a worker thread detects in the newest image
+(older ones are dropped when it falls behind), so the executor never blocks on the network.
+"""
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
 from inerf_ros.msg import ObjectPose, ObjectPoseArray
+from inerf_ros.posecnn.model import load_posecnn
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.ros import camera_info as camera_info_conv
 from inerf_ros.ros import image as image_conv
 from inerf_ros.ros import node_main, parameters, pose_msgs
+from inerf_ros.ros.qos import RESULT_QOS
+from inerf_ros.ros.stamp_cache import LatestSlot
 from inerf_ros.ros.stamps import stamp_to_seconds
 
-DETECTIONS_QOS = QoSProfile(depth=5)
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    """An image with the camera as it was when the image arrived (a later camera_info is another camera)."""
+    image: Image
+    intrinsics: Intrinsics | None
+    camera_info_error: str
 
 
 @dataclasses.dataclass
@@ -41,7 +56,6 @@ class PosecnnNode(Node):
         self._last_detection_s = -float("inf")
         refine = parameters.declare_config(self, SilhouetteRefineConfig)
         if detector is None:
-            from inerf_ros.posecnn.model import load_posecnn
             if not self._config.model_dir:
                 raise ValueError("parameter model_dir is empty: point it at a PoseCNN model directory")
             detector = load_posecnn(self._config.model_dir, device=self._config.device, refine=refine)
@@ -56,10 +70,14 @@ class PosecnnNode(Node):
                                          check=self._check_classes)
         self._intrinsics = None
         self._camera_info_error = ""
-        self._detections_pub = self.create_publisher(ObjectPoseArray, "detections", DETECTIONS_QOS)
+        self._frames: LatestSlot[_Frame] = LatestSlot()
+        self._detections_pub = self.create_publisher(ObjectPoseArray, "detections", RESULT_QOS)
         self._label_pub = self.create_publisher(Image, "label_image", qos_profile_sensor_data)
         self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
         self.create_subscription(Image, "image_raw", self.on_image, qos_profile_sensor_data)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="posecnn_worker", daemon=True)
+        self._worker.start()
         self.get_logger().info(f"PoseCNN ready: {len(detector.class_names)} classes on {self._config.device}")
 
     def _set_config(self, config: PosecnnNodeConfig) -> None:
@@ -82,17 +100,39 @@ class PosecnnNode(Node):
             self.get_logger().warning(self._camera_info_error, throttle_duration_sec=5.0)
 
     def on_image(self, msg: Image) -> None:
+        if not self._rate_limited(stamp_to_seconds(msg.header.stamp)):   # else not even filed away
+            self._frames.put(_Frame(msg, self._intrinsics, self._camera_info_error))
+
+    def _rate_limited(self, stamp_s: float) -> bool:
+        """Whether ``max_rate_hz`` skips an image stamped ``stamp_s`` (an earlier stamp than the last
+        detection's, after a time jump, is taken)."""
+        rate_hz = self._config.max_rate_hz
+        return rate_hz > 0 and 0.0 <= stamp_s - self._last_detection_s < 1.0 / rate_hz
+
+    # -- worker --------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running:
+            frame = self._frames.take(timeout_s=0.2)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as error:  # noqa: BLE001 - one bad frame must never stop the node
+                self.get_logger().error(f"image skipped: {type(error).__name__}: {error}", throttle_duration_sec=2.0)
+
+    def _process(self, frame: _Frame) -> None:
+        msg = frame.image
         stamp_s = stamp_to_seconds(msg.header.stamp)
-        if self._config.max_rate_hz > 0 and 0.0 <= stamp_s - self._last_detection_s < 1.0 / self._config.max_rate_hz:
-            return  # rate-limited (a stamp earlier than the last one, after a time jump, is taken)
-        if self._intrinsics is None:
-            why = self._camera_info_error or "no camera_info received yet"
+        if self._rate_limited(stamp_s):   # again: a detection may have ended since the image was filed
+            return
+        if frame.intrinsics is None:
+            why = frame.camera_info_error or "no camera_info received yet"
             self.get_logger().warning(f"image skipped: {why}", throttle_duration_sec=5.0)
             return
         try:
             rgb = image_conv.image_to_rgb(msg, self._config.max_image_pixels)
-            camera_info_conv.check_image_matches(self._intrinsics, rgb.shape[1], rgb.shape[0])
-            result = self._detector.detect(rgb, self._intrinsics.K)
+            camera_info_conv.check_image_matches(frame.intrinsics, rgb.shape[1], rgb.shape[0])
+            result = self._detector.detect(rgb, frame.intrinsics.K)
         except ValueError as error:
             self.get_logger().warning(f"image skipped: {error}", throttle_duration_sec=2.0)
             return
@@ -118,6 +158,19 @@ class PosecnnNode(Node):
         out.label_image = image_conv.label_mask_to_image(result.label_mask, header)
         self._detections_pub.publish(out)
         self._label_pub.publish(out.label_image)
+
+    def close(self) -> None:
+        """Stop the worker (it finishes the image it is detecting in)."""
+        self._running = False
+        self._worker.join(timeout=5.0)
+
+    def destroy_node(self):
+        self.close()   # the worker publishes: never past its publishers' end
+        return super().destroy_node()
+
+    @property
+    def dropped_frames(self) -> int:
+        return self._frames.dropped
 
 
 def main(args=None) -> int:

@@ -48,6 +48,24 @@ def test_units():
         frames.nerf_to_metres(pose, 0.0)
 
 
+def test_covariance_units_scale_translation_rows_and_columns_only():
+    """Cov(S x) = S Cov(x) S with S = diag(m, m, m, 1, 1, 1): metres^2, metre-radians, radians^2."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 6))
+    covariance = a @ a.T
+    metres_per_unit = 0.25
+    scale = np.diag([metres_per_unit] * 3 + [1.0] * 3)
+    metric = frames.covariance_nerf_to_metres(covariance, metres_per_unit)
+    np.testing.assert_allclose(metric, scale @ covariance @ scale, rtol=1e-12)
+    np.testing.assert_allclose(metric[3:, 3:], covariance[3:, 3:], rtol=0)   # radians stay radians
+    np.testing.assert_allclose(frames.covariance_metres_to_nerf(metric, metres_per_unit), covariance, rtol=1e-12)
+    assert metric is not covariance and covariance[0, 0] == (a @ a.T)[0, 0]   # a copy: the input is kept
+    with pytest.raises(ValueError, match="metres_per_unit"):
+        frames.covariance_nerf_to_metres(covariance, float("nan"))
+    with pytest.raises(ValueError, match="6, 6"):
+        frames.covariance_metres_to_nerf(np.eye(3), 1.0)
+
+
 def test_intrinsics_from_fov_and_scaling():
     intr = Intrinsics.from_fov(800, 800, 2 * math.atan(0.5))
     assert intr.fx == pytest.approx(800.0)

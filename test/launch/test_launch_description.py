@@ -1,6 +1,7 @@
 """The launch file, `inerf-ros launch` and config/localize.yaml agree with the nodes' config dataclasses."""
 import ast
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -86,7 +87,8 @@ class _Recorded:
 def _recording_launch_modules() -> dict:
     """Modules named like launch's and launch_ros's, whose classes record their arguments, so that the
     launch file can be built and compared with the node list where ROS 2's launch is not installed."""
-    names = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument", "GroupAction"],
+    names = {"launch": ["LaunchDescription"],
+             "launch.actions": ["DeclareLaunchArgument", "GroupAction", "OpaqueFunction"],
              "launch.conditions": ["IfCondition"], "launch.substitutions": ["LaunchConfiguration"],
              "launch_ros": [], "launch_ros.actions": ["Node", "SetParameter"]}
     modules = {}
@@ -128,3 +130,46 @@ def test_launch_file_builds_the_shared_node_list_and_arguments(monkeypatch):
         remaps = [(topic, config_name(target) if not isinstance(target, str) else target)
                   for topic, target in node.kwargs["remappings"]]
         assert remaps == list(launch_description.REMAPPINGS.items()) + launch_description.TF_REMAPPINGS
+
+
+def _params_file(tmp_path, initializer_mpu, inerf_mpu):
+    shipped = yaml.safe_load((ROOT / "config" / "localize.yaml").read_text())
+    shipped["initializer_node"]["ros__parameters"]["metres_per_unit"] = initializer_mpu
+    shipped["inerf_node"]["ros__parameters"]["metres_per_unit"] = inerf_mpu
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(shipped))
+    return path
+
+
+def test_launch_refuses_two_metres_per_unit_in_one_line(tmp_path):
+    values = {a.name: a.default for a in launch_description.launch_arguments()}
+    launch_description.check_parameters(values)   # the shipped file: inerf_node takes the model's (0)
+    for agreeing in ((0.5, 0.5), (0.5, 0.0), (0.5, 0.5 * (1 + 1e-12))):
+        launch_description.check_parameters({**values, "params_file": str(_params_file(tmp_path, *agreeing))})
+    values["params_file"] = str(_params_file(tmp_path, 1.0, 0.5))
+    with pytest.raises(ValueError, match=r"metres_per_unit is 1 for initializer_node but 0.5 for inerf_node"):
+        launch_description.node_commands(values)
+    launch_description.check_parameters({**values, "use_posecnn": "false"})   # no initializer: no conflict
+
+
+def test_launch_file_checks_the_parameter_file_once_the_arguments_are_known(tmp_path, monkeypatch):
+    for name, module in _recording_launch_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    entities = _load_launch_file().generate_launch_description().args[0]
+    (check,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+    assert entities.index(check) < [type(e).__name__ for e in entities].index("GroupAction")
+    values = {a.name: a.default for a in launch_description.launch_arguments()}
+    context = types.SimpleNamespace(launch_configurations=values)
+    assert check.kwargs["function"](context) == []
+    values["params_file"] = str(_params_file(tmp_path, 1.0, 0.5))
+    with pytest.raises(ValueError, match="metres_per_unit"):
+        check.kwargs["function"](context)
+
+
+def test_cli_launch_refuses_a_conflicting_parameter_file_in_one_line_before_any_node(tmp_path):
+    params = _params_file(tmp_path, 1.0, 0.5)
+    result = subprocess.run([sys.executable, "-m", "inerf_ros.cli", "launch", "localize", "--params-file",
+                             str(params)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "metres_per_unit is 1 for initializer_node but 0.5 for inerf_node" in lines[0], lines
