@@ -1,5 +1,6 @@
 """Known-truth radiance fields for tests and benchmarks: a NeRF fitted (3-D supervision) to an
-analytic function, so an inverse problem with exact ground truth can be built in seconds."""
+analytic function, so an inverse problem with exact ground truth can be built in seconds; and the
+tiny untrained detector and pipeline that the node tests run real nodes on."""
 from __future__ import annotations
 
 import dataclasses
@@ -89,3 +90,27 @@ class TexturedBoxScene:
         colour = self._colour(origins + depth[:, None] * directions)
         rgb = torch.where(hit[:, None], colour, torch.full_like(colour, self.background))
         return {"rgb": rgb, "depth": depth, "opacity": hit.to(origins.dtype)}
+
+
+def tiny_detector():
+    """An untrained two-class PoseCNN at 64x48 (its detections are noise; the plumbing is real)."""
+    from inerf_ros.posecnn.model import PoseCNNDetector
+    from inerf_ros.posecnn.network import PoseCNN
+
+    torch.manual_seed(0)
+    meta = {"classes": [{"name": "mug"}, {"name": "box"}], "input_width": 64, "input_height": 48,
+            "reference_focal": 60.0}
+    return PoseCNNDetector(PoseCNN(2, backbone="light", width=8, decoder_width=16, fc_width=32), meta, {})
+
+
+def tiny_pipeline():
+    """An untrained NeRF in the box [-1, 1]^3 behind the real localization pipeline."""
+    from inerf_ros.nerf.model import NerfMetadata, NerfModel
+    from inerf_ros.optim.inerf import OptimizerConfig
+    from inerf_ros.optim.localizer import LocalizerConfig
+    from inerf_ros.optim.sampling import SamplingConfig
+    from inerf_ros.pipeline import InerfPipeline
+
+    torch.manual_seed(0)
+    model = NerfModel(NerfMetadata(aabb=[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], n_samples=16))
+    return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())

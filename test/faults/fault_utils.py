@@ -4,6 +4,8 @@ import time
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from inerf_ros.testing import tiny_detector, tiny_pipeline  # noqa: F401 - re-exported to the tests
+
 # Seven objects on a table, NeRF units = metres (metres_per_unit 1).
 OBJECTS = {
     "cracker_box": ([-0.17, 0.12, 0.105], 0.35), "sugar_box": ([0.0, -0.15, 0.0875], -0.6),
@@ -62,34 +64,6 @@ def spin_until(executor, condition, timeout_s=10.0):
 
 
 # -- tiny real nodes, in-process ------------------------------------------------------------------
-def tiny_detector():
-    """An untrained two-class PoseCNN at 64x48 (its detections are noise; the plumbing is real)."""
-    import torch
-
-    from inerf_ros.posecnn.model import PoseCNNDetector
-    from inerf_ros.posecnn.network import PoseCNN
-
-    torch.manual_seed(0)
-    meta = {"classes": [{"name": "mug"}, {"name": "box"}], "input_width": 64, "input_height": 48,
-            "reference_focal": 60.0}
-    return PoseCNNDetector(PoseCNN(2, backbone="light", width=8, decoder_width=16, fc_width=32), meta, {})
-
-
-def tiny_pipeline():
-    """An untrained NeRF in the box [-1, 1]^3 behind the real pipeline."""
-    import torch
-
-    from inerf_ros.nerf.model import NerfMetadata, NerfModel
-    from inerf_ros.optim.inerf import OptimizerConfig
-    from inerf_ros.optim.localizer import LocalizerConfig
-    from inerf_ros.optim.sampling import SamplingConfig
-    from inerf_ros.pipeline import InerfPipeline
-
-    torch.manual_seed(0)
-    model = NerfModel(NerfMetadata(aabb=[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], n_samples=16))
-    return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())
-
-
 def camera_prior(z=-3.0) -> np.ndarray:
     """A camera ``-z`` units in front of the box, looking along +z (optical)."""
     nerf_T_cam = np.eye(4)

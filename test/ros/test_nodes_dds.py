@@ -6,7 +6,6 @@ frames, message contents and the node's survival), not accuracy (see test_locali
 import numpy as np
 import pytest
 import rclpy
-import torch
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -20,31 +19,10 @@ from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
 from inerf_ros.ros import camera_info, image, pose_msgs
 from inerf_ros.ros.stamps import seconds_to_stamp
 from inerf_ros.ros.tf import TF_QOS
+from inerf_ros.testing import tiny_detector, tiny_pipeline  # noqa: F401 - re-exported to the tests
 
 INTRINSICS = Intrinsics(64, 48, 60.0, 60.0, 31.5, 23.5)
 STAMP_S = 1700000000.25
-
-
-def tiny_detector():
-    from inerf_ros.posecnn.model import PoseCNNDetector
-    from inerf_ros.posecnn.network import PoseCNN
-
-    torch.manual_seed(0)
-    meta = {"classes": [{"name": "mug"}, {"name": "box"}], "input_width": 64, "input_height": 48,
-            "reference_focal": 60.0}
-    return PoseCNNDetector(PoseCNN(2, backbone="light", width=8, decoder_width=16, fc_width=32), meta, {})
-
-
-def tiny_pipeline():
-    from inerf_ros.nerf.model import NerfMetadata, NerfModel
-    from inerf_ros.optim.inerf import OptimizerConfig
-    from inerf_ros.optim.localizer import LocalizerConfig
-    from inerf_ros.optim.sampling import SamplingConfig
-    from inerf_ros.pipeline import InerfPipeline
-
-    torch.manual_seed(0)
-    model = NerfModel(NerfMetadata(aabb=[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], n_samples=16))
-    return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())
 
 
 # The untrained network detects nothing: this known object must come through the node intact.
