@@ -88,6 +88,12 @@ NERF_CASES = {
     "unknown strategy": (lambda d: None, ["-p", "strategy:=grid"], "unknown sampling strategy"),
     "mask_classes not ids": (lambda d: None, ["-p", "mask_classes:=['abc']"], "mask_classes must be integer"),
     "device without CUDA": (lambda d: None, ["-p", "device:=cuda:7"], "cuda"),
+    "believed base placement of 3 numbers": (lambda d: None, ["-p", "base_frame:=base_link", "-p",
+                                                              "initial_nerf_T_base:=[0.1, 0.2, 0.3]"],
+                                             "initial_nerf_T_base needs 7 numbers"),
+    "believed base placement with NaN": (lambda d: None, ["-p", "base_frame:=base_link", "-p",
+                                                          "initial_nerf_T_base:=[0.0, 0.0, .nan, 0.0, 0.0, 0.0, 1.0]"],
+                                         "NaN"),
 }
 
 
