@@ -3,23 +3,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from inerf_ros import cli
-
-
-@pytest.fixture(scope="module")
-def nerf_dir(tmp_path_factory):
-    from inerf_ros.nerf.checkpoint import save_model
-    from inerf_ros.nerf.model import NerfMetadata, NerfModel
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("nerf")
-    field = {"n_levels": 1, "base_resolution": 4, "max_resolution": 4, "channels": 1, "hidden": 8,
-             "geo_features": 1, "sh_degree": 0}
-    save_model(NerfModel(NerfMetadata(aabb=[[-1, -1, -1], [1, 1, 1]], n_samples=8, field=field,
-                                      occupancy_resolution=4)), path)
-    return path
 
 
 def _data(path, matrix, every=False):
