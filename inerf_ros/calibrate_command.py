@@ -99,7 +99,8 @@ def urdf_origin(parent_T_child: np.ndarray, parent: str, child: str) -> str:
 
 def _urdf_joint(tree: TfTree, tool_frame: str, camera_frame: str, stamp_s: float, tool0_T_cam: np.ndarray) -> str:
     """The URDF joint from the tool frame to its child on the way to the camera (e.g. camera_link), so that
-    the fixed links below it (camera_link -> optical, from the camera's own URDF) stay as they are."""
+    the fixed links below it (camera_link -> optical, from the camera's own URDF) stay as they are.
+    """
     child, below = camera_frame, np.eye(4)
     path = [camera_frame]
     while True:
@@ -193,7 +194,8 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
 
 def compare_with_truth(summary: dict, robot_json: Path) -> dict:
     """Errors (translation m, rotation deg) of the estimate and of the robot's believed model against the
-    truth, from a demo scene's ``arm/robot.json``."""
+    truth, from a demo scene's ``arm/robot.json``.
+    """
     from inerf_ros.robot.model import RobotModel
 
     content = json.loads(Path(robot_json).read_text())

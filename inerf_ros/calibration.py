@@ -252,7 +252,8 @@ def _unpack(params: np.ndarray, tool0_T_cam0: np.ndarray, nerf_T_base0: np.ndarr
 def refine(nerf_T_cam: np.ndarray, base_T_tool0: np.ndarray, tool0_T_cam: np.ndarray, nerf_T_base: np.ndarray,
            config: CalibrationConfig, weights: np.ndarray | None = None):
     """Least-squares X, Z over the given frames (each frame's residual times sqrt(weight), (N,));
-    returns (X, Z, least_squares result)."""
+    returns (X, Z, least_squares result).
+    """
     inv_cam = _inv(nerf_T_cam)
     root_weights = np.ones((len(nerf_T_cam), 1)) if weights is None else np.sqrt(weights)[:, None]
 

@@ -143,7 +143,8 @@ def believed_world_T_base(world: Path) -> list[float]:
 
 def replay_configs(num_rays: int = 0):
     """(OptimizerConfig, SamplingConfig) the demo replays with: inerf_node's in config/localize.yaml, with
-    ``num_rays`` rays per step when it is positive."""
+    ``num_rays`` rays per step when it is positive.
+    """
     from inerf_ros.replay import node_defaults
 
     optimizer, sampling = node_defaults()

@@ -57,7 +57,8 @@ def metres_to_nerf(pose_or_points, metres_per_unit: float):
 def covariance_nerf_to_metres(covariance, metres_per_unit: float) -> np.ndarray:
     """A pose covariance (..., 6, 6) over ``[x y z rx ry rz]`` (``geometry_msgs/PoseWithCovariance``'s
     order) from NeRF units to metres: the translation rows and columns scale by ``metres_per_unit``
-    (so the translation block by its square); rotations are in radians in both. Returns a copy."""
+    (so the translation block by its square); rotations are in radians in both. Returns a copy.
+    """
     return _scale_covariance(covariance, metres_per_unit)
 
 

@@ -1,5 +1,6 @@
 """Object poses for the initializer: make-scene's ``objects.yaml`` or an initializer config YAML, read
-by one function for every command that takes an object table (replay, demo, eval-prior)."""
+by one function for every command that takes an object table (replay, demo, eval-prior).
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ from inerf_ros.initializer import InitializerConfig, load_config
 
 def initializer_config(objects_path: str | Path, metres_per_unit: float | None = None):
     """InitializerConfig from make-scene's ``objects.yaml`` (with ``classes.json`` beside it for the
-    symmetric classes) or from an initializer config YAML."""
+    symmetric classes) or from an initializer config YAML.
+    """
     path = Path(objects_path)
     if not path.is_file():
         raise FileNotFoundError(f"object table {path} does not exist")

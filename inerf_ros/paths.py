@@ -1,5 +1,6 @@
 """Where the package's shared files (config/, launch/, models/) are: the ament share directory of
-an installed package, else the source checkout."""
+an installed package, else the source checkout.
+"""
 from __future__ import annotations
 
 from pathlib import Path

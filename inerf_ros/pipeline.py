@@ -40,7 +40,8 @@ class FrameInput:
 @dataclasses.dataclass
 class PlausibilityConfig:
     """Gates on every estimate, besides the photometric loss: a low loss does not make a pose right
-    (a prior 50 m off gave a pose 50 m off with a loss under the trust threshold)."""
+    (a prior 50 m off gave a pose 50 m off with a loss under the trust threshold).
+    """
 
     scene_margin: float = option(2.0, "an estimate whose camera lies farther outside the NeRF's scene box than "
                                       "this many box sizes (its largest side) is refused", range=(0.0, 1e6))
@@ -53,7 +54,8 @@ def implausibility(nerf_T_optical: np.ndarray, aabb, config: PlausibilityConfig,
                    prior_T: np.ndarray | None = None, prior_covariance: np.ndarray | None = None) -> str:
     """Why an estimate (NeRF units) cannot be right, or "": outside the scene box plus its margin, or
     farther from its prior (pose and 6x6 covariance over [x y z rx ry rz], NeRF units) than
-    ``prior_gate_sigma`` of it allows."""
+    ``prior_gate_sigma`` of it allows.
+    """
     if not np.isfinite(nerf_T_optical).all():
         return "the estimate is not finite"
     low, high = np.asarray(aabb, dtype=np.float64)
@@ -142,7 +144,8 @@ class InerfPipeline:
 
     def _gate(self, result: LocalizationResult, frame: FrameInput) -> LocalizationResult:
         """An implausible estimate is refused (no pose, untrusted, the reason in the message) and the
-        tracker forgets it: the next frame starts from a prior again."""
+        tracker forgets it: the next frame starts from a prior again.
+        """
         from_prior = result.prior_source not in ("tracking", "none") and frame.prior is not None
         why = implausibility(result.estimate.nerf_T_optical, self.model.metadata.aabb, self._plausibility,
                              frame.prior.nerf_T_optical if from_prior else None,

@@ -1,6 +1,7 @@
 """Known-truth radiance fields for tests and benchmarks: a NeRF fitted (3-D supervision) to an
 analytic function, so an inverse problem with exact ground truth can be built in seconds; and the
-tiny untrained detector and pipeline that the node tests run real nodes on."""
+tiny untrained detector and pipeline that the node tests run real nodes on.
+"""
 from __future__ import annotations
 
 import dataclasses

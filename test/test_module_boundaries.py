@@ -1,5 +1,6 @@
 """No module of inerf_ros uses another module's underscore names: what crosses a module boundary is
-public API (named without the underscore) so that a rename inside a module cannot break another."""
+public API (named without the underscore) so that a rename inside a module cannot break another.
+"""
 import ast
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
 
 def violations(source: str, module: str, is_package: bool = False, where: str = "") -> list[str]:
     """``where:line: name`` for each underscore name of another inerf_ros module that the code of
-    ``module`` (``source``) imports or reads as an attribute of an imported module."""
+    ``module`` (``source``) imports or reads as an attribute of an imported module.
+    """
     tree = ast.parse(source)
     modules_bound: dict[str, str] = {}  # local name -> inerf_ros module it is bound to
     found = []
@@ -65,7 +67,8 @@ def test_no_module_uses_another_modules_underscore_names():
 
 def test_the_scan_sees_an_underscore_import():
     """The scan itself must bite: imports and attribute reads of another module's underscore names are
-    reported, a module's own and public names are not."""
+    reported, a module's own and public names are not.
+    """
     probe = ("from inerf_ros.camera import _HIDDEN\n"
              "from inerf_ros import frames\n"
              "frames._private_helper()\n"

@@ -95,14 +95,15 @@ class InitializerConfig:
         self.camera_hint = [float(v) for v in self.camera_hint]
 
     def check(self) -> None:
-        """Called by :func:`inerf_ros.config.validate`: parse the object table and the hint."""
+        """Parse the object table and the hint (called by :func:`inerf_ros.config.validate`)."""
         self.nerf_T_objects()
         if self.camera_hint:
             pose_from_list(self.camera_hint, "camera_hint")
 
     def nerf_T_objects(self) -> dict[str, np.ndarray]:
         """{class_name: nerf_T_obj 4x4}; position-only entries get an identity rotation (flagged in
-        :meth:`positions_only`)."""
+        :meth:`positions_only`).
+        """
         table = {}
         for entry in self.object_poses:
             parts = str(entry).split()

@@ -1,5 +1,6 @@
 """The camera prior from object detections: gates, one hypothesis per detection, and the fusion
-(bearings, alignment or average; see :mod:`inerf_ros.initializer`) into a :class:`CameraPrior`."""
+(bearings, alignment or average; see :mod:`inerf_ros.initializer`) into a :class:`CameraPrior`.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -85,7 +86,8 @@ class CameraPriorEstimator:
     def hypotheses(self, detections: Sequence[Any], nerf_T_cam_hint: Optional[np.ndarray] = None
                    ) -> tuple[dict[int, np.ndarray], dict[int, str], dict[int, np.ndarray]]:
         """Per-detection camera hypotheses ({index: nerf_T_cam}), rejections ({index: reason}) and, in
-        full mode, the detected positions (NeRF units, camera frame) of symmetric objects ({index: r_cam})."""
+        full mode, the detected positions (NeRF units, camera frame) of symmetric objects ({index: r_cam}).
+        """
         cfg = self.config
         hint = self._static_hint if nerf_T_cam_hint is None else np.asarray(nerf_T_cam_hint, dtype=np.float64)
         out, rejected, positions = {}, {}, {}
@@ -133,7 +135,8 @@ class CameraPriorEstimator:
     def estimate(self, detections: Sequence[Any], nerf_T_cam_hint: Optional[np.ndarray] = None) -> CameraPrior:
         """Fuse ``detections`` (objects with class_name, score, cam_T_obj, optional visible_fraction,
         or dicts with those keys) into a :class:`CameraPrior`. ``nerf_T_cam_hint`` (4x4, NeRF units, ROS
-        optical camera) is used by the distance_only mode only."""
+        optical camera) is used by the distance_only mode only.
+        """
         cfg = self.config
         if len(detections) == 0:
             return CameraPrior("no_prior", "no detections")
@@ -237,7 +240,8 @@ class CameraPriorEstimator:
 
     def _positions(self, detections, indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Known object positions (N, 3) in the NeRF frame, detected ones (N, 3) in the camera frame
-        (NeRF units) and the detection scores (N,) of ``detections[indices]``."""
+        (NeRF units) and the detection scores (N,) of ``detections[indices]``.
+        """
         p_nerf = np.stack([self._nerf_T_obj[_attr(detections[i], "class_name")][:3, 3] for i in indices])
         r_cam = np.stack([np.asarray(_attr(detections[i], "cam_T_obj"), dtype=np.float64)[:3, 3]
                           for i in indices]) / self.config.metres_per_unit
@@ -279,7 +283,8 @@ class CameraPriorEstimator:
                       used: list[int], hypotheses: dict[int, np.ndarray]) -> np.ndarray:
         """Refine the bearings camera (:func:`~inerf_ros.initializer.solvers.joint_refine`) on the inliers'
         directions, distances and (asymmetric objects, full mode) rotations.
-        ``p_nerf`` / ``r_cam``: the known and detected positions of ``detections[used]``."""
+        ``p_nerf`` / ``r_cam``: the known and detected positions of ``detections[used]``.
+        """
         cfg = self.config
         if cfg.joint_range_sigma <= 0 and cfg.joint_rotation_sigma_deg <= 0:
             return cam_T_nerf

@@ -92,7 +92,8 @@ def align_points(r_cam: np.ndarray, p_nerf: np.ndarray, weights: np.ndarray, min
 
 def _bearing_residuals(cam_T_nerf: np.ndarray, p_nerf: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """Angles (radians) between the unit ``directions`` (N, 3) and where ``cam_T_nerf`` sees ``p_nerf``;
-    a point behind the camera gets pi."""
+    a point behind the camera gets pi.
+    """
     seen = p_nerf @ cam_T_nerf[:3, :3].T + cam_T_nerf[:3, 3]
     cos = (seen * directions).sum(1) / np.maximum(np.linalg.norm(seen, axis=1), 1e-12)
     return np.where(seen[:, 2] > 0, np.arccos(np.clip(cos, -1.0, 1.0)), np.pi)
@@ -159,7 +160,8 @@ MAX_SUBSETS = 400
 
 def draw_subsets(n: int, k: int, max_subsets: int, seed: int) -> list[tuple[int, ...]]:
     """Every k-subset of range(n) when there are at most ``max_subsets``, else ``max_subsets`` random
-    distinct ones (sorted tuples), drawn without listing them all."""
+    distinct ones (sorted tuples), drawn without listing them all.
+    """
     if math.comb(n, k) <= max_subsets:
         return list(itertools.combinations(range(n), k))
     rng = np.random.default_rng(seed)
@@ -195,7 +197,8 @@ def invert_pose(a_T_b: np.ndarray) -> np.ndarray:
 
 def distance_only_camera(p_nerf: np.ndarray, r_cam: np.ndarray, hint: np.ndarray) -> np.ndarray:
     """Camera pose from the object's known position ``p_nerf``, its detected position ``r_cam`` in the
-    camera (both NeRF units) and a camera hint (see :mod:`inerf_ros.initializer`)."""
+    camera (both NeRF units) and a camera hint (see :mod:`inerf_ros.initializer`).
+    """
     distance = np.linalg.norm(r_cam)
     direction = hint[:3, 3] - p_nerf
     if np.linalg.norm(direction) < 1e-12:  # hint at the object: fall back to the hint's own viewing ray
@@ -217,7 +220,8 @@ def joint_refine(cam_T_nerf: np.ndarray, p_nerf: np.ndarray, r_cam: np.ndarray, 
     ``cam_R_obj`` detected, (M, 3, 3)), each in units of its standard deviation, with a robust (soft L1)
     loss. The distances are compared up to a common depth scale fitted with the pose (a detector's
     distances are often all biased alike); ``range_sigma`` 0 leaves them out. Returns ``cam_T_nerf``
-    unchanged when the fit fails or puts an object behind the camera."""
+    unchanged when the fit fails or puts an object behind the camera.
+    """
     ranges = np.linalg.norm(r_cam, axis=1)
     directions = r_cam / ranges[:, None]
     sigma_bearing = math.radians(bearing_sigma_deg)

@@ -105,7 +105,8 @@ class PosecnnNode(Node):
 
     def _rate_limited(self, stamp_s: float) -> bool:
         """Whether ``max_rate_hz`` skips an image stamped ``stamp_s`` (an earlier stamp than the last
-        detection's, after a time jump, is taken)."""
+        detection's, after a time jump, is taken).
+        """
         rate_hz = self._config.max_rate_hz
         return rate_hz > 0 and 0.0 <= stamp_s - self._last_detection_s < 1.0 / rate_hz
 

@@ -137,7 +137,8 @@ def pixel_tolerance(intrinsics: Intrinsics) -> float:
 def project(optical_T_nerf: np.ndarray, points_nerf: np.ndarray,
             intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     """Ideal pinhole pixels (N, 2) of NeRF-frame points (N, 3) seen by a camera at ``optical_T_nerf``, and
-    the mask (N,) of points in front of it (the others' pixels are meaningless)."""
+    the mask (N,) of points in front of it (the others' pixels are meaningless).
+    """
     cam = points_nerf @ optical_T_nerf[:3, :3].T + optical_T_nerf[:3, 3]
     in_front = cam[:, 2] > 1e-6
     uv = cam[:, :2] / np.where(in_front, cam[:, 2], 1.0)[:, None] * [intrinsics.fx, intrinsics.fy] \

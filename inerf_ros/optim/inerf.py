@@ -176,7 +176,8 @@ class _Adam:
 
 class _LevenbergMarquardt:
     """Per-hypothesis Levenberg-Marquardt state. ``poses`` is the caller's (K, 4, 4) tensor, updated in
-    place with accepted steps; ``candidate`` is the pose proposed for the next render."""
+    place with accepted steps; ``candidate`` is the pose proposed for the next render.
+    """
 
     def __init__(self, poses: Tensor, damping: float):
         k = poses.shape[0]
@@ -194,7 +195,8 @@ class _LevenbergMarquardt:
         """Keep the candidate where it lowers the loss (or must be accepted); adapt damping and trust.
 
         ``residual``/``jacobian`` of the candidate are kept for the accepted rows when given (else the
-        next iteration must be fresh); ``reset`` replaces them wholesale (new pixels)."""
+        next iteration must be fresh); ``reset`` replaces them wholesale (new pixels).
+        """
         better = self.always_accept | (loss < self.loss)
         improved, rejected = better & ~self.always_accept, ~better
         self.poses[better] = self.candidate[better]
@@ -451,7 +453,8 @@ class PoseOptimizer:
 
     def _opacity(self, intrinsics: Intrinsics, nerf_T_optical: np.ndarray, factor: float = 0.25) -> np.ndarray:
         """(H, W) NeRF opacity at a pose, rendered at ``factor`` of the size (a region, not a picture:
-        a 16th of the rays costs less than a few optimizer steps) and enlarged to the image."""
+        a 16th of the rays costs less than a few optimizer steps) and enlarged to the image.
+        """
         import cv2
 
         from inerf_ros.nerf.render import render_image
@@ -596,7 +599,8 @@ class PoseOptimizer:
                   generator: torch.Generator) -> Tensor:
         """Replace the worst hypotheses by perturbed copies of the best (parallel inversion).
 
-        Returns the indices of the replaced hypotheses."""
+        Returns the indices of the replaced hypotheses.
+        """
         k = starts.shape[0]
         n_replace = int(k * self.config.resample_fraction)
         if n_replace == 0:

@@ -188,7 +188,8 @@ class Localizer:
     def _tracking_overrides(self) -> dict:
         """Optimizer settings of a tracking estimate: short, one hypothesis, one small alignment round
         (a frame that takes longer than ``max_tracking_gap_s`` ends tracking: the full alignment of a
-        prior's estimate would). When that round fails, pan/tilt offsets are tried as for a prior."""
+        prior's estimate would). When that round fails, pan/tilt offsets are tried as for a prior.
+        """
         config = self.config
         overrides = dict(max_iterations=config.tracking_iterations, num_hypotheses=1, feature_align_rounds=1,
                          feature_align_scale=config.tracking_feature_align_scale)

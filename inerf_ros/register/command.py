@@ -1,5 +1,6 @@
 """``inerf-ros register``: the whole registration (load the model and data, register the photos in
-chained passes, write the output, optionally retrain) and its command line."""
+chained passes, write the output, optionally retrain) and its command line.
+"""
 from __future__ import annotations
 
 import argparse

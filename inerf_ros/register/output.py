@@ -1,5 +1,6 @@
 """What a registration writes: NEW_DATA/transforms.json (the data's frames plus the accepted photos,
-ordered to keep the held-out split), the verdict tables and registration.md, and the previews."""
+ordered to keep the held-out split), the verdict tables and registration.md, and the previews.
+"""
 from __future__ import annotations
 
 import json

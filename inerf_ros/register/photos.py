@@ -1,5 +1,6 @@
 """Photos and cameras: the images to register, read and undistorted the way the data loader reads a
-data set's own images, and the data's camera at the full and the working resolution."""
+data set's own images, and the data's camera at the full and the working resolution.
+"""
 from __future__ import annotations
 
 import dataclasses

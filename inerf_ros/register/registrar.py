@@ -1,5 +1,6 @@
 """The registrar: starts (:mod:`.starts`) refined by iNeRF, every judged pose measured on the verdict
-grid, and the verdict (:mod:`.verdict`) on the best one."""
+grid, and the verdict (:mod:`.verdict`) on the best one.
+"""
 from __future__ import annotations
 
 import time
@@ -78,7 +79,8 @@ class Registrar(StartFinder):
 
     def verdict_errors(self, rendered: dict, target: torch.Tensor) -> tuple[float, float, float]:
         """(MSE of the render, MSE of the photo's flat mean colour, share of pixels judged) on the
-        verdict pixels (``verdict_pixels``) of a render of the verdict grid."""
+        verdict pixels (``verdict_pixels``) of a render of the verdict grid.
+        """
         if self.config.verdict_pixels == "foreground":
             keep = rendered["opacity"] >= 0.5
         else:
@@ -99,7 +101,8 @@ class Registrar(StartFinder):
     # -- one photo -----------------------------------------------------------------------------
     def register(self, image: np.ndarray, name: str, exclude=(), match_image: np.ndarray | None = None) -> Verdict:
         """Pose one (H, W, 3) float photo at the working resolution; ``exclude``: views not to start from;
-        ``match_image``: the same photo larger (more SIFT matches for the PnP starts)."""
+        ``match_image``: the same photo larger (more SIFT matches for the PnP starts).
+        """
         started = time.perf_counter()
         config = self.config
         intr = self.intrinsics
@@ -169,7 +172,8 @@ class Registrar(StartFinder):
         many of the rest (``starts`` best first, each with its report row).
 
         PnP starts rest on matched features; their start error can still rank them under a view start
-        that merely shows more of a plain backdrop."""
+        that merely shows more of a plain backdrop.
+        """
         pairs = list(zip(rows, starts))
         pooled = [pair for pair in pairs if pair[1].is_pooled]
         pnp = [pair for pair in pairs if pair[1].kind == "pnp"]

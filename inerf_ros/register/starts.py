@@ -91,7 +91,8 @@ class StartFinder:
 
     def add_view(self, name: str, image: np.ndarray, nerf_T_gl, match_image: np.ndarray | None = None) -> None:
         """An accepted photo becomes a view to start from: photos that share features only with it
-        (a capture's far side, steep views) then get PnP starts too."""
+        (a capture's far side, steep views) then get PnP starts too.
+        """
         index = self.num_views
         self._added.append((name, np.asarray(nerf_T_gl, dtype=np.float64)))
         self.descriptors = np.concatenate([self.descriptors, thumbnail(image)[None]])
@@ -117,7 +118,8 @@ class StartFinder:
 
     def matched_views(self, image_features, exclude=(), count: int | None = None) -> list[int]:
         """The ``count`` (default ``neighbours``) registered views with the most feature matches to the
-        photo, most first; the matches are kept for the PnP starts and the triangulation."""
+        photo, most first; the matches are kept for the PnP starts and the triangulation.
+        """
         excluded = set(exclude)
         self._photo_pairs = {i: self._matcher.match(image_features[1], self._view_features(i)[1])
                              for i in range(self.num_views) if i not in excluded}
@@ -225,7 +227,8 @@ class StartFinder:
 
     def pnp_start(self, image_features, index: int) -> tuple[np.ndarray | None, str]:
         """OpenGL camera-to-NeRF pose from SIFT matches to view ``index`` lifted with the NeRF depth
-        (None with the reason when there is none), and a note."""
+        (None with the reason when there is none), and a note.
+        """
         uv_all_new, des_new = image_features
         uv_all_ref, des_ref = self._view_features(index)
         if des_new is None or des_ref is None or len(des_new) < 8 or len(des_ref) < 8:
@@ -249,7 +252,8 @@ class StartFinder:
     def joint_pnp_start(self) -> Start | None:
         """One PnP on the lifted matches to every matched view together (as the pose optimizer pools its
         alignment rounds): a steep view shares a few dozen matches with each of several views, and each
-        view's own PnP is then noisy or fails."""
+        view's own PnP is then noisy or fails.
+        """
         if len(self._matches) < 2:
             return None
         points = np.concatenate([p for p, _ in self._matches])

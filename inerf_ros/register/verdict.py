@@ -55,7 +55,8 @@ class Verdict:
 @dataclasses.dataclass
 class Candidate:
     """One judged pose of a photo: a start refined by iNeRF, or a PnP start's own pose, measured on the
-    verdict grid."""
+    verdict grid.
+    """
 
     label: str
     """The start's label; a PnP start's own pose adds " (PnP pose)"."""

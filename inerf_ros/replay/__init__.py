@@ -35,7 +35,8 @@ from inerf_ros.replay.bag import BagTopics, CameraBag
 
 def node_defaults() -> tuple[OptimizerConfig, SamplingConfig]:
     """inerf_node's optimizer and sampling configuration in config/localize.yaml: replay's and the demo's,
-    so that they measure what the live node runs (each offline column then picks its sampling strategy)."""
+    so that they measure what the live node runs (each offline column then picks its sampling strategy).
+    """
     return params_yaml.node_config(OptimizerConfig), params_yaml.node_config(SamplingConfig)
 
 
@@ -196,7 +197,8 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
            sampling: SamplingConfig, live: bool = False, progress: bool = True, model=None, detector=None,
            estimator=None) -> dict:
     """Replay a bag and write the report. ``model``/``detector``/``estimator`` may be given (tests,
-    demo); otherwise they are loaded from the config. Returns {"table", "notes", "report", "summaries"}."""
+    demo); otherwise they are loaded from the config. Returns {"table", "notes", "report", "summaries"}.
+    """
     from inerf_ros.initializer import CameraPriorEstimator
     from inerf_ros.replay import report
 

@@ -158,7 +158,8 @@ class PoseTrack:
 
 class CameraBag:
     """A bag opened for replay. The small topics (camera_info, TF, ground truth) are read at once;
-    images are streamed by :meth:`frames`."""
+    images are streamed by :meth:`frames`.
+    """
 
     def __init__(self, path, topics: BagTopics | None = None):
         from rosbags.highlevel import AnyReader

@@ -146,7 +146,7 @@ def summarize(scores: list[TfFrameScore], tree: TfTree, names: ArmFrames, world_
 
 
 def plot_errors_over_time(scores: list[TfFrameScore], path, first_estimate_s: float | None = None):
-    """Translation and rotation error per frame over time, iNeRF-corrected vs kinematics alone (PNG)."""
+    """Plot translation and rotation error per frame over time, iNeRF-corrected vs kinematics alone (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -52,7 +52,8 @@ class StampCache(Generic[T]):
 
     def drop_newer_than(self, stamp_s: float) -> int:
         """Remove the messages stamped after ``stamp_s`` (an old time base after a jump back); return
-        how many were removed."""
+        how many were removed.
+        """
         with self._changed:
             index = bisect.bisect_right(self._stamps, stamp_s)
             removed = len(self._stamps) - index

@@ -1,5 +1,6 @@
 """`inerf-ros register` on a field built in the test: a rendered view the data lacks is accepted with its
-true pose, a noise image is rejected, the written transforms.json loads, bad inputs say why."""
+true pose, a noise image is rejected, the written transforms.json loads, bad inputs say why.
+"""
 import json
 import math
 
@@ -166,7 +167,8 @@ def registrar_parts(scene):
 
 def _photo_with_backdrop(model, pose):
     """The field's view at ``pose`` with its empty backdrop replaced by a colour ramp (a room the
-    capture never showed)."""
+    capture never showed).
+    """
     image = _render(model, pose).astype(np.float64)
     backdrop = image.sum(-1) >= 3 * 250  # the field's white background
     ramp = np.linspace(40, 200, image.shape[1])[None, :, None] * np.array([0.6, 0.8, 1.0])
@@ -176,7 +178,8 @@ def _photo_with_backdrop(model, pose):
 
 def test_a_backdrop_the_nerf_never_saw_is_not_judged(scene, registrar_parts):
     """At the right pose the object matches and the backdrop does not: the foreground verdict accepts,
-    one on every pixel rejects; where the field renders none of its surfaces nothing is judged."""
+    one on every pixel rejects; where the field renders none of its surfaces nothing is judged.
+    """
     from inerf_ros.register import Registrar
 
     model, data = registrar_parts
@@ -220,7 +223,8 @@ def test_an_accepted_photo_becomes_a_view_to_start_from(scene, registrar_parts):
 def test_a_darker_photo_under_the_threshold_is_accepted_on_geometry_only_when_matches_agree(scene, registrar_parts):
     """A photo exposed darker than the data: its PSNR falls under the threshold at the right pose, its
     features still match. Enough agreeing matches accept it on geometry (and say so); without the
-    geometric route, or above the floor's reach, it is rejected."""
+    geometric route, or above the floor's reach, it is rejected.
+    """
     from inerf_ros.register import Registrar
 
     model, data = registrar_parts
@@ -248,7 +252,8 @@ def test_a_darker_photo_under_the_threshold_is_accepted_on_geometry_only_when_ma
 
 def test_triangulated_start_poses_the_photo_from_two_posed_views_without_nerf_depth(scene, registrar_parts):
     """Keypoints the photo shares with views 2 and 4, which also match each other: triangulated from the
-    two posed views, PnP gives the photo's exact pose, and the points then vouch for it."""
+    two posed views, PnP gives the photo's exact pose, and the points then vouch for it.
+    """
     from inerf_ros.register import Registrar
 
     model, data = registrar_parts
@@ -303,7 +308,8 @@ def test_pose_ambiguity_spans_the_candidates_the_matches_support_nearly_as_well(
 
 def test_joint_pnp_start_pools_the_matches_of_every_matched_view(scene, registrar_parts):
     """Two views with 9 correct matches each (and wrong ones): neither reaches PnP's 12 inliers alone,
-    together they give the exact pose."""
+    together they give the exact pose.
+    """
     from inerf_ros.optim import features
     from inerf_ros.register import Registrar
 

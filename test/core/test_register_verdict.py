@@ -1,5 +1,6 @@
 """The registration verdict as pure functions: each rule of :func:`decide` and the ranking of candidates,
-on hand-made candidates (no NeRF, no rendering)."""
+on hand-made candidates (no NeRF, no rendering).
+"""
 import math
 
 import numpy as np

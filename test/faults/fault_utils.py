@@ -84,7 +84,8 @@ class Flood:
     """Publishes camera frames as fast as asked, most of them good and some bad (oversize images,
     absurd camera_infos, wrong-size masks, NaN priors, jumps back in time), for the memory tests and
     the soak (bench/soak.py). Every message is small except the oversize images, which the nodes
-    must refuse before decoding."""
+    must refuse before decoding.
+    """
 
     def __init__(self, context, width=64, height=48, oversize=(400, 300)):
         import rclpy

@@ -44,7 +44,8 @@ def test_every_node_gets_its_own_command_with_its_overrides():
 
 def test_launch_reports_a_node_that_cannot_start_in_one_line_and_exits_non_zero(tmp_path, ros_domain_id):
     """The real command line (isolation itself is tested above with plain processes: a full three-node
-    launch costs three torch imports)."""
+    launch costs three torch imports).
+    """
     env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain_id))
     env.pop("INERF_DEBUG", None)
     result = subprocess.run([sys.executable, "-m", "inerf_ros.cli", "launch", "localize", "--use-posecnn", "false",

@@ -1,6 +1,7 @@
 """inerf_node and posecnn_node under bad messages: each one refused with its reason, the node alive,
 and the next good frame localised. One graph per module (the cases take turns on distinct stamps),
-so the suite stays fast."""
+so the suite stays fast.
+"""
 import math
 
 import numpy as np
@@ -173,7 +174,8 @@ def test_inerf_node_refuses_the_bad_input_says_why_and_localises_the_next_frame(
 
 def test_time_jumping_back_clears_the_caches_and_the_next_frames_localise(inerf_graph):
     """A bag loop: the prior cache is full of the old time base (cache_size 5), yet the first frame
-    after the jump finds its own prior (it once read "prior is 1000 s away" forever)."""
+    after the jump finds its own prior (it once read "prior is 1000 s away" forever).
+    """
     executor, probe, inerf = inerf_graph
     start = STAMP_S + 500
     for k in range(6):

@@ -86,7 +86,8 @@ class _Recorded:
 
 def _recording_launch_modules() -> dict:
     """Modules named like launch's and launch_ros's, whose classes record their arguments, so that the
-    launch file can be built and compared with the node list where ROS 2's launch is not installed."""
+    launch file can be built and compared with the node list where ROS 2's launch is not installed.
+    """
     names = {"launch": ["LaunchDescription"],
              "launch.actions": ["DeclareLaunchArgument", "GroupAction", "OpaqueFunction"],
              "launch.conditions": ["IfCondition"], "launch.substitutions": ["LaunchConfiguration"],
@@ -102,7 +103,8 @@ def _recording_launch_modules() -> dict:
 
 def test_launch_file_builds_the_shared_node_list_and_arguments(monkeypatch):
     """The launch file's arguments, nodes, overrides, conditions and remappings are the shared tables'
-    (launch_description), recorded through stand-in launch classes."""
+    (launch_description), recorded through stand-in launch classes.
+    """
     for name, module in _recording_launch_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
     description = _load_launch_file().generate_launch_description()

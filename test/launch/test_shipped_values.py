@@ -1,5 +1,6 @@
 """One home for the shipped values: `inerf-ros replay` (offline and live) and `inerf-ros demo` run the
-inerf_node section of config/localize.yaml, as the launched node does."""
+inerf_node section of config/localize.yaml, as the launched node does.
+"""
 import argparse
 import dataclasses
 from pathlib import Path

@@ -1,5 +1,6 @@
 """A small NeRF *built* in the test: its field is fitted (3-D supervision) to an analytic textured
-box, so the optimizer has a real, differentiable field to invert in seconds, with known truth."""
+box, so the optimizer has a real, differentiable field to invert in seconds, with known truth.
+"""
 import pytest
 import torch
 

@@ -49,7 +49,8 @@ def test_solve_pnp_reports_too_few_points():
 
 def test_approximate_matching_repeats_itself_whatever_ran_before():
     """FLANN's randomised trees draw from OpenCV's global RNG; the matcher reseeds it per call, so a
-    registration gives the same verdicts run after run."""
+    registration gives the same verdicts run after run.
+    """
     import cv2
 
     rng = np.random.default_rng(0)
@@ -176,7 +177,8 @@ def test_per_call_overrides_turn_feature_alignment_off_and_refuse_other_settings
 
 def test_tracking_aligns_features_across_a_large_motion_between_frames(box_scene):
     """An arm can turn the camera by 10+ degrees between processed frames: with feature alignment the
-    tracking estimate follows it, with photometric steps alone from the last pose it cannot."""
+    tracking estimate follows it, with photometric steps alone from the last pose it cannot.
+    """
     from inerf_ros.nerf.render import render_image
     from inerf_ros.optim.localizer import Localizer, LocalizerConfig, Prior
 
@@ -208,7 +210,8 @@ def test_a_start_the_features_confirm_is_refined_gently(box_scene):
 
 def test_a_cached_rendering_serves_a_nearby_start_and_a_far_one_is_rendered(box_scene):
     """The keyframe cache: a start near a kept rendering reuses it (no render) and still aligns exactly;
-    a start beyond the cache's angle renders afresh (and is kept)."""
+    a start beyond the cache's angle renders afresh (and is kept).
+    """
     scene, image = box_scene
     matcher = features.FeatureMatcher("sift")
     cache = features.KeyframeCache(capacity=4, max_angle_deg=8.0, max_shift=0.15)

@@ -118,7 +118,8 @@ def _orbit(nerf_T_optical, degrees):
 
 def test_kinematic_chain_carries_the_track_across_a_fast_turn(box_nerf, box_view):
     """Between two processed frames the arm turned the camera by 25 deg: constant velocity (no motion
-    known) starts 25 deg off and is lost; the chain's relative motion starts on the truth."""
+    known) starts 25 deg off and is lost; the chain's relative motion starts on the truth.
+    """
     image1, intrinsics, gt1 = box_view
     gt2 = _orbit(gt1, 25.0)
     image2 = _render(box_nerf, intrinsics, gt2)
@@ -172,7 +173,8 @@ def test_a_prior_that_disagrees_with_a_held_track_is_reported_not_taken(box_nerf
 
 def test_tracking_learning_rate_keeps_an_accurate_start_accurate(box_nerf, box_view):
     """Adam's first steps move every twist coordinate by about the step size: from a start that is
-    already right, a cold-start step size throws the tracking estimate off, a small one does not."""
+    already right, a cold-start step size throws the tracking estimate off, a small one does not.
+    """
     image, intrinsics, gt = box_view
     optimizer = PoseOptimizer(box_nerf, OptimizerConfig(solver="adam", learning_rate=0.05),
                               SamplingConfig(num_rays=256))
@@ -231,7 +233,8 @@ def test_levenberg_marquardt_converges_in_few_iterations(box_nerf, box_view, ray
 
 def test_lm_covariance_reuses_its_jacobian_and_matches_a_fresh_one(box_nerf, box_view):
     """LM's covariance comes from its last step's J^T J / sigma^2; it must agree with a Gauss-Newton
-    pass at the final pose on fresh rays (the block rotation to NeRF axes keeps the eigenvalues)."""
+    pass at the final pose on fresh rays (the block rotation to NeRF axes keeps the eigenvalues).
+    """
     image, intrinsics, gt = box_view
     start = perturbed(gt, 5.0, [0.3, -0.5, 0.8], [0.03, -0.02, 0.02])
     config = OptimizerConfig(solver="lm", max_iterations=25, ray_refresh_every=5)
@@ -272,7 +275,8 @@ def test_exposure_fit_recovers_a_gain_and_offset_per_channel():
 
 def test_affine_exposure_localizes_a_darker_photo(box_nerf, box_view):
     """A camera exposing darker than the NeRF's photos: fixed colours pull the pose off, the fitted
-    gain and offset do not."""
+    gain and offset do not.
+    """
     image, intrinsics, gt = box_view
     darker = (image.astype(np.float64) * 0.6 + 10).round().astype(np.uint8)
     start = perturbed(gt, 6.0, [0.3, -0.5, 0.8], [0.04, -0.03, 0.03])
@@ -291,7 +295,8 @@ def test_affine_exposure_localizes_a_darker_photo(box_nerf, box_view):
 def test_foreground_sampling_ignores_a_backdrop_the_nerf_does_not_model(box_nerf, box_view):
     """The photo's backdrop differs from the NeRF's (a dark band beside the box, as a wall or a room
     the field holds only as a far-away backdrop): pixels drawn from the whole image pull the box's
-    silhouette towards the band, pixels on the field's own surfaces do not."""
+    silhouette towards the band, pixels on the field's own surfaces do not.
+    """
     image, intrinsics, gt = box_view
     photo = image.copy()
     backdrop = image.astype(int).sum(-1) >= 700  # the NeRF's white background

@@ -32,7 +32,8 @@ objects:
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """One intra-op thread: on a shared 2-core machine this is ~10x faster than two (measured: 4 s vs 40 s
-    for the fit below); restored afterwards so other test areas keep their setting."""
+    for the fit below); restored afterwards so other test areas keep their setting.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -125,7 +126,8 @@ def write_bag(path, views, camera_info=True, ground_truth=True, corrupt=(), intr
 
     ``robot``: images in ``camera_color_optical_frame`` with an arm's chain on TF as robot_state_publisher
     would publish it (``base_link -> tool0`` dynamic at each image and between images, ``tool0 ->
-    camera_color_optical_frame`` static) and the true base as ``world -> base_link_gt``."""
+    camera_color_optical_frame`` static) and the true base as ``world -> base_link_gt``.
+    """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 

@@ -1,5 +1,6 @@
 """Live replay over real DDS: the bag played into posecnn_node, initializer_node and inerf_node (in
-this process, a ROS domain of its own), their outputs matched to the bag's ground truth."""
+this process, a ROS domain of its own), their outputs matched to the bag's ground truth.
+"""
 import json
 import os
 import random
@@ -50,7 +51,8 @@ REQUIRED_ARM_KEYS = ("frames_total", "frames_scored", "frac_within_2cm_2deg", "f
 
 def test_a_robot_replay_corrects_the_base_on_tf_and_keeps_the_tree_a_tree(tmp_path, box_nerf, box_views):
     """A bag with an arm's chain on TF: inerf_node publishes nerf -> base_link (never a second parent for
-    the camera), and the report scores the camera through TF at every frame against the kinematics alone."""
+    the camera), and the report scores the camera through TF at every frame against the kinematics alone.
+    """
     import numpy as np
     from scipy.spatial.transform import Rotation
 

@@ -1,5 +1,6 @@
 """Offline replay of short bags written here: the report's numbers against a direct computation, and
-bags with missing camera_info, corrupt messages or no ground truth (a partial report, never a crash)."""
+bags with missing camera_info, corrupt messages or no ground truth (a partial report, never a crash).
+"""
 import csv
 import json
 import math

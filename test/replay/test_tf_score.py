@@ -21,7 +21,8 @@ def _pose(yaw_deg=0.0, x=0.0, y=0.0, z=0.0):
 
 def _tree(correction_error=np.eye(4)):
     """An arm at world_T_base_gt whose camera circles; the believed chain is exact, the correction
-    (published from 1 s on) is the truth times ``correction_error``."""
+    (published from 1 s on) is the truth times ``correction_error``.
+    """
     world_T_base_gt = _pose(30.0, 0.5, -0.2, 0.7)
     tree = TfTree(cache_time_s=1e9)
     tree.set_transform(NAMES.world, NAMES.nerf, T0, np.eye(4), static=True)

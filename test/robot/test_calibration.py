@@ -1,5 +1,6 @@
 """Hand-eye / base calibration: exact on noise-free poses, accurate under noise, outliers rejected,
-degenerate motion refused; the command on a small robot bag written here."""
+degenerate motion refused; the command on a small robot bag written here.
+"""
 import dataclasses
 import math
 

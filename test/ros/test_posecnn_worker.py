@@ -1,5 +1,6 @@
 """posecnn_node detects in a worker thread: the image callback only files the image away, the newest
-image wins when the network falls behind, and ``max_rate_hz`` still limits detections by stamp."""
+image wins when the network falls behind, and ``max_rate_hz`` still limits detections by stamp.
+"""
 import threading
 import time
 
@@ -20,7 +21,8 @@ INTRINSICS = Intrinsics(64, 48, 60.0, 60.0, 31.5, 23.5)
 
 class RecordingDetector:
     """Finds nothing, slowly if asked, and records which images it ran on (each image's tag is the
-    value of its pixels) and in which threads."""
+    value of its pixels) and in which threads.
+    """
 
     class_names = ["mug"]
 

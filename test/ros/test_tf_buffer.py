@@ -1,5 +1,6 @@
 """The TF buffer and listener: the fallback against hand-computed cases, tf2_ros on the same cases
-where it imports, and the listener over real DDS."""
+where it imports, and the listener over real DDS.
+"""
 import math
 import threading
 import time
