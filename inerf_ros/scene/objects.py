@@ -223,162 +223,385 @@ def write_msh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray) -> bytes:
             + np.asarray(faces, "<i4").tobytes())
 
 
-def read_obj(path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
-    """Wavefront OBJ: vertices, triangles (polygons fanned), per-vertex uv (t flipped), texture from the .mtl."""
-    path = Path(path)
-    positions, texcoords, corners, faces = [], [], {}, []
-    vertices, uv = [], []
-    mtl_texture = ""
-    mtllibs = []
+@dataclasses.dataclass
+class MeshData:
+    """What a mesh file holds, in its own units: triangles, per-vertex uv, its texture or colours."""
+
+    vertices: np.ndarray                # (n, 3) float64, file units
+    faces: np.ndarray                   # (m, 3) int64
+    uv: np.ndarray | None               # (n, 2), t = 0 at the top row; None when the file has none
+    texture: str = ""                   # texture image the file names (.mtl map_Kd, PLY comment TextureFile)
+    face_rgb: np.ndarray | None = None  # (m, 3) uint8 colour per face (vertex colours, OBJ material Kd)
+
+
+def _obj_index(text: str, count: int, what: str) -> int:
+    """A 0-based index from an OBJ 1-based (or negative, relative) index."""
+    i = int(text)
+    i = i - 1 if i > 0 else count + i
+    if not 0 <= i < count:
+        raise ValueError(f"{what} index {text} out of range (1..{count} defined so far)")
+    return i
+
+
+def _read_mtl(path: Path) -> dict[str, dict]:
+    """Materials of a .mtl file: name -> {"Kd": rgb in [0, 1] or None, "map_Kd": path or ""}."""
+    materials: dict[str, dict] = {}
+    current = None
     for line in path.read_text(errors="replace").splitlines():
         parts = line.split()
         if not parts:
             continue
-        if parts[0] == "v":
-            positions.append([float(x) for x in parts[1:4]])
-        elif parts[0] == "vt":
-            texcoords.append([float(x) for x in parts[1:3]])
-        elif parts[0] == "mtllib":
-            mtllibs.append(" ".join(parts[1:]))
-        elif parts[0] == "f":
-            ids = []
-            for corner in parts[1:]:
-                fields = corner.split("/")
-                vi = int(fields[0])
-                ti = int(fields[1]) if len(fields) > 1 and fields[1] else 0
-                vi = vi - 1 if vi > 0 else len(positions) + vi
-                ti = (ti - 1 if ti > 0 else len(texcoords) + ti) if ti else -1
-                key = (vi, ti)
-                if key not in corners:
-                    corners[key] = len(vertices)
-                    vertices.append(positions[vi])
-                    uv.append(texcoords[ti] if ti >= 0 else [0.0, 0.0])
-                ids.append(corners[key])
-            faces += [(ids[0], ids[k], ids[k + 1]) for k in range(1, len(ids) - 1)]
-    for lib in mtllibs:
-        mtl = path.parent / lib
-        if mtl.is_file():
-            for line in mtl.read_text(errors="replace").splitlines():
-                parts = line.split()
-                if parts and parts[0] == "map_Kd" and not mtl_texture:
-                    mtl_texture = str(path.parent / parts[-1])
+        if parts[0] == "newmtl":
+            current = materials.setdefault(" ".join(parts[1:]), {"Kd": None, "map_Kd": ""})
+        elif current is not None and parts[0] == "Kd" and len(parts) >= 4:
+            current["Kd"] = [float(x) for x in parts[1:4]]
+        elif current is not None and parts[0] == "map_Kd" and len(parts) >= 2:
+            current["map_Kd"] = str(path.parent / parts[-1])  # options (-s, -o) come before the file name
+    return materials
+
+
+def parse_obj(path) -> MeshData:
+    """Wavefront OBJ: triangles (polygons fanned), per-vertex uv (t flipped), the texture or colours.
+
+    Colour comes from the first ``map_Kd`` of the .mtl files, else from the materials' ``Kd`` (one
+    colour per face, by ``usemtl``), else from vertex colours (``v x y z r g b``).
+    """
+    path = Path(path)
+    positions, colours, texcoords, corners, faces, face_material = [], [], [], {}, [], []
+    vertices, uv, vertex_source = [], [], []
+    mtllibs, material = [], ""
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if parts[0] == "v":
+                positions.append([float(x) for x in parts[1:4]])
+                colours.append([float(x) for x in parts[4:7]] if len(parts) >= 7 else None)
+            elif parts[0] == "vt":
+                texcoords.append([float(x) for x in parts[1:3]])
+            elif parts[0] == "mtllib":
+                mtllibs.append(" ".join(parts[1:]))
+            elif parts[0] == "usemtl":
+                material = " ".join(parts[1:])
+            elif parts[0] == "f":
+                ids = []
+                for corner in parts[1:]:
+                    fields = corner.split("/")
+                    vi = _obj_index(fields[0], len(positions), "vertex")
+                    has_t = len(fields) > 1 and fields[1]
+                    ti = _obj_index(fields[1], len(texcoords), "texture coordinate") if has_t else -1
+                    if (vi, ti) not in corners:
+                        corners[(vi, ti)] = len(vertices)
+                        vertices.append(positions[vi])
+                        vertex_source.append(vi)
+                        uv.append(texcoords[ti] if ti >= 0 else [0.0, 0.0])
+                    ids.append(corners[(vi, ti)])
+                fan = [(ids[0], ids[k], ids[k + 1]) for k in range(1, len(ids) - 1)]
+                faces += fan
+                face_material += [material] * len(fan)
+        except (ValueError, IndexError) as err:
+            raise ValueError(f"{path}:{number}: cannot read {line.strip()[:60]!r} ({err})") from None
     if not faces:
         raise ValueError(f"{path}: no faces found")
+    materials: dict[str, dict] = {}
+    for lib in mtllibs:
+        if (path.parent / lib).is_file():
+            materials.update(_read_mtl(path.parent / lib))
+    texture = next((m["map_Kd"] for m in materials.values() if m["map_Kd"]), "")
+    faces_arr = np.array(faces, np.int64)
+    face_rgb = None
+    if not texture and any(m["Kd"] is not None for m in materials.values()):
+        grey = [0.7, 0.7, 0.7]
+        kd = [(materials.get(name) or {}).get("Kd") or grey for name in face_material]
+        face_rgb = np.clip(np.round(np.array(kd) * 255), 0, 255).astype(np.uint8)
+    elif not texture and colours and all(c is not None for c in colours):
+        per_vertex = np.array(colours)[np.array(vertex_source)]
+        face_rgb = _face_colours(per_vertex, faces_arr)
     uv_arr = np.array(uv, float)
     uv_arr[:, 1] = 1.0 - uv_arr[:, 1]
-    return np.array(vertices, float), np.array(faces, np.int64), uv_arr if texcoords else None, mtl_texture
+    return MeshData(np.array(vertices, float), faces_arr, uv_arr if texcoords else None, texture, face_rgb)
 
 
-def read_ply_any(path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
-    """PLY (ascii or binary little-endian): x y z (+ s t / u v / texture_u texture_v), triangle lists."""
-    path = Path(path)
-    data = path.read_bytes()
-    end = data.index(b"end_header") + len(b"end_header")
-    end = data.index(b"\n", end) + 1
-    header = data[:end].decode("ascii", errors="replace").splitlines()
-    fmt = header[1].split()[1]
-    elements, texture = [], ""
-    types = {"char": "i1", "uchar": "u1", "int8": "i1", "uint8": "u1", "short": "i2", "ushort": "u2",
-             "int16": "i2", "uint16": "u2", "int": "i4", "uint": "u4", "int32": "i4", "uint32": "u4",
-             "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
-    for line in header:
+def read_obj(path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """Wavefront OBJ: vertices, triangles (polygons fanned), per-vertex uv (t flipped), texture from the .mtl."""
+    mesh = parse_obj(path)
+    return mesh.vertices, mesh.faces, mesh.uv, mesh.texture
+
+
+def _face_colours(vertex_rgb: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per-face uint8 colour: the mean of its corners' colours (given in [0, 1] or [0, 255])."""
+    rgb = np.asarray(vertex_rgb, float)
+    if rgb.size and rgb.max() <= 1.0:
+        rgb = rgb * 255.0
+    return np.clip(np.round(rgb[faces].mean(axis=1)), 0, 255).astype(np.uint8)
+
+
+_PLY_TYPES = {"char": "i1", "uchar": "u1", "int8": "i1", "uint8": "u1", "short": "i2", "ushort": "u2",
+              "int16": "i2", "uint16": "u2", "int": "i4", "uint": "u4", "int32": "i4", "uint32": "u4",
+              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+
+
+def _ply_header(path: Path, data: bytes):
+    """(format, [(element, count, [property fields])], texture file, byte offset of the body)."""
+    if not data.startswith(b"ply"):
+        raise ValueError(f"{path}: not a PLY file (it does not start with 'ply')")
+    marker = data.find(b"end_header")
+    if marker < 0:
+        raise ValueError(f"{path}: no end_header line: the PLY header is broken or cut off")
+    end = data.find(b"\n", marker)
+    end = len(data) if end < 0 else end + 1
+    fmt, elements, texture = "", [], ""
+    for line in data[:end].decode("ascii", errors="replace").splitlines():
         parts = line.split()
-        if parts[:2] == ["comment", "TextureFile"]:
+        if parts[:1] == ["format"] and len(parts) >= 2:
+            fmt = parts[1]
+        elif parts[:2] == ["comment", "TextureFile"] and len(parts) >= 3:
             texture = str(path.parent / parts[2])
         elif parts[:1] == ["element"]:
             elements.append((parts[1], int(parts[2]), []))
         elif parts[:1] == ["property"]:
-            elements[-1][2].append(parts[1:])
+            if not elements:
+                raise ValueError(f"{path}: a property before any element in the header")
+            props = parts[1:]
+            for kind in (props[1:3] if props[0] == "list" else props[:1]):
+                if kind not in _PLY_TYPES:
+                    raise ValueError(f"{path}: unknown PLY property type {kind!r}")
+            elements[-1][2].append(props)
     if fmt not in ("ascii", "binary_little_endian"):
-        raise ValueError(f"{path}: PLY format {fmt} is not supported (use ascii or binary_little_endian)")
-    vertex_cols: dict[str, np.ndarray] = {}
-    faces = None
-    if fmt == "ascii":
-        tokens = data[end:].split()
-        pos = 0
-        for name, count, props in elements:
-            if name == "vertex":
-                n = len(props)
-                block = np.array(tokens[pos:pos + n * count], float).reshape(count, n)
-                pos += n * count
-                vertex_cols = {p[-1]: block[:, i] for i, p in enumerate(props)}
+        raise ValueError(f"{path}: PLY format {fmt or '(none)'} is not supported (use ascii or binary_little_endian)")
+    return fmt, elements, texture, end
+
+
+def _ply_binary_element(data: bytes, offset: int, count: int, props: list) -> tuple[dict, int]:
+    """Columns of one binary element (lists as (count, k) arrays when every row has the same length)."""
+    if all(p[0] != "list" for p in props):
+        dtype = np.dtype([(p[-1], "<" + _PLY_TYPES[p[0]]) for p in props])
+        block = np.frombuffer(data, dtype, count, offset)
+        return {p[-1]: block[p[-1]] for p in props}, offset + dtype.itemsize * count
+    # Lists: read the first row's lengths, assume them for all rows, check the counts (fast path).
+    fields, pos = [], offset
+    for p in props:
+        if p[0] == "list":
+            k = int(np.frombuffer(data, "<" + _PLY_TYPES[p[1]], 1, pos)[0])
+            fields += [(p[-1] + "#n", "<" + _PLY_TYPES[p[1]]), (p[-1], "<" + _PLY_TYPES[p[2]], (k,))]
+            pos += np.dtype(_PLY_TYPES[p[1]]).itemsize + k * np.dtype(_PLY_TYPES[p[2]]).itemsize
+        else:
+            fields.append((p[-1], "<" + _PLY_TYPES[p[0]]))
+            pos += np.dtype(_PLY_TYPES[p[0]]).itemsize
+    dtype = np.dtype(fields)
+    if offset + dtype.itemsize * count <= len(data):
+        block = np.frombuffer(data, dtype, count, offset)
+        lists = [p[-1] for p in props if p[0] == "list"]
+        if all(np.all(block[n + "#n"] == block[n].shape[1]) for n in lists):
+            return {p[-1]: block[p[-1]] for p in props}, offset + dtype.itemsize * count
+    rows: dict[str, list] = {p[-1]: [] for p in props}
+    for _ in range(count):
+        for p in props:
+            if p[0] == "list":
+                k = int(np.frombuffer(data, "<" + _PLY_TYPES[p[1]], 1, offset)[0])
+                offset += np.dtype(_PLY_TYPES[p[1]]).itemsize
+                values = np.frombuffer(data, "<" + _PLY_TYPES[p[2]], k, offset)
+                offset += values.nbytes
+                rows[p[-1]].append(values.tolist())
             else:
-                rows = []
-                for _ in range(count):
-                    k = int(tokens[pos])
-                    rows.append([int(t) for t in tokens[pos + 1:pos + 1 + k]])
-                    pos += 1 + k
-                if name == "face":
-                    faces = [(r[0], r[i], r[i + 1]) for r in rows for i in range(1, len(r) - 1)]
-    else:
-        offset = end
-        for name, count, props in elements:
-            if all(p[0] != "list" for p in props):
-                dtype = np.dtype([(p[-1], "<" + types[p[0]]) for p in props])
-                block = np.frombuffer(data, dtype, count, offset)
-                offset += dtype.itemsize * count
-                if name == "vertex":
-                    vertex_cols = {p[-1]: block[p[-1]].astype(float) for p in props}
+                rows[p[-1]].append(np.frombuffer(data, "<" + _PLY_TYPES[p[0]], 1, offset)[0])
+                offset += np.dtype(_PLY_TYPES[p[0]]).itemsize
+    return rows, offset
+
+
+def _ply_ascii_element(tokens: list, pos: int, count: int, props: list) -> tuple[dict, int]:
+    rows: dict[str, list] = {p[-1]: [] for p in props}
+    for _ in range(count):
+        for p in props:
+            if p[0] == "list":
+                k = int(tokens[pos])
+                rows[p[-1]].append([float(t) for t in tokens[pos + 1:pos + 1 + k]])
+                pos += 1 + k
             else:
-                if len(props) != 1:
-                    raise ValueError(f"{path}: element {name} mixes lists and scalars; not supported")
-                _, count_t, index_t, _ = props[0]
-                rows = []
-                for _ in range(count):
-                    k = int(np.frombuffer(data, "<" + types[count_t], 1, offset)[0])
-                    offset += np.dtype(types[count_t]).itemsize
-                    idx = np.frombuffer(data, "<" + types[index_t], k, offset)
-                    offset += idx.nbytes
-                    rows.append(idx.tolist())
-                if name == "face":
-                    faces = [(r[0], r[i], r[i + 1]) for r in rows for i in range(1, len(r) - 1)]
-    if not faces or not {"x", "y", "z"} <= set(vertex_cols):
-        raise ValueError(f"{path}: needs vertex x, y, z and faces")
-    vertices = np.stack([vertex_cols["x"], vertex_cols["y"], vertex_cols["z"]], axis=1)
+                rows[p[-1]].append(float(tokens[pos]))
+                pos += 1
+    if pos > len(tokens):
+        raise ValueError("the file ends before its last element")
+    return rows, pos
+
+
+def _triangles(polygons) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles fanned from polygons and, per triangle, the (polygon, corner a, b, c) it came from."""
+    if isinstance(polygons, np.ndarray) and polygons.ndim == 2:
+        k = polygons.shape[1]
+        fan = [(0, i, i + 1) for i in range(1, k - 1)]
+        tris = np.concatenate([polygons[:, list(f)] for f in fan]) if fan else np.zeros((0, 3))
+        source = np.concatenate([np.stack([np.arange(len(polygons))] + [np.full(len(polygons), c) for c in f], 1)
+                                 for f in fan]) if fan else np.zeros((0, 4))
+        return tris.astype(np.int64), source.astype(np.int64)
+    tris, source = [], []
+    for n, row in enumerate(polygons):
+        for i in range(1, len(row) - 1):
+            tris.append((row[0], row[i], row[i + 1]))
+            source.append((n, 0, i, i + 1))
+    return np.array(tris, np.int64).reshape(-1, 3), np.array(source, np.int64).reshape(-1, 4)
+
+
+def parse_ply(path) -> MeshData:
+    """PLY (ascii or binary little-endian): x y z, per-vertex uv (s t / u v / texture_u texture_v) or
+    per-corner ``texcoord`` lists, vertex colours (red green blue), polygons fanned into triangles."""
+    path = Path(path)
+    data = path.read_bytes()
+    fmt, elements, texture, end = _ply_header(path, data)
+    columns: dict[str, dict] = {}
+    try:
+        if fmt == "ascii":
+            tokens, pos = data[end:].split(), 0
+            for name, count, props in elements:
+                columns[name], pos = _ply_ascii_element(tokens, pos, count, props)
+        else:
+            offset = end
+            for name, count, props in elements:
+                columns[name], offset = _ply_binary_element(data, offset, count, props)
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"{path}: the PLY body does not match its header ({err})") from None
+    vertex, face = columns.get("vertex", {}), columns.get("face", {})
+    polygons = face.get("vertex_indices", face.get("vertex_index"))
+    if polygons is None or not {"x", "y", "z"} <= set(vertex):
+        raise ValueError(f"{path}: needs vertex x, y, z and faces (vertex_indices)")
+    vertices = np.stack([np.asarray(vertex[c], float) for c in "xyz"], axis=1)
+    faces, source = _triangles(polygons)
     uv = None
     for su, sv in (("s", "t"), ("u", "v"), ("texture_u", "texture_v")):
-        if su in vertex_cols and sv in vertex_cols:
-            uv = np.stack([vertex_cols[su], 1.0 - vertex_cols[sv]], axis=1)
+        if su in vertex and sv in vertex:
+            uv = np.stack([np.asarray(vertex[su], float), 1.0 - np.asarray(vertex[sv], float)], axis=1)
             break
-    return vertices, np.array(faces, np.int64), uv, texture
+    rgb_names = next((n for n in (("red", "green", "blue"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
+                      if set(n) <= set(vertex)), None)
+    face_rgb = None
+    if rgb_names and not texture:
+        rgb = np.stack([np.asarray(vertex[c], float) for c in rgb_names], axis=1)
+        first = np.asarray(vertex[rgb_names[0]])
+        if first.dtype.kind in "iu" or (first.size and first.max() > 1.0):  # uchar 0-255, else float 0-1
+            rgb = rgb / 255.0
+        face_rgb = _face_colours(rgb, faces) if len(faces) and faces.max() < len(vertices) else None
+    corner_uv = face.get("texcoord")
+    if corner_uv is not None and uv is None and len(faces):
+        # One uv per polygon corner: every triangle gets vertices of its own.
+        corner_uv = [np.asarray(row, float).reshape(-1, 2) for row in corner_uv]
+        tri_uv = np.array([[corner_uv[n][a], corner_uv[n][b], corner_uv[n][c]] for n, a, b, c in source])
+        if faces.max() >= len(vertices):
+            raise ValueError(f"{path}: face indices out of range for {len(vertices)} vertices")
+        vertices = vertices[faces].reshape(-1, 3)
+        uv = tri_uv.reshape(-1, 2) * [1.0, -1.0] + [0.0, 1.0]
+        faces = np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
+    return MeshData(vertices, faces, uv, texture, face_rgb)
 
 
-def load_mesh_model(mesh_path, texture_path: str = "", scale: float = 1.0, symmetry: str = "none",
-                    max_texture_size: int = 1024, color=None) -> Model:
-    """A model from a mesh file (``.obj``, ``.ply``, ``.msh``) and its texture image (PNG/JPEG)."""
+def read_ply_any(path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """PLY (ascii or binary little-endian): x y z (+ s t / u v / texture_u texture_v), triangle lists."""
+    mesh = parse_ply(path)
+    return mesh.vertices, mesh.faces, mesh.uv, mesh.texture
+
+
+def bake_face_colours(vertices: np.ndarray, faces: np.ndarray, face_rgb: np.ndarray,
+                      max_texture_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A textured mesh that shows one flat colour per face (the renderer only draws textures).
+
+    Colours are quantised (5 bits per channel, fewer when the palette would not fit in
+    ``max_texture_size``) and each gets a block of texels, sorted so that neighbouring blocks are alike:
+    a texture's mipmaps then blur a face's colour only into similar ones. Every face gets corners of
+    its own (uv at its block's centre). Returns vertices, faces, uv, texture (RGB uint8).
+    """
+    for bits in (5, 4, 3, 2):
+        step = 256 // (1 << bits)
+        quantised = (face_rgb.astype(np.int64) // step) * step + step // 2
+        palette, index = np.unique(quantised, axis=0, return_inverse=True)
+        side = math.ceil(math.sqrt(len(palette)))
+        if side <= max_texture_size:
+            break
+    block = max(1, min(4, max_texture_size // side))
+    texture = np.zeros((side * block, side * block, 3), np.uint8)
+    rows, cols = np.divmod(np.arange(len(palette)), side)
+    for (r, c), colour in zip(zip(rows, cols), palette):
+        texture[r * block:(r + 1) * block, c * block:(c + 1) * block] = colour
+    size = side * block
+    face_uv = np.stack([(cols[index.ravel()] + 0.5) * block / size, (rows[index.ravel()] + 0.5) * block / size], 1)
+    new_vertices = vertices[faces].reshape(-1, 3)
+    new_faces = np.arange(len(new_vertices), dtype=np.int64).reshape(-1, 3)
+    return new_vertices, new_faces, np.repeat(face_uv, 3, axis=0), texture
+
+
+def parse_mesh_file(mesh_path) -> MeshData:
+    """Any supported mesh file (.obj, .ply, .msh); a malformed file raises one ValueError naming it."""
     mesh_path = Path(mesh_path)
     if not mesh_path.is_file():
         raise FileNotFoundError(f"mesh file {mesh_path} does not exist")
     suffix = mesh_path.suffix.lower()
-    if suffix == ".msh":
-        vertices, faces, uv = read_msh(mesh_path)
-        file_texture = ""
-    elif suffix == ".obj":
-        vertices, faces, uv, file_texture = read_obj(mesh_path)
-    elif suffix == ".ply":
-        vertices, faces, uv, file_texture = read_ply_any(mesh_path)
-    else:
+    parsers = {".msh": lambda p: MeshData(*read_msh(p)), ".obj": parse_obj, ".ply": parse_ply}
+    if suffix not in parsers:
         raise ValueError(f"{mesh_path}: unsupported mesh format {suffix!r} (use .obj, .ply or .msh)")
-    if faces.size == 0 or faces.max() >= len(vertices) or faces.min() < 0:
-        raise ValueError(f"{mesh_path}: face indices out of range for {len(vertices)} vertices")
-    texture_file = texture_path or file_texture
+    try:
+        mesh = parsers[suffix](mesh_path)
+    except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError) as err:
+        message = str(err)
+        if str(mesh_path) in message:
+            raise ValueError(message) from None
+        raise ValueError(f"{mesh_path}: not a readable {suffix[1:].upper()} mesh ({message})") from None
+    if len(mesh.faces) == 0 or len(mesh.vertices) == 0:
+        raise ValueError(f"{mesh_path}: no faces found")
+    if mesh.faces.max() >= len(mesh.vertices) or mesh.faces.min() < 0:
+        raise ValueError(f"{mesh_path}: face indices out of range for {len(mesh.vertices)} vertices")
+    if not np.all(np.isfinite(mesh.vertices)):
+        raise ValueError(f"{mesh_path}: {int((~np.isfinite(mesh.vertices)).any(axis=1).sum())} vertices are "
+                         "NaN or infinite")
+    return mesh
+
+
+def has_area(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(m,) bool: the faces with area (not repeated or collinear corners, relative to the mesh's size)."""
+    extent = float(np.ptp(vertices, axis=0).max()) or 1.0
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    return np.linalg.norm(np.cross(b - a, c - a), axis=1) > 1e-12 * extent ** 2
+
+
+def _read_texture(texture_file: str, mesh_path: Path, max_texture_size: int) -> np.ndarray:
+    bgr = cv2.imread(str(texture_file), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read texture {texture_file} (for {mesh_path})")
+    texture = bgr[:, :, ::-1]
+    longest = max(texture.shape[:2])
+    if longest > max_texture_size:
+        f = max_texture_size / longest
+        texture = cv2.resize(texture, (max(1, round(texture.shape[1] * f)), max(1, round(texture.shape[0] * f))),
+                             interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(texture)
+
+
+def load_mesh_model(mesh_path, texture_path: str = "", scale: float = 1.0, symmetry: str = "none",
+                    max_texture_size: int = 1024, color=None) -> Model:
+    """A model from a mesh file (``.obj``, ``.ply``, ``.msh``) and its texture image (PNG/JPEG).
+
+    Colour, by priority: ``texture_path``, the texture the file names, the file's vertex or material
+    colours (baked into a texture), else the flat ``color`` (default grey; ``params["colour_source"]``
+    says which). Faces without area are dropped (``params["dropped_faces"]`` counts them).
+    """
+    mesh_path = Path(mesh_path)
+    mesh = parse_mesh_file(mesh_path)
+    keep = has_area(mesh.vertices, mesh.faces)
+    faces, dropped = mesh.faces[keep], int((~keep).sum())
+    if len(faces) == 0:
+        raise ValueError(f"{mesh_path}: all {len(mesh.faces)} faces have zero area")
+    vertices, uv = mesh.vertices, mesh.uv
+    texture_file = texture_path or mesh.texture
     if texture_file:
-        bgr = cv2.imread(str(texture_file), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"cannot read texture {texture_file} (for {mesh_path})")
-        texture = bgr[:, :, ::-1]
-        longest = max(texture.shape[:2])
-        if longest > max_texture_size:
-            f = max_texture_size / longest
-            texture = cv2.resize(texture, (max(1, round(texture.shape[1] * f)), max(1, round(texture.shape[0] * f))),
-                                 interpolation=cv2.INTER_AREA)
-        texture = np.ascontiguousarray(texture)
+        texture, source = _read_texture(texture_file, mesh_path, max_texture_size), "texture"
+    elif mesh.face_rgb is not None:
+        vertices, faces, uv, texture = bake_face_colours(vertices, faces, mesh.face_rgb[keep], max_texture_size)
+        source = "colours"
     else:
         rgb = np.asarray(color if color else (0.7, 0.7, 0.7), float)
-        texture = np.tile((rgb * 255).astype(np.uint8), (4, 4, 1))
+        texture, source = np.tile((rgb * 255).astype(np.uint8), (4, 4, 1)), "flat"
     if uv is None:
         uv = np.zeros((len(vertices), 2))
-    params = {"type": "mesh", "mesh": str(mesh_path), "texture": str(texture_file), "scale": scale}
+    params = {"type": "mesh", "mesh": str(mesh_path), "texture": str(texture_file), "scale": scale,
+              "colour_source": source, "dropped_faces": dropped}
     return Model(vertices * scale, faces, uv, texture, symmetry, params)
 
 
