@@ -21,12 +21,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sfm": ("inerf_ros.datasets.sfm", "pose photos with structure from motion (pycolmap) -> transforms.json"),
     "register": ("inerf_ros.register", "pose new photos by inverting the NeRF; write an extended transforms.json"),
     "eval-poses": ("inerf_ros.optim.evaluate", "iNeRF pose-estimation benchmark on held-out views"),
+    "make-posecnn-data": ("inerf_ros.posecnn.randomized_scene",
+                          "render domain-randomized PoseCNN training frames of a scene's objects"),
     "train-posecnn": ("inerf_ros.posecnn.train", "train PoseCNN on a rendered scene"),
     "eval-posecnn": ("inerf_ros.posecnn.evaluate", "evaluate PoseCNN on held-out rendered frames"),
     "eval-prior": ("inerf_ros.initializer_eval", "evaluate the fused camera prior"),
     "launch": ("inerf_ros.launch_description", "start the live nodes without `ros2 launch`"),
     "replay": ("inerf_ros.replay", "replay a bag through the pipeline and report accuracy and speed"),
     "calibrate-hand-eye": ("inerf_ros.calibrate_command", "hand-eye transform and base placement from a robot bag"),
+    "build-workspace": ("inerf_ros.workspace", "one capture (robot bag or photos) -> NeRF, scale, frame, anchors, "
+                                               "localize.yaml"),
 }
 
 
