@@ -39,6 +39,12 @@ class SfmConfig:
                                           "must be seen in at least this many photos", range=(2, 1000))
     points_only: bool = cfg.option(False, "only (re)write OUT_DIR/sparse_points.npz from the reconstruction already "
                                           "in OUT_DIR (for data made before the file existed)")
+    known_intrinsics: list = cfg.option([], "fx fy cx cy of a calibrated camera (pixels, (0, 0) = the top-left "
+                                            "pixel's centre, as in CameraInfo.k): a PINHOLE camera held fixed "
+                                            "(far steadier than self-calibration); empty: --camera-model, refined")
+    threads: int = cfg.option(0, "CPU threads of feature extraction, matching and mapping (0: all)",
+                              range=(0, 1024))
+    seed: int = cfg.option(0, "random seed of the mapper (RANSAC)", range=(0, 2 ** 31 - 1))
 
 
 def _import_pycolmap():
@@ -152,13 +158,30 @@ def rewrite_sparse_points(out_dir: Path, config: SfmConfig) -> dict:
     return summary
 
 
+def _known_camera(config: SfmConfig, reader, mapping) -> None:
+    """Fix a PINHOLE camera to ``config.known_intrinsics`` (CameraInfo's pixel convention -> COLMAP's,
+    whose (0, 0) is the top-left pixel's corner: cx + 0.5)."""
+    values = [float(v) for v in config.known_intrinsics]
+    if len(values) != 4 or not np.all(np.isfinite(values)) or values[0] <= 0 or values[1] <= 0:
+        raise ValueError(f"known_intrinsics needs 4 finite numbers fx fy cx cy with fx, fy > 0, got {values}")
+    fx, fy, cx, cy = values
+    reader.camera_model = "PINHOLE"
+    reader.camera_params = f"{fx!r},{fy!r},{cx + 0.5!r},{cy + 0.5!r}"
+    mapping.ba_refine_focal_length = False
+    mapping.ba_refine_principal_point = False
+    mapping.ba_refine_extra_params = False
+
+
 def run_sfm(images_dir: Path, out_dir: Path, config: SfmConfig) -> dict:
-    """Reconstruct ``images_dir`` and write ``out_dir/transforms.json``; returns a summary dict."""
+    """Reconstruct ``images_dir`` and write ``out_dir/transforms.json``; returns a summary dict.
+
+    Raises ``ValueError`` when there are fewer than 3 photos or none could be registered.
+    """
     pycolmap = _import_pycolmap()
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     names = sorted(p.name for p in images_dir.iterdir() if p.suffix in IMAGE_SUFFIXES)
     if len(names) < 3:
-        raise SystemExit(f"{images_dir}: need at least 3 photos (.jpg/.png), found {len(names)}")
+        raise ValueError(f"{images_dir}: need at least 3 photos (.jpg/.png), found {len(names)}")
     work = out_dir / "colmap"
     if work.exists():
         shutil.rmtree(work)
@@ -170,15 +193,22 @@ def run_sfm(images_dir: Path, out_dir: Path, config: SfmConfig) -> dict:
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = config.max_image_size
     extraction.sift.max_num_features = config.max_num_features
+    matching = pycolmap.FeatureMatchingOptions()
+    mapping = pycolmap.IncrementalPipelineOptions()
+    mapping.random_seed = config.seed
+    if config.threads:
+        extraction.num_threads = matching.num_threads = mapping.num_threads = config.threads
+    if config.known_intrinsics:
+        _known_camera(config, reader, mapping)
     print(f"[sfm] extracting features from {len(names)} photos")
     pycolmap.extract_features(database, images_dir, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
                               reader_options=reader, extraction_options=extraction)
     print("[sfm] exhaustive matching")
-    pycolmap.match_exhaustive(database)
+    pycolmap.match_exhaustive(database, matching_options=matching)
     print("[sfm] incremental mapping")
-    models = pycolmap.incremental_mapping(database, images_dir, work / "sparse")
+    models = pycolmap.incremental_mapping(database, images_dir, work / "sparse", options=mapping)
     if not models:
-        raise SystemExit(f"{images_dir}: structure from motion registered no images (too few matches)")
+        raise ValueError(f"{images_dir}: structure from motion registered no images (too few matches)")
     recon = max(models.values(), key=lambda r: r.num_reg_images())
     print(f"[sfm] {recon.num_reg_images()}/{len(names)} photos registered, "
           f"{recon.num_points3D()} points, {time.time() - start:.0f} s")
