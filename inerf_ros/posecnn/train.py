@@ -52,6 +52,13 @@ class TrainConfig:
     threads: int = option(2, "torch CPU threads", range=(1, 256))
     seed: int = option(0, "random seed", range=(0, 2**31 - 1))
     resume: bool = option(False, "start from the weights in --out (same class table required)")
+    init_from: str = option("", "start from the tensors of this model directory that fit (same names and "
+                            "shapes: the backbone and the class-independent layers of another class table)")
+    camera_effects: bool = option(False, "real-camera effects on the fly: exposure, white balance, shot + read "
+                                  "noise, motion / defocus blur, JPEG (inerf_ros/posecnn/randomize.py)")
+    background_share: float = option(0.0, "share of frames whose background (no trained object) is replaced "
+                                     "by a photo of --backgrounds or a procedural photo-like image", range=(0.0, 1.0))
+    backgrounds: str = option("", "folder of background photos (JPEG/PNG; cropped and flipped); empty: procedural")
 
 
 @dataclasses.dataclass
@@ -96,6 +103,13 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
         network = PoseCNN(n_classes, config.backbone, config.width, config.decoder_width, fc_width=config.fc_width)
     if reference_focal is None:
         reference_focal = float(data.K[0, 1, 1])
+    photos = []
+    if config.backgrounds:
+        from inerf_ros.posecnn.randomize import load_photos
+
+        photos = load_photos(config.backgrounds)
+        if not photos:
+            raise ValueError(f"--backgrounds {config.backgrounds}: no JPEG/PNG photos in it")
     scale = max(c.diameter for c in classes)  # point-matching loss on points / largest diameter: O(1)
     points = torch.tensor(np.stack([c.points for c in classes]) / scale, dtype=torch.float32)
     symmetric = torch.tensor([c.symmetry != "none" for c in classes])
@@ -117,7 +131,7 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * warmup * 0.5 * (1 + math.cos(math.pi * fraction))
         frames = torch.randperm(n_frames, generator=generator)[:config.batch_size]
-        losses = _step(network, data, frames, points, symmetric, reference_focal, config, generator)
+        losses = _step(network, data, frames, points, symmetric, reference_focal, config, generator, photos)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
@@ -158,9 +172,12 @@ def _meta(config, network, classes, reference_focal, step, start, history) -> di
     }
 
 
-def _step(network, data, frames, points, symmetric, reference_focal, config, generator):
+def _step(network, data, frames, points, symmetric, reference_focal, config, generator, photos=()):
     n_classes = network.num_classes
-    rgb = augment(data.rgb[frames], generator) if config.augment else data.rgb[frames].float()
+    rgb = data.rgb[frames]
+    if config.camera_effects or config.background_share > 0:
+        rgb = _camera_effects(rgb, data.label[frames], config, generator, photos)
+    rgb = augment(rgb, generator) if config.augment else rgb.float()
     label = data.label[frames].long()
     target = vertex_targets(data, frames, reference_focal)
     height, width = label.shape[-2:]
@@ -200,6 +217,39 @@ def _step(network, data, frames, points, symmetric, reference_focal, config, gen
     return losses
 
 
+def _camera_effects(rgb, label, config, generator, photos):
+    """Per-frame image-space randomization (numpy), seeded from the training generator."""
+    from inerf_ros.posecnn.randomize import CameraEffects, camera_effects
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    rng = np.random.default_rng(seed)
+    effects = CameraEffects() if config.camera_effects else None
+    out = [camera_effects(image.numpy(), mask.numpy(), rng, background_share=config.background_share,
+                          photos=photos, effects=effects) for image, mask in zip(rgb, label)]
+    return torch.from_numpy(np.stack(out))
+
+
+def init_from(network: PoseCNN, model_dir) -> tuple[list[str], list[str]]:
+    """Copy into ``network`` every tensor of ``model_dir``'s weights with the same name and shape; returns
+    (copied names, names of ``network`` left as initialised)."""
+    from safetensors.torch import load_file
+
+    from inerf_ros.posecnn.model import WEIGHTS_FILE
+
+    read_meta(model_dir)  # a clear error for a directory that is not a model
+    path = Path(model_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    source = {k[4:]: v for k, v in load_file(str(path)).items() if k.startswith("net.")}
+    state = network.state_dict()
+    copied = [k for k, v in state.items() if k in source and source[k].shape == v.shape]
+    if not copied:
+        raise ValueError(f"--init-from {model_dir}: no tensor fits this network (other backbone or widths?)")
+    state.update({k: source[k] for k in copied})
+    network.load_state_dict(state)
+    return copied, [k for k in state if k not in copied]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_tools.add_arguments(parser, TrainConfig)
 
@@ -220,6 +270,13 @@ def run(args: argparse.Namespace) -> int:
         # Keep the record of the runs these weights came from (oldest first); this run adds its own.
         old = dict(meta.get("training", {}))
         earlier = old.pop("earlier_stages", []) + [old]
+    if config.init_from:
+        if config.resume:
+            raise ValueError("--init-from and --resume both choose the starting weights: pass one")
+        network = PoseCNN(len(classes), config.backbone, config.width, config.decoder_width, fc_width=config.fc_width)
+        copied, fresh = init_from(network, config.init_from)
+        print(f"--init-from {config.init_from}: copied {len(copied)} tensors; initialised afresh "
+              f"(other shape or name): {', '.join(fresh) or 'none'}")
     data = load_split(config.scene, config.split, config.input_width, config.input_height, config.max_frames)
     print(f"{data.rgb.shape[0]} frames, {data.objects.shape[0]} visible objects, classes "
           f"{[c.name for c in classes]}")

@@ -160,3 +160,52 @@ def distractor_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
         mask = value_noise(rng, size, size, int(rng.integers(3, 12)))
     img = mask[..., None] * c1 + (1 - mask[..., None]) * c2
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def clutter(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A photo-like cluttered backdrop: a lit wall gradient with overlapping printed boxes, discs and strokes,
+    slightly blurred. Stands in for real photos behind the table (none ship with the package)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    c1, c2 = random_color(rng, (0.0, 0.6), (0.2, 1.0)), random_color(rng, (0.0, 0.6), (0.2, 1.0))
+    ramp = (xs * np.cos(rng.uniform(0, np.pi)) + ys * np.sin(rng.uniform(0, np.pi))) / max(height, width)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    shade = 0.8 + 0.2 * value_noise(rng, height, width, 4)
+    img = (ramp[..., None] * c1 + (1 - ramp[..., None]) * c2) * shade[..., None]
+    img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    for _ in range(int(rng.integers(4, 14))):
+        kind = int(rng.integers(3))
+        w = int(rng.uniform(0.08, 0.45) * width)
+        h = int(rng.uniform(0.08, 0.45) * height)
+        x, y = int(rng.integers(-w // 2, width)), int(rng.integers(-h // 2, height))
+        if kind == 0:  # a printed package seen face on
+            panel = label_panel(rng, max(8, w), max(8, h), "".join(rng.choice(list("ABCDEFGHKMNOPRSTUW"), 6)))
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+            if x1 > x0 and y1 > y0:
+                img[y0:y1, x0:x1] = panel[y0 - y:y1 - y, x0 - x:x1 - x]
+        elif kind == 1:
+            cv2.ellipse(img, (x + w // 2, y + h // 2), (max(1, w // 2), max(1, h // 2)), float(rng.uniform(0, 180)),
+                        0, 360, _rgb255(random_color(rng)), -1, cv2.LINE_AA)
+        else:
+            cv2.line(img, (x, y), (x + w, y + h), _rgb255(random_color(rng)), int(rng.integers(2, 12)), cv2.LINE_AA)
+    return cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 1.5)))
+
+
+def random_surface(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """A texture for a table, floor or distractor: wood, tiles, noise, stripes, a plain colour or clutter."""
+    kind = int(rng.integers(6))
+    if kind == 0:
+        img = wood(rng, size)
+        tint = rng.uniform(0.6, 1.3, size=3)  # light / dark / reddish woods
+        return np.clip(img * tint, 0, 255).astype(np.uint8)
+    if kind == 1:
+        return tiles(rng, size, int(rng.integers(2, 12)))
+    if kind == 2:
+        noise = value_noise(rng, size, size, int(rng.integers(2, 24)))[..., None]
+        img = noise * random_color(rng) + (1 - noise) * random_color(rng, (0.0, 0.5))
+        return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    if kind == 3:
+        return distractor_texture(rng, size)
+    if kind == 4:
+        shade = 0.9 + 0.1 * value_noise(rng, size, size, 8)[..., None]
+        return (np.clip(shade * random_color(rng, (0.0, 0.7), (0.15, 1.0)), 0, 1) * 255).astype(np.uint8)
+    return clutter(rng, size, size)
