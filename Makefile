@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench posecnn-model clean help
+.PHONY: setup demo test lint bench posecnn-model posecnn-ycb-model clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,10 @@ bench: setup  ## the speed benchmarks (ratios measured side by side)
 posecnn-model: setup  ## retrain the shipped PoseCNN into OUT=dir (data + both stages, ~1.3 h on one core)
 	@test -n "$(OUT)" || { echo "usage: make posecnn-model OUT=dir"; exit 2; }
 	@bash scripts/train_posecnn_tabletop.sh "$(OUT)"
+
+posecnn-ycb-model: setup  ## train models/posecnn_ycb into OUT=dir (needs MESH_DIR=ycb_sim, default ../shared/data/ycb_sim; ~80 min)
+	@test -n "$(OUT)" || { echo "usage: make posecnn-ycb-model OUT=dir [MESH_DIR=path/to/ycb_sim]"; exit 2; }
+	@bash scripts/train_posecnn_ycb.sh "$(OUT)"
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build install log
