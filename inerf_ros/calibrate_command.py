@@ -1,4 +1,4 @@
-"""``inerf-ros calibrate-hand-eye BAG``: the wrist camera's hand-eye transform and the robot's base placement
+r"""``inerf-ros calibrate-hand-eye BAG``: the wrist camera's hand-eye transform and the robot's base placement
 from a robot bag, by localizing the camera with iNeRF and solving ``nerf_T_cam_i = Z @ base_T_tool0_i @ X``.
 
 Every N-th image is localized independently, as replay's offline "mask" column does (PoseCNN prior,
@@ -11,7 +11,7 @@ robot's believed values.
 
 Example::
 
-    inerf-ros calibrate-hand-eye demo_out/arm.mcap --objects demo_out/world/objects.yaml --every 10 \\
+    inerf-ros calibrate-hand-eye demo_out/arm.mcap --objects demo_out/world/objects.yaml --every 10 \
         --truth demo_out/world/arm/robot.json --out out/hand_eye
 """
 from __future__ import annotations
@@ -257,6 +257,9 @@ def describe(summary: dict) -> list[str]:
 
 
 def write_outputs(summary: dict, out_dir: Path) -> None:
+    """Write ``hand_eye.json`` (the summary) and ``hand_eye.md`` (its description and the URDF ``<origin>``) into
+    ``out_dir``, creating it.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "hand_eye.json").write_text(json.dumps(summary, indent=1))
     text = ["# Hand-eye calibration", "", f"Bag: `{summary['bag']}`", ""]
@@ -266,6 +269,7 @@ def write_outputs(summary: dict, out_dir: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``inerf-ros calibrate-hand-eye`` arguments: the bag, outputs, truth and the three configs' flags."""
     parser.add_argument("bag", help="a robot bag (.mcap or rosbag2 directory) with images, camera_info and the "
                                     "arm's /tf + /tf_static")
     parser.add_argument("--out", default="hand_eye", help="directory for hand_eye.json and hand_eye.md (created)")
@@ -302,6 +306,7 @@ def _inerf_estimator(bag: CameraBag, config: HandEyeConfig) -> Estimator:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros calibrate-hand-eye``: 0 on success, 2 with the reason on stderr when the bag cannot be calibrated."""
     config = cfg.from_args(HandEyeConfig, args)
     calibration = cfg.from_args(CalibrationConfig, args)
     topics = cfg.from_args(BagTopics, args)

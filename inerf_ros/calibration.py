@@ -113,6 +113,7 @@ class HandEyeResult:
     """Frames dropped by the closed form's outlier loop (indices into the input)."""
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready values (poses as nested lists, metres and degrees)."""
         return {
             "tool0_T_cam": self.tool0_T_cam.tolist(), "nerf_T_base": self.nerf_T_base.tolist(),
             "inliers": [bool(v) for v in self.inliers],

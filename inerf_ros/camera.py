@@ -43,6 +43,7 @@ class Intrinsics:
 
     @property
     def is_distorted(self) -> bool:
+        """Whether the distortion model is set and has a non-zero coefficient (undistortion is needed)."""
         return self.distortion_model != "none" and any(abs(c) > 0 for c in self.distortion)
 
     def scaled(self, factor: float) -> "Intrinsics":

@@ -31,6 +31,7 @@ def option(default: Any, help: str, *, choices: tuple | None = None,  # noqa: A0
 
 
 def fields(cls) -> list[dataclasses.Field]:
+    """The dataclass fields of config class ``cls``, in declaration order."""
     return list(dataclasses.fields(cls))
 
 

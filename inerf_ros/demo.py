@@ -40,6 +40,7 @@ ARM_ROWS = (("frames scored (from the first localization)", "frames_scored", "{:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``inerf-ros demo`` arguments."""
     parser.add_argument("--out", default="demo_out", help="working directory, reused between runs (default: demo_out)")
     parser.add_argument("--nerf-model", default="", help="NeRF model directory (default: the shipped nerf_tabletop)")
     parser.add_argument("--posecnn-model", default="",
@@ -88,6 +89,7 @@ def ensure_world(out: Path) -> tuple[Path, Path]:
 
 
 def check_models(args) -> list[str]:
+    """Fill in the shipped model directories where ``args`` gives none; return a message per missing model."""
     from inerf_ros.replay import missing_model_message
 
     from inerf_ros.replay import default_model_dir
@@ -108,6 +110,7 @@ def _met(value, op: str, target) -> bool:
 
 
 def target_lines(summary: dict, targets: dict = TARGETS) -> list[str]:
+    """One line per target: the measured value of ``summary``, the target, and whether it was met."""
     lines = []
     for key, (op, target) in targets.items():
         value = summary.get(key, float("nan"))
@@ -152,6 +155,9 @@ def replay_configs(num_rays: int = 0):
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros demo``: world, bag, live and offline replays and the report; 0 when it ran through, 1 when a model is
+    missing.
+    """
     from inerf_ros.initializer import CameraPriorEstimator
     from inerf_ros.replay import ReplayConfig, initializer_config, load_models, replay
     from inerf_ros.replay.bag import BagTopics

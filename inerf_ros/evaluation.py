@@ -55,6 +55,7 @@ class TranslationScale:
         return self.mean_camera_distance * UNITLESS_TRANSLATION_FRACTION / TRANSLATION_THRESHOLD_M
 
     def describe(self) -> str:
+        """A sentence for the report saying what unit the translation errors are in."""
         if self.metric:
             return f"translation in metres ({self.metres_per_unit:g} m per NeRF unit)"
         return ("scene without metric scale: '5 cm' means 1.25% of the mean camera-to-scene-centre distance "
@@ -83,6 +84,7 @@ def summarize(trials: list[Trial]) -> dict:
 
 
 def summarize_groups(trials: list[Trial]) -> dict[str, dict]:
+    """{group: :func:`summarize` of its trials}, in the order the groups first appear."""
     groups: dict[str, list[Trial]] = {}
     for trial in trials:
         groups.setdefault(trial.group, []).append(trial)
@@ -137,6 +139,7 @@ def print_and_save_report(report: dict, text: str, out: str | None) -> None:
 
 
 def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON (numpy values and dataclasses become plain JSON)."""
     path.write_text(json.dumps(payload, indent=2, default=_json_default))
 
 

@@ -132,6 +132,7 @@ def evaluate(config: PriorEvalConfig, refine: SilhouetteRefineConfig | None = No
 
 
 def format_report(report: dict) -> str:
+    """The report as text: prior rate, error percentiles, and the five commonest reasons for no prior."""
     r, t = report["rotation_deg"], report["translation_m"]
     lines = [f"{report['frames']} frames ({report['detections']} detections, mode {report['mode']}): prior on "
              f"{report['with_prior']}, within 15 deg / 10 cm on {100 * report['within_15deg_10cm']:.1f}% of frames"]
@@ -148,11 +149,13 @@ def format_report(report: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``inerf-ros eval-prior`` arguments: the evaluation's and the silhouette refinement's flags."""
     config_tools.add_arguments(parser, PriorEvalConfig)
     config_tools.add_arguments(parser, SilhouetteRefineConfig)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros eval-prior``: print and save the report; 0 on success."""
     config = config_tools.from_args(PriorEvalConfig, args)
     if not config.scene:
         raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")

@@ -24,6 +24,8 @@ from inerf_ros.ros.node_main import large_data_environment
 
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
+    """One node of the localize pipeline: where its class is, and which parameters and launch arguments it has."""
+
     name: str
     """Node name = executable name = the YAML section of its parameters."""
     module: str
@@ -38,6 +40,8 @@ class NodeSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LaunchArgument:
+    """A launch argument: its name, default value (a string, as ``ros2 launch`` passes it) and description."""
+
     name: str
     default: str
     description: str
@@ -65,6 +69,7 @@ TF_REMAPPINGS = [("/tf", "tf"), ("/tf_static", "tf_static")]
 
 
 def config_classes(spec: NodeSpec) -> list[type]:
+    """The config dataclasses whose fields are ``spec``'s ROS parameters (imported on demand)."""
     out = []
     for ref in spec.configs:
         module, name = ref.split(":")
@@ -73,6 +78,7 @@ def config_classes(spec: NodeSpec) -> list[type]:
 
 
 def launch_arguments() -> list[LaunchArgument]:
+    """The localize launch arguments, with the shipped YAML and models as defaults."""
     return [
         LaunchArgument("params_file", str(paths.config_file("localize.yaml")),
                        "YAML with the parameters of every node (sections named after the nodes)"),
@@ -142,6 +148,7 @@ def check_parameters(values: dict[str, str]) -> None:
 
 # -- `inerf-ros launch localize` -----------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``inerf-ros launch`` arguments: one ``--flag`` per launch argument, plus respawning."""
     parser.add_argument("launch_name", choices=["localize"], help="what to launch (the localize pipeline)")
     for arg in launch_arguments():
         parser.add_argument("--" + arg.name.replace("_", "-"), dest=arg.name, default=arg.default,

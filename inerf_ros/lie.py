@@ -39,7 +39,7 @@ def check_finite(x: Tensor, name: str) -> Tensor:
 
 
 def hat(omega: Tensor) -> Tensor:
-    """Skew-symmetric matrix ``[omega]_x`` of shape (..., 3, 3) such that ``hat(a) @ b = a x b``."""
+    """Skew-symmetric matrix ``[omega]_x``, (..., 3, 3): the cross product as a matrix, ``[a]_x @ b = a x b``."""
     _check_shape(omega, (3,), "omega")
     x, y, z = omega.unbind(-1)
     zero = torch.zeros_like(x)

@@ -73,6 +73,9 @@ INERF_DEMO_VALUES = {
 
 
 def demo_values() -> dict[str, dict]:
+    """The shipped node values that differ from the dataclass defaults, by node name (initializer: from
+    config/initializer.yaml).
+    """
     from inerf_ros.initializer import InitializerConfig, load_config
 
     initializer = load_config(Path(__file__).resolve().parent.parent / "config" / "initializer.yaml")
@@ -93,6 +96,9 @@ def _scalar(value) -> str:
 
 
 def render(values: dict[str, dict] | None = None) -> str:
+    """The text of config/localize.yaml: every node's parameters, commented with their help, ``values`` overriding the
+    defaults.
+    """
     values = demo_values() if values is None else values
     lines = [HEADER]
     for spec in launch_description.NODES:
@@ -161,6 +167,7 @@ def node_config(cls: type[T], node: str = "inerf_node", path: Path | None = None
 
 
 def main(argv=None) -> int:
+    """``python -m inerf_ros.params_yaml [TARGET]``: write the parameter file (default config/localize.yaml)."""
     default = Path(__file__).resolve().parent.parent / "config" / "localize.yaml"
     parser = argparse.ArgumentParser(prog="python -m inerf_ros.params_yaml",
                                      description="Write the nodes' parameter file from the config dataclasses.")

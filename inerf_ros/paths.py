@@ -24,8 +24,10 @@ def share_dir() -> Path:
 
 
 def config_file(name: str) -> Path:
+    """The shipped config file ``name`` (e.g. localize.yaml) under the share directory's config/."""
     return share_dir() / "config" / name
 
 
 def model_dir(name: str) -> Path:
+    """The shipped model directory ``name`` (e.g. nerf_tabletop) under the share directory's models/."""
     return share_dir() / "models" / name

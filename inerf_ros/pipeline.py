@@ -23,6 +23,8 @@ from inerf_ros.optim.sampling import SamplingConfig
 
 @dataclasses.dataclass
 class FrameInput:
+    """One image to localize, with everything matched to it by stamp (camera, prior, mask, kinematic chain)."""
+
     rgb: np.ndarray
     """(H, W, 3) uint8."""
     intrinsics: Intrinsics
@@ -84,6 +86,8 @@ def implausibility(nerf_T_optical: np.ndarray, aabb, config: PlausibilityConfig,
 
 
 class InerfPipeline:
+    """The NeRF, the pose optimizer and the localization policy, with the plausibility gate on the estimates."""
+
     def __init__(self, model, device: str, optimizer: OptimizerConfig, sampling: SamplingConfig,
                  localizer: LocalizerConfig, plausibility: PlausibilityConfig | None = None):
         self.model = model
@@ -96,6 +100,7 @@ class InerfPipeline:
     @classmethod
     def from_model_dir(cls, model_dir: str, device: str, optimizer: OptimizerConfig, sampling: SamplingConfig,
                        localizer: LocalizerConfig, plausibility: PlausibilityConfig | None = None) -> "InerfPipeline":
+        """A pipeline on the NeRF in ``model_dir``; ValueError when ``device`` is CUDA but none is available."""
         from inerf_ros.nerf.checkpoint import load_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -104,13 +109,18 @@ class InerfPipeline:
 
     @property
     def metres_per_unit(self) -> float:
+        """Metres per NeRF unit of the model (its metadata)."""
         return float(self.model.metadata.metres_per_unit)
 
     def config_of(self, cls):
+        """The config of class ``cls`` now in use (OptimizerConfig, SamplingConfig, LocalizerConfig or
+        PlausibilityConfig).
+        """
         return {OptimizerConfig: self._optimizer.config, SamplingConfig: self._optimizer.sampling,
                 LocalizerConfig: self._localizer.config, PlausibilityConfig: self._plausibility}[cls]
 
     def update_config(self, config) -> None:
+        """Use ``config`` (one of the four config classes) from the next frame on (after the current one)."""
         with self._lock:
             if isinstance(config, OptimizerConfig):
                 self._optimizer.config = config
@@ -124,15 +134,19 @@ class InerfPipeline:
                 raise TypeError(f"not a pipeline config: {type(config).__name__}")
 
     def wants_prior(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
+        """Whether a prior would be used for an image at ``stamp_s`` (else tracking suffices)."""
         return self._localizer.wants_prior(stamp_s, base_T_optical)
 
     def can_track(self, stamp_s: float, base_T_optical: np.ndarray | None = None) -> bool:
+        """Whether a tracking estimate could start for an image at ``stamp_s`` (without a prior)."""
         return self._localizer.tracking_start(stamp_s, base_T_optical) is not None
 
     def reset(self) -> None:
+        """Forget the track: the next frame needs a prior."""
         self._localizer.reset()
 
     def localize(self, frame: FrameInput) -> LocalizationResult:
+        """Localize one frame; an implausible estimate is refused (no estimate, the reason in the message)."""
         with self._lock:
             result = self._localizer.localize(frame.rgb, frame.intrinsics, frame.stamp_s, frame.prior,
                                               frame.label_mask, frame.base_T_optical)

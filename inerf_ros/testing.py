@@ -81,6 +81,7 @@ class TexturedBoxScene:
         return colour.reshape(3, -1).T.to(points.dtype)
 
     def render_rays(self, origins: torch.Tensor, directions: torch.Tensor, max_level=None, **_) -> dict:
+        """Render rays (N, 3) against the textured box: rgb, depth and opacity as a NeRF model's render_rays does."""
         directions = torch.nn.functional.normalize(directions, dim=-1)
         safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
         t0, t1 = (-self.half - origins) / safe, (self.half - origins) / safe

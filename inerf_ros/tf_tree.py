@@ -346,7 +346,7 @@ class TfTree:
             return None
 
     def authority(self, child: str) -> str:
-        """The authority (publisher) of the newest sample of ``child``."""
+        """Who published the newest sample of ``child`` (its tf2 authority)."""
         cache = self._caches.get(child)
         return cache.authority if cache is not None else ""
 

@@ -120,6 +120,7 @@ class InitializerConfig:
         return table
 
     def positions_only(self) -> set[str]:
+        """Class names whose ``object_poses`` entry gives a position only (x y z, no rotation)."""
         return {str(e).split()[0] for e in self.object_poses if len(str(e).split()) == 4}
 
 

@@ -35,6 +35,7 @@ class CameraPrior:
 
     @property
     def ok(self) -> bool:
+        """Whether a prior was fused (``status == "ok"``)."""
         return self.status == "ok"
 
 
@@ -85,8 +86,8 @@ class CameraPriorEstimator:
 
     def hypotheses(self, detections: Sequence[Any], nerf_T_cam_hint: Optional[np.ndarray] = None
                    ) -> tuple[dict[int, np.ndarray], dict[int, str], dict[int, np.ndarray]]:
-        """Per-detection camera hypotheses ({index: nerf_T_cam}), rejections ({index: reason}) and, in
-        full mode, the detected positions (NeRF units, camera frame) of symmetric objects ({index: r_cam}).
+        """Per-detection camera hypotheses as {index: nerf_T_cam}, rejections as {index: reason} and, in full
+        mode, the detected positions (NeRF units, camera frame) of symmetric objects as {index: r_cam}.
         """
         cfg = self.config
         hint = self._static_hint if nerf_T_cam_hint is None else np.asarray(nerf_T_cam_hint, dtype=np.float64)

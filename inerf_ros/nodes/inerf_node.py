@@ -35,6 +35,8 @@ from inerf_ros.ros.tf import StaticTransformBroadcaster, TransformBroadcaster
 
 @dataclasses.dataclass
 class InerfNodeConfig:
+    """inerf_node's own parameters: model, device, frames, TF output and the input caches."""
+
     model_dir: str = option("", "NeRF model directory (model.safetensors + model.json)", read_only=True)
     device: str = option("cpu", "torch device: cpu, cuda or cuda:N", read_only=True)
     nerf_frame: str = option("nerf", "TF frame of the NeRF (metric: NeRF axes, metres)", read_only=True)
@@ -84,6 +86,10 @@ class InerfNodeConfig:
 
 
 class InerfNode(Node):
+    """Localizes the camera of each image by iNeRF, on a worker thread; publishes camera_pose, localization_status,
+    overlay and TF.
+    """
+
     def __init__(self, pipeline: InerfPipeline | None = None, **node_kwargs):
         super().__init__("inerf_node", **node_kwargs)
         self._config = parameters.declare_config(self, InerfNodeConfig)
@@ -152,9 +158,13 @@ class InerfNode(Node):
 
     # -- callbacks: file the message away, never compute ------------------------------------------
     def on_camera_info(self, msg: CameraInfo) -> None:
+        """File a CameraInfo away by its stamp, for the image with the same stamp."""
         self._camera_infos.add(stamp_to_seconds(msg.header.stamp), msg)
 
     def on_prior(self, msg: PoseWithCovarianceStamped) -> None:
+        """File a camera prior away by its stamp (metres, NeRF frame); one in another frame or with NaNs is dropped with
+        a warning.
+        """
         if msg.header.frame_id and msg.header.frame_id != self._config.nerf_frame:
             self.get_logger().warning(f"prior in frame '{msg.header.frame_id}', expected "
                                       f"'{self._config.nerf_frame}': ignored", throttle_duration_sec=5.0)
@@ -169,9 +179,11 @@ class InerfNode(Node):
         self._priors.add(stamp_to_seconds(msg.header.stamp), (nerf_T_optical, covariance))
 
     def on_detections(self, msg: ObjectPoseArray) -> None:
+        """File PoseCNN's detections (with their label image, for the mask region) away by their stamp."""
         self._masks.add(stamp_to_seconds(msg.header.stamp), msg)
 
     def on_image(self, msg: Image) -> None:
+        """Hand the image to the worker; an image still waiting is dropped (counted in :attr:`dropped_frames`)."""
         self._frames.put(msg)
 
     # -- worker --------------------------------------------------------------------------------------
@@ -322,6 +334,7 @@ class InerfNode(Node):
         self._status_pub.publish(status)
 
     def close(self) -> None:
+        """Stop the worker (it finishes the frame it is localizing) and the robot frames' TF listener."""
         self._running = False
         self._worker.join(timeout=5.0)
         if self._robot is not None:
@@ -329,10 +342,12 @@ class InerfNode(Node):
 
     @property
     def dropped_frames(self) -> int:
+        """How many images arrived while an older one still waited for the worker (and were dropped)."""
         return self._frames.dropped
 
 
 def main(args=None) -> int:
+    """Entry point of ``ros2 run inerf_ros inerf_node``: spin the node until shutdown; return the exit status."""
     return node_main.run(InerfNode, args)
 
 

@@ -21,10 +21,14 @@ from inerf_ros.ros.qos import RESULT_QOS
 
 @dataclasses.dataclass
 class InitializerNodeConfig:
+    """initializer_node's own parameters (the fusion's are :class:`InitializerConfig`)."""
+
     nerf_frame: str = option("nerf", "frame_id of the published prior (the metric NeRF frame)", read_only=True)
 
 
 class InitializerNode(Node):
+    """Fuses each ObjectPoseArray on detections into a camera prior on camera_prior (metres, NeRF frame)."""
+
     def __init__(self, **node_kwargs):
         super().__init__("initializer_node", **node_kwargs)
         self._node_config = parameters.declare_config(self, InitializerNodeConfig)
@@ -43,6 +47,7 @@ class InitializerNode(Node):
         self._estimator = CameraPriorEstimator(config)
 
     def on_camera_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        """Keep iNeRF's camera estimate as the hint of the distance_only mode; a pose with NaNs is ignored."""
         try:
             nerf_T_cam, _ = pose_msgs.pose_with_covariance_to_numpy(msg)
         except ValueError:
@@ -50,6 +55,9 @@ class InitializerNode(Node):
         self._hint = frames.metres_to_nerf(nerf_T_cam, self._config.metres_per_unit)
 
     def on_detections(self, msg: ObjectPoseArray) -> None:
+        """Fuse the detections into a prior and publish it with the detections' stamp; a bad pose drops that object with
+        a warning.
+        """
         detections = []
         for obj in msg.objects:
             try:
@@ -76,6 +84,7 @@ class InitializerNode(Node):
 
 
 def main(args=None) -> int:
+    """Entry point of ``ros2 run inerf_ros initializer_node``: spin the node until shutdown; return the exit status."""
     return node_main.run(InitializerNode, args)
 
 

@@ -29,6 +29,7 @@ from inerf_ros.ros.stamps import stamp_to_seconds
 @dataclasses.dataclass(frozen=True)
 class _Frame:
     """An image with the camera as it was when the image arrived (a later camera_info is another camera)."""
+
     image: Image
     intrinsics: Intrinsics | None
     camera_info_error: str
@@ -36,6 +37,8 @@ class _Frame:
 
 @dataclasses.dataclass
 class PosecnnNodeConfig:
+    """posecnn_node's parameters: model, device, classes and the limits on input size and rate."""
+
     model_dir: str = option("", "PoseCNN model directory (posecnn.safetensors + posecnn.json)", read_only=True)
     device: str = option("cpu", "torch device: cpu, cuda or cuda:N", read_only=True)
     score_threshold: float = option(0.5, "drop detections scoring below this", range=(0.0, 1.0))
@@ -50,6 +53,8 @@ class PosecnnNodeConfig:
 
 
 class PosecnnNode(Node):
+    """Detects objects in each image with PoseCNN, on a worker thread; publishes detections and label_image."""
+
     def __init__(self, detector=None, **node_kwargs):
         super().__init__("posecnn_node", **node_kwargs)
         self._config = parameters.declare_config(self, PosecnnNodeConfig)
@@ -90,6 +95,9 @@ class PosecnnNode(Node):
                              f"(it knows {', '.join(self._detector.class_names)})")
 
     def on_camera_info(self, msg: CameraInfo) -> None:
+        """Take the camera's intrinsics; a bad CameraInfo forgets the previous camera too (no detections until a good
+        one).
+        """
         try:
             self._intrinsics = camera_info_conv.camera_info_to_intrinsics(msg, self._config.max_image_pixels)
             self._camera_info_error = ""
@@ -100,6 +108,7 @@ class PosecnnNode(Node):
             self.get_logger().warning(self._camera_info_error, throttle_duration_sec=5.0)
 
     def on_image(self, msg: Image) -> None:
+        """Hand the image, with the camera as it is now, to the worker unless ``max_rate_hz`` skips it."""
         if not self._rate_limited(stamp_to_seconds(msg.header.stamp)):   # else not even filed away
             self._frames.put(_Frame(msg, self._intrinsics, self._camera_info_error))
 
@@ -166,15 +175,18 @@ class PosecnnNode(Node):
         self._worker.join(timeout=5.0)
 
     def destroy_node(self):
+        """Stop the worker before the node and its publishers go."""
         self.close()   # the worker publishes: never past its publishers' end
         return super().destroy_node()
 
     @property
     def dropped_frames(self) -> int:
+        """How many images arrived while an older one still waited for the worker (and were dropped)."""
         return self._frames.dropped
 
 
 def main(args=None) -> int:
+    """Entry point of ``ros2 run inerf_ros posecnn_node``: spin the node until shutdown; return the exit status."""
     return node_main.run(PosecnnNode, args)
 
 

@@ -146,6 +146,7 @@ class CorrectionFilter:
 
     @property
     def initialized(self) -> bool:
+        """Whether an estimate has been fused (before that :attr:`nerf_T_base` is None)."""
         return self._nerf_T_base is not None
 
     @property
@@ -159,7 +160,7 @@ class CorrectionFilter:
         return self._stamp_s
 
     def covariance(self, stamp_s: float | None = None) -> np.ndarray | None:
-        """6x6 covariance (base-frame right perturbation) at ``stamp_s`` (None: at the newest fused estimate)."""
+        """The 6x6 covariance of a base-frame right perturbation at ``stamp_s`` (None: at the newest fused estimate)."""
         if self._covariance is None:
             return None
         return self._predicted(stamp_s) if stamp_s is not None else self._covariance.copy()

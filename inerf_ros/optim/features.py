@@ -29,6 +29,8 @@ _STEPPING_STONE_INLIERS = 6  # EPnP + RANSAC's working minimum; enough to move c
 
 @dataclasses.dataclass
 class PnpResult:
+    """The outcome of one PnP of matched features against rendered depth."""
+
     nerf_T_optical: np.ndarray | None
     """(4, 4) the camera as a ROS optical frame in the NeRF frame, or None when PnP failed."""
     inliers: int
@@ -288,6 +290,7 @@ class KeyframeCache:
         return len(self._keyframes)
 
     def clear(self) -> None:
+        """Forget every keyframe (the hit and miss counts stay)."""
         self._keyframes.clear()
 
     def nearest(self, nerf_T_optical: np.ndarray, scale: float) -> Keyframe | None:
@@ -311,6 +314,7 @@ class KeyframeCache:
         return best
 
     def add(self, keyframe: Keyframe) -> None:
+        """Keep ``keyframe``, dropping the least recently used beyond ``capacity`` (none kept at capacity 0)."""
         if self.capacity <= 0:
             return
         self._keyframes.append(keyframe)

@@ -44,6 +44,8 @@ from inerf_ros.optim.sampling import PixelSampler, SamplingConfig, needs_opacity
 
 @dataclasses.dataclass
 class OptimizerConfig:
+    """iNeRF's optimizer settings: solver, step sizes and schedule, stopping, hypotheses, feature alignment."""
+
     solver: str = option("adam", "adam: iNeRF's Adam on the twist; lm: Levenberg-Marquardt (fewer, costlier steps)",
                          choices=("adam", "lm"))
     max_iterations: int = option(300, "iteration cap per estimate (iNeRF: 300)", range=(1, 100000))
@@ -148,6 +150,7 @@ class PoseEstimate:
 
     @property
     def nerf_T_opengl(self) -> np.ndarray:
+        """(4, 4) the camera as an OpenGL frame (x right, y up, looking down -z) in the NeRF frame, NeRF units."""
         return frames.optical_to_opengl(self.nerf_T_optical)
 
 

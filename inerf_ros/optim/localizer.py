@@ -29,6 +29,8 @@ from inerf_ros.optim.inerf import PoseEstimate, PoseOptimizer
 
 @dataclasses.dataclass
 class LocalizerConfig:
+    """The localization policy's settings: tracking, prior ages and the trust tests."""
+
     tracking: bool = option(True, "warm-start from the previous estimate when no fresh prior is available")
     tracking_iterations: int = option(30, "iteration cap of a tracking estimate", range=(1, 10000))
     tracking_learning_rate: float = option(0.0, "Adam step size of tracking estimates (0: learning_rate); their "
@@ -67,6 +69,8 @@ class LocalizerConfig:
 
 @dataclasses.dataclass
 class Prior:
+    """A start pose from outside the optimizer: ``nerf_T_optical`` (4x4, NeRF units) at ``stamp_s``, and who gave it."""
+
     nerf_T_optical: np.ndarray
     stamp_s: float
     source: str = "posecnn"
@@ -74,6 +78,8 @@ class Prior:
 
 @dataclasses.dataclass
 class LocalizationResult:
+    """The outcome of one frame: the estimate (None when there is none) and how it was started."""
+
     estimate: PoseEstimate | None
     prior_source: str
     """"posecnn"/"external"/"kinematics" (a prior started it), "tracking", or "none"."""
@@ -92,6 +98,8 @@ class _Tracked:
 
 
 class Localizer:
+    """Decides per frame between a full estimate from a prior and a tracking estimate (see the module docstring)."""
+
     def __init__(self, optimizer: PoseOptimizer, config: LocalizerConfig | None = None, metres_per_unit: float = 1.0):
         self.optimizer = optimizer
         self.config = config or LocalizerConfig()
@@ -102,6 +110,7 @@ class Localizer:
         self._held = 0  # consecutive trusted kinematic tracking estimates
 
     def reset(self) -> None:
+        """Forget the track (after a time jump back or a refused estimate): the next frame needs a prior."""
         self._last, self._velocity, self._last_anchor_s, self._held = None, None, None, 0
 
     def distrust_last(self) -> None:

@@ -32,6 +32,8 @@ STRATEGIES = ("random", "interest_points", "interest_regions", "mask_region", "f
 
 @dataclasses.dataclass
 class SamplingConfig:
+    """Which pixels iNeRF renders, and how many (see the module docstring for the strategies)."""
+
     strategy: str = option("random", "ray sampling: random, interest_points, interest_regions, mask_region, "
                                      "foreground, or a union joined with '+' (e.g. mask_region+interest_regions)")
     num_rays: int = option(1024, "rays rendered per optimizer step", range=(16, 65536))
@@ -46,6 +48,7 @@ class SamplingConfig:
                                          "region takes in backdrop pixels next to the object)", range=(0, 50))
 
     def check(self) -> None:
+        """Raise ValueError for an unknown strategy or a mask class that is not an integer id."""
         parse_strategy(self.strategy)
         bad = [c for c in self.mask_classes if not str(c).strip().lstrip("-").isdigit()]
         if bad:  # refused when set, not on every masked frame after
@@ -53,6 +56,7 @@ class SamplingConfig:
 
 
 def parse_strategy(strategy: str) -> tuple[str, ...]:
+    """The parts of a strategy (``a+b`` -> ``("a", "b")``); ValueError for an unknown or empty one."""
     parts = tuple(p.strip() for p in strategy.split("+") if p.strip())
     unknown = [p for p in parts if p not in STRATEGIES]
     if not parts or unknown:
@@ -64,6 +68,8 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass
 class SampledPixels:
+    """The pixels chosen for one image, and how they were chosen."""
+
     uv: torch.Tensor
     """(N, 2) float pixel coordinates (column, row)."""
     strategy: str

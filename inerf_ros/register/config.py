@@ -95,6 +95,7 @@ class RegisterConfig:
     progress: bool = cfg.option(True, "progress bar over the photos")
 
     def check(self) -> None:
+        """Raise ValueError naming the flag when no images or no output folder are given."""
         if not self.images:
             raise ValueError("--images: give at least one folder or image file")
         if not self.out:

@@ -76,9 +76,11 @@ class StartFinder:
     # -- the views ------------------------------------------------------------------------------
     @property
     def num_views(self) -> int:
+        """How many posed views there are: the data's plus the photos accepted so far."""
         return len(self.data) + len(self._added)
 
     def view_name(self, index: int) -> str:
+        """The file name of view ``index`` (a data view's, or an accepted photo's)."""
         if index < len(self.data):
             return Path(self.data.file_names[index]).name
         return self._added[index - len(self.data)][0]

@@ -75,10 +75,12 @@ class Candidate:
 
     @property
     def psnr(self) -> float:
+        """PSNR (dB) of the render on the verdict pixels."""
         return psnr_from_mse(self.mse)
 
     @property
     def flat_psnr(self) -> float:
+        """PSNR (dB) of the photo's flat mean colour on the verdict pixels (the bar a render must beat)."""
         return psnr_from_mse(self.flat_mse)
 
 

@@ -75,6 +75,7 @@ class ReplayConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``inerf-ros replay`` arguments: the bag, live or offline, the report folder and the configs' flags."""
     parser.add_argument("bag", help="a ROS 2 bag: one .mcap file or a rosbag2 directory")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--live", dest="live", action="store_true", help="play into the live nodes over DDS")
@@ -106,6 +107,7 @@ def default_model_dir(name: str) -> Path:
 
 
 def missing_model_message(kind: str, directory: Path) -> str:
+    """Why a ``kind`` (nerf or posecnn) model is missing from ``directory``, and the commands that make it."""
     make = {
         "nerf": f"inerf-ros make-scene --out demo_world --splits nerf && inerf-ros train-nerf demo_world/nerf "
                 f"--out {directory} --minutes 10 --downscale 2",
@@ -172,6 +174,7 @@ def replay_offline(bag: CameraBag, model, detector, estimator, config: ReplayCon
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros replay``: 0 with a report, 1 when the bag had no camera_info, 2 when it cannot run."""
     config = cfg.from_args(ReplayConfig, args)
     topics = cfg.from_args(BagTopics, args)
     optimizer = cfg.from_args(OptimizerConfig, args)

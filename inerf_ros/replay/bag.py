@@ -82,12 +82,14 @@ class Problems:
         self.examples: dict[str, list[str]] = {}
 
     def add(self, kind: str, example: str) -> None:
+        """Count one problem of ``kind``, keeping ``example`` if there are few examples of it yet."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         examples = self.examples.setdefault(kind, [])
         if len(examples) < MAX_PROBLEM_EXAMPLES:
             examples.append(example)
 
     def lines(self) -> list[str]:
+        """One line per kind of problem: its count and the first example."""
         return [f"{kind}: {count} (e.g. {self.examples[kind][0]})" for kind, count in self.counts.items()]
 
 
@@ -126,6 +128,7 @@ class PoseTrack:
         self._poses: list[np.ndarray] = []
 
     def add(self, stamp_s: float, pose: np.ndarray) -> None:
+        """Add a pose (4x4) at ``stamp_s``, in stamp order."""
         k = bisect.bisect_right(self._stamps, stamp_s)
         self._stamps.insert(k, stamp_s)
         self._poses.insert(k, pose)
@@ -134,6 +137,9 @@ class PoseTrack:
         return len(self._stamps)
 
     def at(self, stamp_s: float, tolerance_s: float, max_gap_s: float) -> np.ndarray | None:
+        """The pose at ``stamp_s``: the nearest within ``tolerance_s``, else interpolated between neighbours at most
+        ``max_gap_s`` apart, else None.
+        """
         from scipy.spatial.transform import Rotation, Slerp
 
         if not self._stamps:
@@ -192,6 +198,7 @@ class CameraBag:
         self._describe()
 
     def close(self) -> None:
+        """Close the bag file."""
         self._reader.close()
 
     def __enter__(self) -> "CameraBag":
@@ -286,10 +293,12 @@ class CameraBag:
 
     @property
     def has_ground_truth(self) -> bool:
+        """Whether the bag has ground-truth camera poses (accuracy can be reported)."""
         return len(self._gt) > 0
 
     @property
     def has_camera_info(self) -> bool:
+        """Whether the bag has at least one usable camera_info."""
         return any(intrinsics is not None for _, intrinsics, _ in self._infos)
 
     def ground_truth(self, stamp_s: float) -> np.ndarray | None:

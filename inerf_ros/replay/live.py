@@ -497,6 +497,7 @@ def _wait_for_subscribers(publisher, count: int, timeout_s: float, check=None) -
 
 
 def describe(info: dict) -> list[str]:
+    """The report's "Live replay" section (markdown lines); none when the replay was not live."""
     if "live_published" not in info:
         return []
     sources = ", ".join(f"{k}: {v}" for k, v in sorted(info["live_sources"].items()))

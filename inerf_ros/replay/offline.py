@@ -65,6 +65,7 @@ class FrameRecord:
 
     @property
     def has_estimate(self) -> bool:
+        """Whether this frame got an estimate (a pose in the world)."""
         return self.world_T_cam is not None
 
 

@@ -86,10 +86,12 @@ def summarize_all(records, names: dict[str, str]) -> dict[str, dict]:
 
 
 def has_accuracy(summaries: dict[str, dict]) -> bool:
+    """Whether any column has trials with ground truth (else the table shows runtime only)."""
     return any(s.get("trials", 0) for s in summaries.values())
 
 
 def table(summaries: dict[str, dict]) -> str:
+    """The report's markdown table: accuracy and runtime rows, or runtime only without ground truth."""
     rows = ACCURACY_ROWS if has_accuracy(summaries) else RUNTIME_ROWS
     return evaluation.markdown_table(summaries, rows=rows)
 
@@ -107,6 +109,7 @@ def _quat(pose) -> list[float]:
 
 
 def write_frames(records, out: Path) -> None:
+    """Write ``frames.csv`` into ``out``: one row per frame and column (errors, timings, estimated and true pose)."""
     with open(out / "frames.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -131,6 +134,7 @@ def _pyplot():
 
 
 def plot_error_over_time(records, names: dict[str, str], path: Path) -> Path | None:
+    """Plot rotation and translation error against bag time, one line per column; None when nothing has an error."""
     plt = _pyplot()
     stamps = [r.stamp_s for r in records if math.isfinite(r.stamp_s)]
     if not stamps or not any(r.has_estimate and math.isfinite(r.rotation_error_deg) for r in records):
@@ -157,6 +161,7 @@ def plot_error_over_time(records, names: dict[str, str], path: Path) -> Path | N
 
 
 def plot_error_vs_iteration(records, names: dict[str, str], path: Path) -> Path | None:
+    """Plot the median error against iteration, per column; None when no frame kept an error history."""
     trials = [evaluation.Trial(group=names.get(r.column, r.column), rotation_error_deg=r.rotation_error_deg,
                                translation_error=r.translation_error_m, iterations=r.iterations,
                                converged=r.converged, seconds=r.optimizer_s,
@@ -166,6 +171,7 @@ def plot_error_vs_iteration(records, names: dict[str, str], path: Path) -> Path 
 
 
 def plot_trajectory_top(records, names: dict[str, str], path: Path) -> Path | None:
+    """Plot the camera positions from above (x, y in the world): truth and each column's estimates; None when empty."""
     plt = _pyplot()
     truth = {r.frame: np.asarray(r.world_T_cam_gt)[:3, 3] for r in records if r.world_T_cam_gt is not None}
     if not truth and not any(r.has_estimate for r in records):

@@ -47,6 +47,7 @@ UR_DH = {
 
 
 def dh_table(name: str) -> DHTable:
+    """The DH table of the arm ``name`` (a key of ``UR_DH``); ValueError naming the known ones."""
     try:
         return UR_DH[name]
     except KeyError:

@@ -92,6 +92,7 @@ class RobotModel:
 
     @property
     def tool0_T_camera_link(self) -> np.ndarray:
+        """(4, 4) the camera_link frame in the flange frame (tool0), metres."""
         return self.tool0_T_camera_optical @ np.linalg.inv(CAMERA_LINK_T_OPTICAL)
 
     def base_T_camera(self, q) -> np.ndarray:
@@ -119,17 +120,20 @@ class RobotModel:
         return chain + self.static_chain()
 
     def static_chain(self) -> list[tuple[str, str, np.ndarray, bool]]:
+        """The fixed links past the last joint, as (parent, child, parent_T_child, static) for /tf_static."""
         return [(self.link_names[-1], TOOL_FRAME, np.eye(4), True),
                 (TOOL_FRAME, CAMERA_LINK, self.tool0_T_camera_link, True),
                 (CAMERA_LINK, OPTICAL_FRAME, CAMERA_LINK_T_OPTICAL.copy(), True)]
 
     def to_dict(self) -> dict:
+        """The model as JSON-ready values (poses as nested lists, metres)."""
         return {"arm": self.arm, "world_T_base": self.world_T_base.tolist(),
                 "tool0_T_camera_optical": self.tool0_T_camera_optical.tolist(),
                 "joint_names": list(self.joint_names), "link_names": list(self.link_names)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "RobotModel":
+        """The model from :meth:`to_dict`'s values (missing frame names get the UR defaults)."""
         return cls(values["arm"], np.array(values["world_T_base"]), np.array(values["tool0_T_camera_optical"]),
                    tuple(values.get("joint_names", JOINT_NAMES)), tuple(values.get("link_names", LINK_NAMES)))
 

@@ -46,6 +46,7 @@ def transform_to_matrix(transform) -> np.ndarray:
 
 
 def matrix_to_pose(a_T_b):
+    """4x4 -> geometry_msgs/Pose; NaN raises."""
     from geometry_msgs.msg import Pose
 
     quat, translation = _quat_and_translation(a_T_b)

@@ -103,6 +103,7 @@ class RobotFrames:
         return "" if update.accepted else f"correction: {update.reason}"
 
     def reset(self) -> None:
+        """Forget the filtered correction (after a time jump back): TF falls back to the initial placement, if any."""
         self._filter.reset()
         self._published = False
 
@@ -114,6 +115,9 @@ class RobotFrames:
         self._tf_node.destroy_node()
 
     def on_timer(self) -> None:
+        """Publish the correction ``nerf -> root`` on /tf, future-dated; nothing while there is none, TF output is off
+        or sim time has not started.
+        """
         nerf_T_root = self.nerf_T_root
         if nerf_T_root is None or not self._enabled():
             return

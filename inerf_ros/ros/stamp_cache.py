@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 
 class StampCache(Generic[T]):
+    """The last ``capacity`` messages of a topic by stamp, looked up by nearest stamp (see the module docstring)."""
+
     def __init__(self, capacity: int = 30, jump_back_s: float = 1.0):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -46,6 +48,7 @@ class StampCache(Generic[T]):
             self._trim_locked()
 
     def clear(self) -> None:
+        """Remove every message."""
         with self._changed:
             self._stamps.clear()
             self._items.clear()
@@ -98,6 +101,7 @@ class StampCache(Generic[T]):
             return self._nearest_locked(stamp_s, tolerance_s)
 
     def latest(self) -> tuple[float, T] | None:
+        """(stamp, item) of the newest message, or None when empty."""
         with self._lock:
             return (self._stamps[-1], self._items[-1]) if self._items else None
 
@@ -117,6 +121,7 @@ class LatestSlot(Generic[T]):
         self._changed = threading.Condition()
 
     def put(self, item: T) -> None:
+        """Offer ``item`` to the consumer, replacing (and counting as dropped) one it has not taken yet."""
         with self._changed:
             if self._item is not None:
                 self._dropped += 1
@@ -124,6 +129,7 @@ class LatestSlot(Generic[T]):
             self._changed.notify_all()
 
     def take(self, timeout_s: float | None = None) -> T | None:
+        """The newest item, waiting up to ``timeout_s`` (None: forever) for one; None when none came."""
         with self._changed:
             self._changed.wait_for(lambda: self._item is not None, timeout=timeout_s)
             item, self._item = self._item, None
@@ -131,6 +137,7 @@ class LatestSlot(Generic[T]):
 
     @property
     def dropped(self) -> int:
+        """How many items were replaced before the consumer took them."""
         return self._dropped
 
     @property

@@ -5,6 +5,7 @@ import math
 
 
 def stamp_to_seconds(stamp) -> float:
+    """Seconds (float) of a builtin_interfaces/Time; needs no ROS install."""
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 

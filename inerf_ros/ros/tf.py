@@ -61,6 +61,7 @@ class TransformBroadcaster(_Broadcaster):
         super().__init__(node, "TransformBroadcaster", "/tf", qos or TF_QOS)
 
     def send_transform(self, transforms) -> None:
+        """Publish one transform or a list of them (TransformStamped) on /tf as one message."""
         self._publish(list(transforms) if isinstance(transforms, (list, tuple)) else [transforms])
 
 
@@ -72,6 +73,7 @@ class StaticTransformBroadcaster(_Broadcaster):
         self._by_child: dict[str, object] = {}
 
     def send_transform(self, transforms) -> None:
+        """Publish one transform or a list on /tf_static, with every frame sent before (latched, one per child)."""
         transforms = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
         if self._impl is not None:  # tf2_ros accumulates by itself
             self._publish(transforms)
@@ -124,6 +126,7 @@ class FallbackBuffer:
 
     @property
     def time_jumps(self) -> int:
+        """How many times a jump back in time cleared the dynamic history."""
         return self.tree.time_jumps
 
     def _time_jumped(self, jump: tf_tree.TimeJump) -> None:
@@ -152,6 +155,7 @@ class FallbackBuffer:
         return self._store(transform, authority, static=True)
 
     def clear(self) -> None:
+        """Forget every transform, static ones too."""
         with self._condition:
             self.tree.clear()
 
@@ -246,9 +250,11 @@ class FallbackTransformListener:
                 self.node.get_logger().warning(f"dropped a TF message: {error}", throttle_duration_sec=5.0)
 
     def on_tf(self, msg) -> None:
+        """Store a /tf message's transforms; a malformed one is dropped with a warning."""
         self._store(msg, static=False)
 
     def on_tf_static(self, msg) -> None:
+        """Store a /tf_static message's transforms; a malformed one is dropped with a warning."""
         self._store(msg, static=True)
 
     def unregister(self) -> None:
