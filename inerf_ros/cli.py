@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "render domain-randomized PoseCNN training frames of a scene's objects"),
     "train-posecnn": ("inerf_ros.posecnn.train", "train PoseCNN on a rendered scene"),
     "eval-posecnn": ("inerf_ros.posecnn.evaluate", "evaluate PoseCNN on held-out rendered frames"),
+    "detect": ("inerf_ros.posecnn.detect_command", "run PoseCNN on your own photos: pictures + detections.json"),
     "eval-prior": ("inerf_ros.initializer_eval", "evaluate the fused camera prior"),
     "launch": ("inerf_ros.launch_description", "start the live nodes without `ros2 launch`"),
     "replay": ("inerf_ros.replay", "replay a bag through the pipeline and report accuracy and speed"),
