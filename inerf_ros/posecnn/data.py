@@ -50,34 +50,45 @@ def load_split(scene_dir, split: str, width: int, height: int, max_frames: int =
 
     from inerf_ros.scene.dataset import load_frames
 
+    def frames():
+        for n, frame in enumerate(tqdm(load_frames(scene_dir, split), desc=f"reading {split}", unit="frame",
+                                       disable=not progress)):
+            if max_frames and n >= max_frames:
+                break
+            yield (frame.rgb, frame.label, frame.instance, frame.intrinsics.K,
+                   [(obj.instance_id, obj.class_id, obj.cam_T_obj) for obj in frame.objects])
+
+    return frames_to_tensors(frames(), width, height, min_pixels, f"{scene_dir}/{split}")
+
+
+def frames_to_tensors(frames, width: int, height: int, min_pixels: int = 20, source: str = "") -> SceneTensors:
+    """Resize frames ``(rgb, label, instance, K, [(instance_id, class_id, cam_T_obj)])`` to the input size and
+    gather the visible objects (at least ``min_pixels`` pixels after resizing, in front of the camera)."""
     rgbs, labels, instances, Ks, objects, rotations = [], [], [], [], [], []
-    frames = load_frames(scene_dir, split)
-    for n, frame in enumerate(tqdm(frames, desc=f"reading {split}", unit="frame", disable=not progress)):
-        if max_frames and n >= max_frames:
-            break
-        h0, w0 = frame.rgb.shape[:2]
-        K = scaled_K(frame.intrinsics.K, w0, h0, width, height)
-        rgbs.append(cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_AREA))
-        label = cv2.resize(frame.label, (width, height), interpolation=cv2.INTER_NEAREST)
-        instance = cv2.resize(frame.instance, (width, height), interpolation=cv2.INTER_NEAREST)
+    for n, (rgb, label, instance, K0, frame_objects) in enumerate(frames):
+        h0, w0 = rgb.shape[:2]
+        K = scaled_K(K0, w0, h0, width, height)
+        rgbs.append(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA))
+        label = cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
+        instance = cv2.resize(instance, (width, height), interpolation=cv2.INTER_NEAREST)
         labels.append(label)
         instances.append(instance)
         Ks.append(K)
-        for obj in frame.objects:
-            mask = instance == obj.instance_id
+        for instance_id, class_id, cam_T_obj in frame_objects:
+            mask = instance == instance_id
             count = int(mask.sum())
             if count < min_pixels:
                 continue
             ys, xs = np.nonzero(mask)
-            t = obj.cam_T_obj[:3, 3]
+            t = cam_T_obj[:3, 3]
             if t[2] <= 0:
                 continue
             uv = K @ t
-            objects.append([n, obj.instance_id, obj.class_id, uv[0] / uv[2], uv[1] / uv[2], t[2], count,
+            objects.append([n, instance_id, class_id, uv[0] / uv[2], uv[1] / uv[2], t[2], count,
                             xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5])
-            rotations.append(obj.cam_T_obj[:3, :3])
+            rotations.append(cam_T_obj[:3, :3])
     if not rgbs:
-        raise ValueError(f"{scene_dir}/{split}: no frames")
+        raise ValueError(f"{source}: no frames")
     return SceneTensors(
         rgb=torch.from_numpy(np.stack(rgbs)), label=torch.from_numpy(np.stack(labels)),
         instance=torch.from_numpy(np.stack(instances)), K=torch.from_numpy(np.stack(Ks)),

@@ -27,7 +27,11 @@ from inerf_ros.posecnn.network import BACKBONES, PoseCNN, normalise, quat_to_mat
 class TrainConfig:
     """Training of PoseCNN on a scene written by ``inerf-ros make-scene``."""
 
-    scene: str = option("", "scene directory (make-scene --out)", read_only=True)
+    scene: str = option("", "scene directory (make-scene / make-posecnn-data --out)", read_only=True)
+    bop: str = option("", "train on a BOP dataset instead of --scene: the folder holding models/ and a split "
+                      "folder (train_pbr, ...) of scene folders with rgb/, mask_visib/ and the json files")
+    bop_split: str = option("", "split folder of --bop (empty: the first of train_pbr, train_synt, train_real, "
+                            "train, test, val)")
     out: str = option("models/posecnn", "model directory to write (posecnn.safetensors + posecnn.json)")
     split: str = option("posecnn_train", "split to train on")
     backbone: str = option("light", "network backbone (light: for CPUs; vgg16: the paper's)", choices=BACKBONES)
@@ -258,9 +262,19 @@ def run(args: argparse.Namespace) -> int:
     from inerf_ros.posecnn.model import load_posecnn
 
     config = config_tools.from_args(TrainConfig, args)
-    if not config.scene:
-        raise SystemExit("--scene is required (a directory written by `inerf-ros make-scene`)")
-    classes = classes_from_scene(config.scene, config.model_points)
+    if bool(config.scene) == bool(config.bop):
+        raise ValueError("give one of --scene (a directory written by `inerf-ros make-scene` or "
+                         "`make-posecnn-data`) and --bop (a BOP dataset folder)")
+    data = None
+    if config.bop:
+        from inerf_ros.posecnn.bop import read_bop
+
+        data, bop_classes = read_bop(config.bop, config.input_width, config.input_height, config.bop_split,
+                                     config.max_frames)
+        classes = [ClassSpec(c.name, c.symmetry, c.diameter, sample_surface(c.vertices, c.faces, config.model_points))
+                   for c in bop_classes]
+    else:
+        classes = classes_from_scene(config.scene, config.model_points)
     network, reference_focal, earlier = None, None, []
     if config.resume:
         meta = read_meta(config.out)
@@ -277,13 +291,14 @@ def run(args: argparse.Namespace) -> int:
         copied, fresh = init_from(network, config.init_from)
         print(f"--init-from {config.init_from}: copied {len(copied)} tensors; initialised afresh "
               f"(other shape or name): {', '.join(fresh) or 'none'}")
-    data = load_split(config.scene, config.split, config.input_width, config.input_height, config.max_frames)
+    if data is None:
+        data = load_split(config.scene, config.split, config.input_width, config.input_height, config.max_frames)
     print(f"{data.rgb.shape[0]} frames, {data.objects.shape[0]} visible objects, classes "
           f"{[c.name for c in classes]}")
     points = {i + 1: c.points for i, c in enumerate(classes)}
 
     def checkpoint(net, meta):
-        meta["training"]["scene"] = str(Path(config.scene))
+        meta["training"]["scene"] = str(Path(config.scene or config.bop))
         if earlier:
             meta["training"]["earlier_stages"] = earlier
         save_checkpoint(config.out, net, meta, points)
