@@ -45,6 +45,7 @@ class SfmConfig:
     threads: int = cfg.option(0, "CPU threads of feature extraction, matching and mapping (0: all)",
                               range=(0, 1024))
     seed: int = cfg.option(0, "random seed of the mapper (RANSAC)", range=(0, 2 ** 31 - 1))
+    colmap_log: bool = cfg.option(False, "print COLMAP's own log (several lines per photo) besides the summary")
 
 
 def _import_pycolmap():
@@ -193,6 +194,7 @@ def run_sfm(images_dir: Path, out_dir: Path, config: SfmConfig) -> dict:
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = config.max_image_size
     extraction.sift.max_num_features = config.max_num_features
+    pycolmap.logging.minloglevel = 0 if config.colmap_log else 1  # 1: warnings and errors only
     matching = pycolmap.FeatureMatchingOptions()
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.random_seed = config.seed
