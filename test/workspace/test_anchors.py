@@ -58,7 +58,8 @@ def test_fusion_rejects_outliers_and_keeps_symmetric_axes_free():
     box_obs = _observations(box, cams, seed=2)
     # Three wild detections (a look-alike elsewhere, a flipped box, a far depth).
     box_obs[1].cam_T_obj[:3, 3] += [0.2, 0.0, 0.0]
-    box_obs[5].cam_T_obj[:3, :3] = box_obs[5].cam_T_obj[:3, :3] @ Rotation.from_euler("x", 180, degrees=True).as_matrix()
+    flip = Rotation.from_euler("x", 180, degrees=True).as_matrix()
+    box_obs[5].cam_T_obj[:3, :3] = box_obs[5].cam_T_obj[:3, :3] @ flip
     box_obs[9].cam_T_obj[:3, 3] *= 1.6
     can_obs = _observations(can, cams, seed=3)
     for obs in can_obs:  # a symmetric can's yaw is arbitrary in every detection
