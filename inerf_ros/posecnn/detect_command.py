@@ -35,6 +35,7 @@ from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
 from inerf_ros.posecnn import draw
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig
+from inerf_ros.ros.camera_info import CameraInfoError, camera_info_to_intrinsics
 
 MIN_SIDE = 32          # pixels: smaller images hold nothing a detector can find
 ASPECT_TOLERANCE = 0.15  # relative: wider or narrower images than the network's input are stretched
@@ -93,8 +94,8 @@ def read_image(path: Path, max_pixels: int) -> np.ndarray:
 
 def load_camera_info_yaml(path) -> Intrinsics:
     """Intrinsics from camera_calibration's YAML (``camera_matrix``, ``image_width``) or a CameraInfo echo
-    (``k``, ``width``), checked as posecnn_node checks a CameraInfo."""
-    from inerf_ros.ros.camera_info import CameraInfoError, camera_info_to_intrinsics
+    (``k``, ``width``), checked as posecnn_node checks a CameraInfo.
+    """
 
     path = Path(path)
     if not path.is_file():
@@ -159,7 +160,7 @@ def undistort(rgb: np.ndarray, intrinsics: Intrinsics) -> tuple[np.ndarray, Intr
 
 def pose_xyz_quat(cam_T_obj: np.ndarray) -> list[float]:
     """``[x, y, z, qx, qy, qz, qw]`` (metres; unit quaternion with qw >= 0) of a 4x4 pose."""
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # lazy: scipy is heavy, needed once per detection
 
     quat = Rotation.from_matrix(cam_T_obj[:3, :3]).as_quat()
     if quat[3] < 0:
@@ -168,6 +169,7 @@ def pose_xyz_quat(cam_T_obj: np.ndarray) -> list[float]:
 
 
 def detection_records(result, threshold: float) -> list[dict]:
+    """detections.json entries of a DetectionResult, best score first (``reported``: at or above ``threshold``)."""
     records = []
     for det in sorted(result.objects, key=lambda d: -d.score):
         if not np.all(np.isfinite(det.cam_T_obj)):
@@ -218,9 +220,9 @@ def _picture_name(path: Path, used: set[str]) -> str:
 
 def run_detect(config: DetectConfig, images: list[Path], refine: SilhouetteRefineConfig) -> tuple[dict, int]:
     """Detect in every image; write the pictures and detections.json. Returns the report and the skip count."""
-    import torch
+    import torch  # lazy: torch is heavy
 
-    from inerf_ros.posecnn.model import load_posecnn
+    from inerf_ros.posecnn.model import load_posecnn  # lazy: the network and its torch modules
 
     torch.set_num_threads(config.threads)
     camera_info = load_camera_info_yaml(config.camera_info) if config.camera_info else None
@@ -259,12 +261,14 @@ def _summary_line(record: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image paths, DetectConfig's flags and the silhouette refinement's flags (as posecnn_node's parameters)."""
     parser.add_argument("images", nargs="+", type=Path, help="PNG/JPEG colour images")
     config_tools.add_arguments(parser, DetectConfig)
     config_tools.add_arguments(parser, SilhouetteRefineConfig)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Detect in every image; 1 when some image was skipped (each said on stderr), else 0."""
     config = config_tools.from_args(DetectConfig, args)
     report, skipped = run_detect(config, list(args.images), config_tools.from_args(SilhouetteRefineConfig, args))
     done = len(report["images"]) - skipped

@@ -68,6 +68,8 @@ class MeshEntry:
 
 @dataclasses.dataclass
 class MeshFolder:
+    """The objects of one mesh folder, its layout and what was decided while reading it."""
+
     path: Path
     layout: str              # ycb_sim | bop | plain
     entries: list[MeshEntry]
@@ -78,6 +80,7 @@ class MeshFolder:
         return [e.scene_entry(p) for e, p in zip(self.entries, grid_positions(len(self.entries), table_size))]
 
     def describe(self) -> str:
+        """A few lines for the user: each object's file, size, faces, colour source and symmetry; the notes."""
         lines = [f"{self.path}: {len(self.entries)} objects ({self.layout} layout)"]
         for e in self.entries:
             size = " x ".join(f"{100 * v:.1f}" for v in e.extent_m)
@@ -129,7 +132,8 @@ def read_mesh_folder(path, scale: float = 0.0) -> MeshFolder:
 
 def _class_names(raw: list[str]) -> list[str]:
     """Class names from file names: unsafe characters become "_", a numeric prefix ("002_") goes when the
-    names stay unique."""
+    names stay unique.
+    """
     safe = [re.sub(r"[^A-Za-z0-9_-]+", "_", n).strip("_") or "object" for n in raw]
     stripped = [re.sub(r"^\d+[_-]", "", n) or n for n in safe]
     names = stripped if len(set(stripped)) == len(stripped) else safe
@@ -189,7 +193,7 @@ def is_revolution_about_z(vertices: np.ndarray, faces: np.ndarray, samples: int 
     Points sampled from the surface, turned, are compared with a second sample: a surface of
     revolution keeps them as close as two samples of the same surface are (scanned cans included).
     """
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # lazy: scipy is heavy and only this test needs it
 
     rng = np.random.default_rng(0)
     centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2

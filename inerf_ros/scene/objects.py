@@ -37,6 +37,7 @@ class Model:
 
     @property
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lowest, highest) vertex coordinates along x, y, z, metres in the object frame."""
         return self.vertices.min(axis=0), self.vertices.max(axis=0)
 
     @property
@@ -445,7 +446,8 @@ def _triangles(polygons) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_ply(path) -> MeshData:
     """PLY (ascii or binary little-endian): x y z, per-vertex uv (s t / u v / texture_u texture_v) or
-    per-corner ``texcoord`` lists, vertex colours (red green blue), polygons fanned into triangles."""
+    per-corner ``texcoord`` lists, vertex colours (red green blue), polygons fanned into triangles.
+    """
     path = Path(path)
     data = path.read_bytes()
     fmt, elements, texture, end = _ply_header(path, data)
