@@ -23,7 +23,7 @@ import numpy as np
 
 # sRGB <-> linear light via lookup tables (gamma 2.2): float pow on every pixel costs more than the step.
 _TO_LINEAR = ((np.arange(256, dtype=np.float32) / 255.0) ** 2.2).astype(np.float32)
-_LEVELS = 4096
+_LEVELS = 65536  # fine enough that dark values survive the round trip (4096 merged 0-6)
 _TO_SRGB = np.clip(np.round(255.0 * np.linspace(0.0, 1.0, _LEVELS) ** (1 / 2.2)), 0, 255).astype(np.uint8)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
