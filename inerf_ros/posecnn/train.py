@@ -233,22 +233,24 @@ def _camera_effects(rgb, label, config, generator, photos):
     return torch.from_numpy(np.stack(out))
 
 
-def init_from(network: PoseCNN, model_dir) -> tuple[list[str], list[str]]:
-    """Copy into ``network`` every tensor of ``model_dir``'s weights with the same name and shape; returns
-    (copied names, names of ``network`` left as initialised)."""
+def init_from(network: PoseCNN, model_dir, backbone: str, width: int) -> tuple[list[str], list[str]]:
+    """Copy into ``network`` (a ``backbone`` of ``width`` base channels) every tensor of ``model_dir``'s
+    weights with the same name and shape; returns (copied names, names of ``network`` left as initialised).
+    The backbones must be the same: a few head tensors of another backbone may fit by shape, not by meaning."""
     from safetensors.torch import load_file
 
     from inerf_ros.posecnn.model import WEIGHTS_FILE
 
-    read_meta(model_dir)  # a clear error for a directory that is not a model
+    meta = read_meta(model_dir)
+    if (meta["backbone"], int(meta["width"])) != (backbone, width):
+        raise ValueError(f"--init-from {model_dir}: its backbone is {meta['backbone']} of width {meta['width']}, "
+                         f"this network's is {backbone} of width {width}: nothing to start from")
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
     source = {k[4:]: v for k, v in load_file(str(path)).items() if k.startswith("net.")}
     state = network.state_dict()
     copied = [k for k, v in state.items() if k in source and source[k].shape == v.shape]
-    if not copied:
-        raise ValueError(f"--init-from {model_dir}: no tensor fits this network (other backbone or widths?)")
     state.update({k: source[k] for k in copied})
     network.load_state_dict(state)
     return copied, [k for k in state if k not in copied]
@@ -288,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         if config.resume:
             raise ValueError("--init-from and --resume both choose the starting weights: pass one")
         network = PoseCNN(len(classes), config.backbone, config.width, config.decoder_width, fc_width=config.fc_width)
-        copied, fresh = init_from(network, config.init_from)
+        copied, fresh = init_from(network, config.init_from, config.backbone, config.width)
         print(f"--init-from {config.init_from}: copied {len(copied)} tensors; initialised afresh "
               f"(other shape or name): {', '.join(fresh) or 'none'}")
     if data is None:
