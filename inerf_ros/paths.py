@@ -13,6 +13,7 @@ def share_dir() -> Path:
     if (SOURCE_ROOT / "package.xml").is_file():
         return SOURCE_ROOT
     try:
+        # lazy and optional: only an installed ROS package has an ament index
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
             return Path(get_package_share_directory("inerf_ros"))

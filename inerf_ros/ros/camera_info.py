@@ -74,7 +74,7 @@ def check_image_matches(intrinsics: Intrinsics, image_width: int, image_height: 
 
 def intrinsics_to_camera_info(intrinsics: Intrinsics, header=None):
     """The CameraInfo of an undistorted pinhole camera (used when writing bags and in tests)."""
-    from sensor_msgs.msg import CameraInfo
+    from sensor_msgs.msg import CameraInfo  # lazy: the checks above work without a sourced ROS
 
     msg = CameraInfo()
     if header is not None:

@@ -85,7 +85,7 @@ def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
 
 def numpy_to_image(array: np.ndarray, encoding: str, header=None):
     """Encode an array as a sensor_msgs/Image (little-endian, unpadded rows)."""
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image  # lazy: decoding works on any Image-like object, without a sourced ROS
 
     if encoding not in ENCODINGS:
         raise ImageEncodingError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")

@@ -34,6 +34,7 @@ def run(node_factory, args=None, executor_threads: int = 1) -> int:
     its futures, and our nodes do their heavy work in threads of their own (inerf_node's worker, the
     TF listener) so that callbacks only file messages away.
     """
+    # lazy: rclpy needs a sourced ROS; the launcher imports this module for large_data_environment only
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 

@@ -11,6 +11,8 @@ import typing
 from typing import Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.parameter import Parameter
 
 from inerf_ros import config as config_tools
 
@@ -41,8 +43,6 @@ def declare_config(node, cls, prefix: str = ""):
     Lists of strings become string arrays; an empty list default is declared as a string array.
     Raises ValueError (with the field's name) when a value given by the user is out of range.
     """
-    from rclpy.exceptions import ParameterException
-
     values = {}
     for f in config_tools.fields(cls):
         name = prefix + f.name
@@ -59,9 +59,6 @@ def declare_config(node, cls, prefix: str = ""):
 
 
 def _declare(node, cls, f: dataclasses.Field, name: str):
-    from rclpy.exceptions import ParameterUninitializedException
-    from rclpy.parameter import Parameter
-
     default = _default(f)
     tp = config_tools.field_type(cls, f)
     if tp is list and not default:

@@ -47,7 +47,7 @@ def transform_to_matrix(transform) -> np.ndarray:
 
 def matrix_to_pose(a_T_b):
     """4x4 -> geometry_msgs/Pose; NaN raises."""
-    from geometry_msgs.msg import Pose
+    from geometry_msgs.msg import Pose  # lazy: the matrix conversions need no sourced ROS
 
     quat, translation = _quat_and_translation(a_T_b)
     msg = Pose()
@@ -58,7 +58,7 @@ def matrix_to_pose(a_T_b):
 
 def matrix_to_transform_stamped(parent_T_child, parent_frame: str, child_frame: str, stamp):
     """A TransformStamped ``parent_frame -> child_frame`` (maps child points into the parent)."""
-    from geometry_msgs.msg import TransformStamped
+    from geometry_msgs.msg import TransformStamped  # lazy: the matrix conversions need no sourced ROS
 
     quat, translation = _quat_and_translation(parent_T_child)
     msg = TransformStamped()
@@ -73,7 +73,7 @@ def matrix_to_transform_stamped(parent_T_child, parent_frame: str, child_frame: 
 
 def pose_with_covariance_stamped(frame_T_pose, covariance_6x6, frame_id: str, stamp):
     """PoseWithCovarianceStamped; covariance rows/cols ordered (x, y, z, rot x, rot y, rot z)."""
-    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from geometry_msgs.msg import PoseWithCovarianceStamped  # lazy: the matrix conversions need no sourced ROS
 
     covariance = np.asarray(covariance_6x6, dtype=np.float64)
     if covariance.shape != (6, 6) or not np.isfinite(covariance).all():

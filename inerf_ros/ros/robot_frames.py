@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import rclpy
 
 from inerf_ros.optim.correction import CorrectionFilter, base_covariance_from_camera
 from inerf_ros.ros import pose_msgs
@@ -62,8 +63,6 @@ class RobotFrames:
         self._buffer = Buffer(node=node)
         # TF gets a node and a thread of its own (tf2_ros' spin_thread): on a busy CPU the node's executor
         # lags behind a 30-500 Hz /tf, and a chain that arrives late reads as "extrapolation into the future".
-        import rclpy
-
         self._tf_node = rclpy.create_node(f"{node.get_name()}_tf_listener", context=node.context,
                                           start_parameter_services=False)
         self._listener = TransformListener(self._buffer, self._tf_node, spin_thread=True)

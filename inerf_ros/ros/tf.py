@@ -18,9 +18,15 @@ import threading
 import time as _time
 
 import numpy as np
+from geometry_msgs.msg import TransformStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 
 from inerf_ros import tf_tree
+from inerf_ros.ros.pose_msgs import transform_to_matrix
 from inerf_ros.ros.stamps import seconds_to_stamp
 
 TF_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
@@ -30,7 +36,7 @@ TF_STATIC_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability
 
 def _tf2_ros():
     try:
-        import tf2_ros
+        import tf2_ros  # optional: the fallback below stands in where tf2_ros is not installed
         return tf2_ros
     except ImportError:
         return None
@@ -43,7 +49,8 @@ class _Broadcaster:
         tf2_ros = _tf2_ros()
         self._impl = getattr(tf2_ros, kind)(node, qos=qos) if tf2_ros is not None else None
         if self._impl is None:
-            from tf2_msgs.msg import TFMessage
+            from tf2_msgs.msg import TFMessage  # lazy: only the fallback publishes TFMessage itself
+
             self._message_type = TFMessage
             self._publisher = node.create_publisher(TFMessage, topic, qos)
 
@@ -178,8 +185,6 @@ class FallbackBuffer:
 
     def lookup_transform(self, target_frame: str, source_frame: str, time, timeout=None):
         """geometry_msgs/TransformStamped ``target_frame -> source_frame`` at ``time`` (Time() for the latest)."""
-        from geometry_msgs.msg import TransformStamped
-
         target_T_source, stamp_s = self.lookup_matrix_stamped(target_frame, source_frame, time, timeout)
         msg = TransformStamped()
         # Echo a requested stamp as given (a float round trip could shift its nanoseconds); the latest
@@ -219,8 +224,7 @@ class FallbackTransformListener:
 
     def __init__(self, buffer, node, *, spin_thread: bool = False, qos: QoSProfile | None = None,
                  static_qos: QoSProfile | None = None):
-        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-        from tf2_msgs.msg import TFMessage
+        from tf2_msgs.msg import TFMessage  # lazy: only the fallback subscribes to TFMessage itself
 
         self.buffer = buffer
         self.node = node
@@ -232,8 +236,6 @@ class FallbackTransformListener:
         self._executor = None
         self._thread = None
         if spin_thread:
-            from rclpy.executors import SingleThreadedExecutor
-
             self._executor = SingleThreadedExecutor(context=node.context)
             self._executor.add_node(node)
             self._thread = threading.Thread(target=self._executor.spin, daemon=True)
@@ -283,11 +285,6 @@ def lookup_matrix(buffer, target_frame: str, source_frame: str, stamp_s: float |
     """
     if isinstance(buffer, FallbackBuffer):  # no message round trip: exact and faster
         return buffer.lookup_matrix_stamped(target_frame, source_frame, stamp_s or 0.0, timeout_s)[0]
-    from rclpy.duration import Duration
-    from rclpy.time import Time
-
-    from inerf_ros.ros.pose_msgs import transform_to_matrix
-
     time = Time() if not stamp_s else Time.from_msg(seconds_to_stamp(stamp_s))
     msg = buffer.lookup_transform(target_frame, source_frame, time, timeout=Duration(nanoseconds=int(timeout_s * 1e9)))
     return transform_to_matrix(msg.transform)
