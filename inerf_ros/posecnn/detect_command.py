@@ -37,6 +37,7 @@ from inerf_ros.posecnn import draw
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.ros.camera_info import CameraInfoError, camera_info_to_intrinsics
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MIN_SIDE = 32          # pixels: smaller images hold nothing a detector can find
 ASPECT_TOLERANCE = 0.15  # relative: wider or narrower images than the network's input are stretched
 
@@ -209,6 +210,20 @@ def detect_one(detector, path: Path, config: DetectConfig, camera_info: Intrinsi
     return record, picture
 
 
+def expand_images(paths: list[Path]) -> list[Path]:
+    """The paths given, each folder replaced by its PNG/JPEG files (sorted by name)."""
+    images = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+            images += found
+        else:
+            images.append(path)
+    return images
+
+
 def _picture_name(path: Path, used: set[str]) -> str:
     stem, k = path.stem, 2
     name = f"{stem}_detect.png"
@@ -262,7 +277,7 @@ def _summary_line(record: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The image paths, DetectConfig's flags and the silhouette refinement's flags (as posecnn_node's parameters)."""
-    parser.add_argument("images", nargs="+", type=Path, help="PNG/JPEG colour images")
+    parser.add_argument("images", nargs="+", type=Path, help="PNG/JPEG colour images, or folders of them")
     config_tools.add_arguments(parser, DetectConfig)
     config_tools.add_arguments(parser, SilhouetteRefineConfig)
 
@@ -270,7 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Detect in every image; 1 when some image was skipped (each said on stderr), else 0."""
     config = config_tools.from_args(DetectConfig, args)
-    report, skipped = run_detect(config, list(args.images), config_tools.from_args(SilhouetteRefineConfig, args))
+    images = expand_images(list(args.images))
+    report, skipped = run_detect(config, images, config_tools.from_args(SilhouetteRefineConfig, args))
     done = len(report["images"]) - skipped
     median = report["median_seconds_per_image"]
     timing = f"; median {median:.3f} s per image ({config.threads} thread(s), {config.device}, refinement " \

@@ -156,10 +156,11 @@ def test_detect_finds_the_objects_and_goes_on_past_bad_images(tabletop_frame, tm
 @pytest.mark.skipif(not (MODEL / "posecnn.json").is_file(), reason="models/posecnn_tabletop is not in the checkout")
 def test_detect_guesses_intrinsics_and_refuses_another_cameras_size(tabletop_frame, tmp_path, capsys):
     image, _, _ = tabletop_frame
-    code = main(["detect", str(image), "--model", str(MODEL), "--out", str(tmp_path / "a"),
-                 "--no-silhouette-refine"])
+    code = main(["detect", str(image.parent), "--model", str(MODEL), "--out", str(tmp_path / "a"),
+                 "--no-silhouette-refine"])  # a folder: its images
     assert code == 0
     assert "intrinsics: GUESSED from a 60 deg horizontal field of view" in capsys.readouterr().out
+    assert (tmp_path / "a" / "table_detect.png").is_file()
     info = tmp_path / "wide.yaml"
     info.write_text("width: 640\nheight: 360\nk: [500, 0, 320, 0, 500, 180, 0, 0, 1]\n")
     code = main(["detect", str(image), "--model", str(MODEL), "--out", str(tmp_path / "b"), "--camera-info",
