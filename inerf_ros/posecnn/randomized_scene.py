@@ -315,9 +315,27 @@ def make_posecnn_data(scene_config, randomization: RandomizationConfig, out_dir,
     return timings
 
 
+def scene_config_for(config_path=None, mesh_dir=None, meshes=None, echo=print):
+    """The scene config to render: ``config_path`` (default tabletop.yaml), its objects replaced by the
+    meshes of the folder ``meshes`` when given (``inerf_ros.scene.mesh_folder``: ycb_sim, BOP, OBJ/PLY)."""
+    from inerf_ros.scene.config import load_scene_config
+
+    overrides = {"mesh_dir": mesh_dir} if mesh_dir else {}
+    if meshes:
+        from inerf_ros.scene.mesh_folder import read_mesh_folder
+
+        base = load_scene_config(config_path, overrides)
+        folder = read_mesh_folder(meshes)
+        echo(folder.describe())
+        overrides.update(objects=folder.objects(tuple(base.table_size)), mesh_dir="")
+    return load_scene_config(config_path, overrides)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="scene YAML whose objects are rendered "
                         "(default: config/scenes/tabletop.yaml)")
+    parser.add_argument("--meshes", default=None, help="render the meshes of this folder instead of the scene's "
+                        "objects (ycb_sim layout, a BOP models/ folder, or OBJ/PLY files)")
     parser.add_argument("--mesh-dir", default=None, help="folder the scene's mesh / texture paths are read from")
     parser.add_argument("--out", required=True, help="output directory (a scene directory: classes.json, "
                         "models/, posecnn_train/, posecnn_test/)")
@@ -326,13 +344,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inerf_ros.scene.config import load_scene_config
-
-    overrides = {"mesh_dir": args.mesh_dir} if args.mesh_dir else {}
     try:
         randomization = config_tools.from_args(RandomizationConfig, args)
         config_tools.validate(randomization)
-        scene_config = load_scene_config(args.config, overrides)
+        scene_config = scene_config_for(args.config, args.mesh_dir, args.meshes)
         timings = make_posecnn_data(scene_config, randomization, args.out, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         print(f"make-posecnn-data: error: {err}", file=sys.stderr)

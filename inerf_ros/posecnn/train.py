@@ -32,6 +32,12 @@ class TrainConfig:
                       "folder (train_pbr, ...) of scene folders with rgb/, mask_visib/ and the json files")
     bop_split: str = option("", "split folder of --bop (empty: the first of train_pbr, train_synt, train_real, "
                             "train, test, val)")
+    meshes: str = option("", "one command from meshes to a model: render domain-randomized frames of this mesh "
+                         "folder (ycb_sim layout, BOP models/, OBJ/PLY files) into --data-dir, train, evaluate on "
+                         "its held-out split into OUT/eval; OUT appears only when all of it worked")
+    data_dir: str = option("", "--meshes: where the rendered frames go (empty: OUT_data); reused when complete")
+    views: int = option(1500, "--meshes: randomized training frames to render (plus 100 held out)",
+                        range=(1, 1000000))
     out: str = option("models/posecnn", "model directory to write (posecnn.safetensors + posecnn.json)")
     split: str = option("posecnn_train", "split to train on")
     backbone: str = option("light", "network backbone (light: for CPUs; vgg16: the paper's)", choices=BACKBONES)
@@ -261,12 +267,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_tools.from_args(TrainConfig, args)
+    if sum(map(bool, (config.scene, config.bop, config.meshes))) != 1:
+        raise ValueError("give one of --scene (a directory written by `inerf-ros make-scene` or "
+                         "`make-posecnn-data`), --bop (a BOP dataset folder) and --meshes (a mesh folder)")
+    if config.meshes:
+        return _from_meshes(config)
+    return _train(config)
+
+
+def _from_meshes(config: TrainConfig) -> int:
+    """Render, train into OUT.partial, evaluate into OUT.partial/eval, then rename OUT.partial to OUT."""
+    import shutil
+    import subprocess
+    import sys
+
+    from inerf_ros.posecnn.randomized_scene import RandomizationConfig, make_posecnn_data, scene_config_for
+
+    out = Path(config.out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists: remove it or choose another --out (nothing was written)")
+    if config.resume:
+        raise ValueError("--meshes trains a new model: --resume does not apply")
+    data_dir = Path(config.data_dir or f"{out}_data")
+    if (data_dir / "posecnn_test" / "scene_camera.json").is_file():
+        print(f"reusing the rendered frames in {data_dir}")
+    else:
+        scene_config = scene_config_for(meshes=config.meshes)  # reads every mesh first: a bad one stops here
+        randomization = RandomizationConfig(train_views=config.views, test_views=100, seed=config.seed)
+        timings = make_posecnn_data(scene_config, randomization, data_dir)
+        print(f"rendered {config.views} + 100 frames into {data_dir} in {timings['total'] / 60:.1f} min")
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # an earlier run that did not finish: ours to replace
+    _train(dataclasses.replace(config, meshes="", scene=str(data_dir), out=str(partial)))
+    done = subprocess.run([sys.executable, "-m", "inerf_ros.cli", "eval-posecnn", "--model", str(partial),
+                           "--scene", str(data_dir), "--threads", str(config.threads), "--out",
+                           str(partial / "eval")])
+    if done.returncode != 0:
+        raise RuntimeError(f"eval-posecnn failed (exit {done.returncode}); the trained model is in {partial}")
+    partial.rename(out)
+    print(f"wrote {out} (model, and its evaluation on held-out frames in {out / 'eval'})")
+    return 0
+
+
+def _train(config: TrainConfig) -> int:
     from inerf_ros.posecnn.model import load_posecnn
 
-    config = config_tools.from_args(TrainConfig, args)
-    if bool(config.scene) == bool(config.bop):
-        raise ValueError("give one of --scene (a directory written by `inerf-ros make-scene` or "
-                         "`make-posecnn-data`) and --bop (a BOP dataset folder)")
     data = None
     if config.bop:
         from inerf_ros.posecnn.bop import read_bop

@@ -81,3 +81,19 @@ def test_a_short_fit_with_all_randomizations_runs_and_stays_finite():
                                  threads=1, camera_effects=True, background_share=0.5)
     _, meta, history = fit(config, data, [ClassSpec("box", "none", 0.1, points)], progress=False)
     assert meta["training"]["steps"] == 3 and all(np.isfinite(h["total"]) for h in history)
+
+
+def test_meshes_with_a_broken_file_stop_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    (meshes / "mug.obj").write_text("v 0 0 0\nv 1 0 0\nf 1 2 7\n")  # a face naming a vertex that does not exist
+    out = tmp_path / "model"
+    done = subprocess.run([sys.executable, "-m", "inerf_ros.cli", "train-posecnn", "--meshes", str(meshes),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "mug.obj" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists() and not (tmp_path / "model_data").exists()
+    assert not (tmp_path / "model.partial").exists()
