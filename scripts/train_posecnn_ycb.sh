@@ -5,8 +5,8 @@
 # at ../shared/data/ycb_sim beside the checkout: set MESH_DIR=/path/to/ycb_sim to use another place.
 # Steps: domain-randomized training frames (make-posecnn-data), one training run started from the
 # shipped tabletop model's class-independent weights (--init-from), then eval-posecnn on the held-out
-# randomized split and on the props_like scene's own held-out split. About 75 min on one idle core
-# (data ~12 min, training <= 65 min, evaluation ~5 min). Nothing is downloaded.
+# randomized split and on the props_like scene's own held-out split. About 70 min on one idle core
+# (data ~12 min, training <= 55 min, evaluation ~5 min). Nothing is downloaded.
 set -euo pipefail
 out=${1:?usage: $0 OUT_DIR   (env: MESH_DIR=path/to/ycb_sim, default ../shared/data/ycb_sim)}
 mesh_dir=${MESH_DIR:-../shared/data/ycb_sim}
@@ -23,7 +23,7 @@ if [ ! -f "$data/posecnn_test/scene_camera.json" ]; then
         --train-views 2400 --test-views 100 --no-progress
 fi
 inerf-ros train-posecnn --scene "$data" --out "$out" --init-from models/posecnn_tabletop \
-    --camera-effects --background-share 0.3 --max-steps 9000 --max-minutes 65 \
+    --camera-effects --background-share 0.3 --max-steps 9000 --max-minutes 55 \
     --batch-size 8 --learning-rate 3e-3 --pose-weight 20 --threads 1
 if [ ! -f "$props/posecnn_test/scene_camera.json" ]; then
     inerf-ros make-scene --config config/scenes/props_like.yaml --mesh-dir "$mesh_dir" --out "$props" \
