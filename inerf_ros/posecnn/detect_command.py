@@ -97,7 +97,6 @@ def load_camera_info_yaml(path) -> Intrinsics:
     """Intrinsics from camera_calibration's YAML (``camera_matrix``, ``image_width``) or a CameraInfo echo
     (``k``, ``width``), checked as posecnn_node checks a CameraInfo.
     """
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"camera_info file {path} does not exist")
