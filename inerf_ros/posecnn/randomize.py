@@ -9,8 +9,9 @@ Effects, in the order a camera applies them:
 - background: pixels of no trained object (label 0) replaced by a photo (cropped, flipped) or a
   procedural photo-like backdrop; the objects are pasted on a scene that was never rendered;
 - optics: motion blur (a line kernel at a random angle) or defocus blur (a disc);
-- sensor: exposure and white balance as gains in linear light, then shot noise (variance proportional
-  to the signal) and read noise (constant variance), back to sRGB;
+- sensor: white balance as gains in linear light, shot noise (variance proportional to the signal) and
+  read noise (constant variance), then auto exposure with an error (dark renders come out bright and
+  noisy), back to sRGB;
 - encoding: JPEG at a random quality.
 """
 from __future__ import annotations
@@ -32,7 +33,9 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 class CameraEffects:
     """Ranges and probabilities of the effects (defaults: a consumer RGB-D camera's colour stream)."""
 
-    exposure: tuple[float, float] = (0.5, 1.6)        # gain in linear light
+    brightness: tuple[float, float] = (0.3, 0.55)     # auto exposure: mean sRGB level it aims at
+    exposure: tuple[float, float] = (0.6, 1.5)        # its error: a further gain in linear light
+    max_gain: float = 4.0                              # the most auto exposure amplifies a dark scene
     white_balance: tuple[float, float] = (0.8, 1.25)  # red and blue gains relative to green
     shot_noise: tuple[float, float] = (0.0, 0.01)     # variance per unit of linear signal
     read_noise: tuple[float, float] = (0.0, 0.012)    # standard deviation, linear light
@@ -47,15 +50,20 @@ class CameraEffects:
 
 def exposure_and_noise(image: np.ndarray, rng: np.random.Generator, effects: CameraEffects = CameraEffects()
                        ) -> np.ndarray:
-    """Exposure and white-balance gains in linear light, then shot + read noise; uint8 in, uint8 out."""
-    gains = rng.uniform(*effects.exposure) * np.array(
-        [rng.uniform(*effects.white_balance), 1.0, rng.uniform(*effects.white_balance)], np.float32)
-    linear = _TO_LINEAR[image] * gains.astype(np.float32)
+    """A camera's sensor on a rendered frame, in linear light: white-balance gains, shot + read noise on the
+    sensor's signal, then the exposure gain (auto exposure towards a mean level, times its error, at most
+    ``max_gain``: a dark scene comes out bright and noisy, as from a real camera). uint8 in, uint8 out."""
+    white_balance = np.array([rng.uniform(*effects.white_balance), 1.0, rng.uniform(*effects.white_balance)],
+                             np.float32)
+    target = rng.uniform(*effects.brightness) ** 2.2
+    error = rng.uniform(*effects.exposure)
+    linear = _TO_LINEAR[image] * white_balance
+    gain = np.float32(min(effects.max_gain, target / max(float(linear.mean()), 1e-4)) * error)
     if rng.random() < effects.noise_probability:
         shot, read = rng.uniform(*effects.shot_noise), rng.uniform(*effects.read_noise)
         sigma = np.sqrt(shot * np.clip(linear, 0.0, None) + read ** 2)
         linear = linear + sigma * rng.standard_normal(linear.shape, dtype=np.float32)
-    index = np.clip(linear * (_LEVELS - 1) + 0.5, 0, _LEVELS - 1).astype(np.int32)
+    index = np.clip(linear * gain * (_LEVELS - 1) + 0.5, 0, _LEVELS - 1).astype(np.int32)
     return _TO_SRGB[index]
 
 

@@ -1,5 +1,6 @@
 """Domain randomization: image-space camera effects (seeded, in range, changing pixels) and the randomized
 rendered frames of make-posecnn-data (objects moved per frame, cameras 0.3-1.5 m, BOP-like layout)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import pytest
 from inerf_ros.posecnn import randomize
 from inerf_ros.posecnn.randomize import CameraEffects
 
-NO_EFFECT = CameraEffects(exposure=(1.0, 1.0), white_balance=(1.0, 1.0), noise_probability=0.0,
-                          motion_blur_probability=0.0, defocus_probability=0.0, jpeg_probability=0.0)
+NO_EFFECT = CameraEffects(white_balance=(1.0, 1.0), noise_probability=0.0, motion_blur_probability=0.0,
+                          defocus_probability=0.0, jpeg_probability=0.0)
 
 
 def _image(seed=0, height=48, width=64):
@@ -33,17 +34,20 @@ def test_effects_are_deterministic_per_seed_and_keep_shape_and_dtype():
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 1.0
 
 
-def test_without_effects_the_sensor_model_is_the_identity():
+def test_the_sensor_model_keeps_every_level_when_the_exposure_is_right():
     values = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
-    out = randomize.exposure_and_noise(values, np.random.default_rng(0), NO_EFFECT)
+    linear_mean = float(randomize._TO_LINEAR[values].mean())
+    level = linear_mean ** (1 / 2.2)  # auto exposure aiming at the image's own mean: a gain of one
+    effects = dataclasses.replace(NO_EFFECT, brightness=(level, level), exposure=(1.0, 1.0))
+    out = randomize.exposure_and_noise(values, np.random.default_rng(0), effects)
     assert np.abs(out.astype(int) - values.astype(int)).max() <= 1
 
 
 def test_noise_changes_pixels_and_grows_with_the_signal():
     flat_dark = np.full((64, 64, 3), 40, np.uint8)
     flat_bright = np.full((64, 64, 3), 200, np.uint8)
-    shot_only = CameraEffects(exposure=(1.0, 1.0), white_balance=(1.0, 1.0), shot_noise=(0.01, 0.01),
-                              read_noise=(0.0, 0.0), noise_probability=1.0)
+    shot_only = CameraEffects(white_balance=(1.0, 1.0), shot_noise=(0.01, 0.01), read_noise=(0.0, 0.0),
+                              noise_probability=1.0, exposure=(1.0, 1.0), max_gain=1.0, brightness=(1.0, 1.0))
     dark = randomize.exposure_and_noise(flat_dark, np.random.default_rng(0), shot_only)
     bright = randomize.exposure_and_noise(flat_bright, np.random.default_rng(0), shot_only)
     assert dark.std() > 1.0
@@ -52,16 +56,22 @@ def test_noise_changes_pixels_and_grows_with_the_signal():
     assert linear[bright].std() > 2 * linear[dark].std()
 
 
-def test_exposure_and_white_balance_stay_in_their_ranges():
-    grey = np.full((8, 8, 3), 128, np.uint8)
-    effects = CameraEffects(exposure=(0.5, 1.6), white_balance=(0.8, 1.25), noise_probability=0.0)
-    base = randomize._TO_LINEAR[128]
-    for seed in range(20):
-        out = randomize.exposure_and_noise(grey, np.random.default_rng(seed), effects)
-        gains = randomize._TO_LINEAR[out[0, 0]] / base
-        assert 0.5 * 0.99 <= gains[1] <= 1.6 * 1.01          # green: the exposure alone
-        assert 0.8 * 0.97 <= gains[0] / gains[1] <= 1.25 * 1.03
-        assert 0.8 * 0.97 <= gains[2] / gains[1] <= 1.25 * 1.03
+def test_auto_exposure_brings_frames_to_its_range_with_white_balance_in_range():
+    effects = CameraEffects(noise_probability=0.0)
+    wanted = np.array(effects.brightness) ** 2.2 * np.array(effects.exposure)  # linear green after exposure
+    for grey in (25, 128, 230):
+        image = np.full((8, 8, 3), grey, np.uint8)
+        for seed in range(20):
+            out = randomize.exposure_and_noise(image, np.random.default_rng(seed), effects)
+            green = randomize._TO_LINEAR[out[0, 0, 1]]
+            gain = green / randomize._TO_LINEAR[grey]
+            if grey == 25:  # too dark to reach the range: the gain stops at max_gain (times the error)
+                assert effects.max_gain * effects.exposure[0] * 0.97 <= gain <= effects.max_gain * effects.exposure[1]
+            else:
+                assert wanted[0] * 0.97 <= green <= wanted[1] * 1.03
+            ratios = randomize._TO_LINEAR[out[0, 0]] / green
+            if out[0, 0].max() < 255:  # white balance of red and blue relative to green
+                assert 0.8 * 0.97 <= ratios[0] <= 1.25 * 1.03 and 0.8 * 0.97 <= ratios[2] <= 1.25 * 1.03
 
 
 def test_blurs_keep_flat_images_and_soften_edges():
