@@ -13,7 +13,8 @@ Decisions, each said in the folder's notes:
 
 - Units: a mesh more than :data:`MM_EXTENT` units across is in millimetres (BOP's unit; a tabletop
   object is not 3 m long, nor 3 mm) and is scaled by 0.001.
-- Colour: the texture, else the file's vertex or material colours; an untextured mesh is *accepted*
+- Colour: the texture (the one the file names, else an image of the same name beside a mesh with
+  texture coordinates), else the file's vertex or material colours; an untextured mesh is *accepted*
   with a flat grey and a warning (the detector can learn its shape, and a flat grey will not look
   like the real object in a photo: texture it for real cameras).
 - Faces without area are dropped and counted; a mesh with none left, a broken file or a missing
@@ -146,6 +147,12 @@ def _class_names(raw: list[str]) -> list[str]:
 def _load_entry(name, mesh_path: Path, texture: str, symmetry: str | None, scale: float, layout: str,
                 notes: list[str]) -> MeshEntry:
     model = obj_lib.load_mesh_model(mesh_path, texture, 1.0, "none", max_texture_size=256)
+    sibling = _sibling_image(mesh_path)
+    if model.params["colour_source"] == "flat" and sibling and obj_lib.parse_mesh_file(mesh_path).uv is not None:
+        # Texture coordinates but no texture named: exporters often leave the image beside the mesh.
+        texture = str(sibling.resolve())
+        model = obj_lib.load_mesh_model(mesh_path, texture, 1.0, "none", max_texture_size=256)
+        notes.append(f"{mesh_path.name}: names no texture; using {sibling.name} beside it")
     extent = float(np.ptp(model.vertices, axis=0).max())
     if scale == 0.0:
         if extent > MM_EXTENT:
@@ -174,6 +181,11 @@ def _load_entry(name, mesh_path: Path, texture: str, symmetry: str | None, scale
         if symmetry == "continuous_z":
             notes.append(f"{mesh_path.name}: a surface of revolution about z: symmetry continuous_z")
     return MeshEntry(name, mesh_path.resolve(), texture, scale, symmetry, extent_m, len(model.faces), dropped, source)
+
+
+def _sibling_image(mesh_path: Path) -> Path | None:
+    return next((mesh_path.with_suffix(ext) for ext in (".png", ".jpg", ".jpeg")
+                 if mesh_path.with_suffix(ext).is_file()), None)
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -126,6 +126,16 @@ def test_revolution_test_tells_a_can_from_a_box():
     assert not is_revolution_about_z(can_v[:, [2, 1, 0]], can_f)  # the can lying along x
 
 
+def test_obj_without_mtl_takes_the_image_beside_it(tmp_path):
+    _write_textured_cube_obj(tmp_path)
+    (tmp_path / "cube.obj").write_text("\n".join(line for line in (tmp_path / "cube.obj").read_text().splitlines()
+                                                 if not line.startswith("mtllib")) + "\n")
+    folder = read_mesh_folder(tmp_path)
+    assert folder.entries[0].colour_source == "texture"
+    assert folder.entries[0].texture == str((tmp_path / "cube.png").resolve())
+    assert "cube.obj: names no texture; using cube.png beside it" in folder.notes
+
+
 def test_untextured_mesh_is_accepted_flat_grey_with_a_warning(tmp_path):
     vertices, faces, _ = obj_lib.box_mesh(0.05, 0.05, 0.05)
     (tmp_path / "plain.ply").write_bytes(_ply_bytes(vertices, faces))
