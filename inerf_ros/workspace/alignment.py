@@ -41,7 +41,7 @@ class AlignmentConfig:
                                       "direction that turns with the wrist, which biases the scale by ~1 percent on an "
                                       "arc around the table; fitted jointly it is removed (needs the tool frame "
                                       "on TF)")
-    hand_eye_prior_m: float = option(0.02, "standard deviation of the believed hand-eye translation (metres): "
+    hand_eye_prior_m: float = option(0.01, "standard deviation of the believed hand-eye translation (metres): "
                                            "keeps the directions the motion does not determine (rotations "
                                            "about one axis only) at the believed value", range=(1e-4, 10.0))
     hand_eye_iterations: int = option(20, "Gauss-Newton steps of the joint fit (reweighted each step)",

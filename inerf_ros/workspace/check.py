@@ -16,10 +16,12 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
-from inerf_ros.workspace.alignment import umeyama
+from inerf_ros.workspace.alignment import AlignmentConfig, robust_similarity
 
 TARGETS = {"metres_per_unit_arm": 0.005, "metres_per_unit_objects": 0.02, "world_T_nerf_m": 0.005,
            "world_T_nerf_deg": 0.3, "anchor_m": 0.01, "anchor_deg": 3.0}
+# SfM camera centres further than this from the true ones (after the fit) are misregistered frames.
+TRUTH_INLIER_M = 0.02
 
 
 def frame_index(image_name: str) -> int:
@@ -52,19 +54,18 @@ def _axis_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(a[:, 2] @ b[:, 2], -1.0, 1.0))))
 
 
-def true_nerf_frame(result: dict, scene_dir: Path, split: str) -> tuple[float, np.ndarray, float]:
-    """(true metres per unit, world_T_nerf (metric), rms of SfM's centres about it in metres)."""
+def true_nerf_frame(result: dict, scene_dir: Path, split: str) -> tuple[float, np.ndarray, float, int]:
+    """(true metres per unit, world_T_nerf (metric), rms of SfM's centres about it in metres, number of
+    frames SfM misregistered)."""
     cameras = true_cameras(scene_dir, split)
     names = [n for n in result["capture_poses"] if frame_index(n) in cameras]
     if len(names) < 3:
         raise ValueError(f"only {len(names)} workspace images match frames of {scene_dir / split}")
     src = np.array([np.asarray(result["capture_poses"][n])[:3, 3] for n in names])
     dst = np.array([cameras[frame_index(n)][:3, 3] for n in names])
-    scale, rotation, translation = umeyama(src, dst)
-    world_T_nerf = np.eye(4)
-    world_T_nerf[:3, :3], world_T_nerf[:3, 3] = rotation, translation
-    rms = float(np.sqrt(np.mean(np.sum((scale * src @ rotation.T + translation - dst) ** 2, axis=1))))
-    return float(scale), world_T_nerf, rms
+    # Robust: a frame SfM misregistered (it happens in a fast sweep) must not move the truth.
+    fit = robust_similarity(src, dst, AlignmentConfig(inlier_m=TRUTH_INLIER_M, min_frames=3))
+    return fit.scale, fit.rigid, fit.rms, int((~fit.inliers).sum())
 
 
 def anchor_errors(result: dict, scene_dir: Path, scale: float, world_T_nerf: np.ndarray) -> dict:
@@ -93,14 +94,15 @@ def _verdict(value: float, target: float) -> str:
 def check_against_truth(result: dict, scene_dir: Path, split: str = "arm") -> dict:
     """The workspace's figures against the world's truth, with a met/MISSED line per target."""
     scene_dir = Path(scene_dir)
-    scale, world_T_nerf_true, sfm_rms = true_nerf_frame(result, scene_dir, split)
+    scale, world_T_nerf_true, sfm_rms, misregistered = true_nerf_frame(result, scene_dir, split)
     mpu_error = abs(result["metres_per_unit"] / scale - 1.0)
     kind = "arm" if result["scale_source"] == "arm" else "objects"
-    check = {"true_metres_per_unit": scale, "metres_per_unit_error": mpu_error, "sfm_centre_rms_m": sfm_rms}
+    check = {"true_metres_per_unit": scale, "metres_per_unit_error": mpu_error, "sfm_centre_rms_m": sfm_rms,
+             "sfm_misregistered": misregistered}
     lines = [f"metres_per_unit {result['metres_per_unit']:.6f} vs true {scale:.6f}: {100 * mpu_error:.3f} % "
              f"(target {100 * TARGETS['metres_per_unit_' + kind]:.1f} %: "
              f"{_verdict(mpu_error, TARGETS['metres_per_unit_' + kind])}; SfM's centres fit the true ones to "
-             f"{1000 * sfm_rms:.1f} mm rms)"]
+             f"{1000 * sfm_rms:.1f} mm rms, {misregistered} misregistered)"]
     robot_json = scene_dir / split / "robot.json"
     if kind == "arm" and robot_json.is_file():
         world_T_base = np.asarray(json.loads(robot_json.read_text())["truth"]["world_T_base"], dtype=np.float64)

@@ -109,6 +109,17 @@ def align_to_arm(capture: Capture, poses: dict[str, np.ndarray], alignment: Alig
                           for im, r, a, ok in zip(pairs, similarity.residuals, rotation_deg, similarity.inliers)]}
 
 
+def drop_misregistered(data: dict, poses: dict, aligned: dict, notes: list[str]) -> dict:
+    """Leave the frames whose SfM centre disagrees with the arm's out of the NeRF data and the anchors:
+    SfM misregisters a view now and then (a fast sweep), and one such view ruins a NeRF's surfaces."""
+    bad = {row["image"] for row in aligned["per_frame"] if not row["inlier"]}
+    if bad:
+        data["frames"] = [f for f in data["frames"] if Path(f["file_path"]).name not in bad]
+        notes.append(f"{len(bad)} SfM poses disagree with the arm's (alignment outliers) and were left out of "
+                     f"the NeRF and the anchors: {', '.join(sorted(bad))}")
+    return {name: pose for name, pose in poses.items() if name not in bad}
+
+
 def detect_objects(capture: Capture, poses: dict, k_sfm: np.ndarray, config: WorkspaceConfig,
                    anchor_config: AnchorConfig):
     """PoseCNN on every posed image: {class name: [Observation]}, and the detector (for its model points)."""
@@ -210,6 +221,7 @@ def build(capture_path: Path, final: Path, partial: Path, config: WorkspaceConfi
         mpu = similarity.scale
         world_T_nerf = similarity.rigid
         hand_eye = aligned.pop("hand_eye")
+        poses = drop_misregistered(data, poses, aligned, notes)
         if hand_eye:
             hand_eye["tool_frame"] = config.tool_frame
         result.update(scale_source="arm", alignment_rms_m=aligned["rms_m"], alignment=aligned, hand_eye=hand_eye)

@@ -136,7 +136,7 @@ def _recapture_advice(result: dict) -> list[str]:
 
 def markdown(result: dict, preview_names: list[str]) -> str:
     mpu = result["metres_per_unit"]
-    alignment = result["alignment"]
+    alignment = result.get("alignment", {})
     lines = ["# Workspace", "", f"Capture: `{result['capture']['source']}` ({result['capture']['kind']}, "
              f"{result['capture']['kept']} images kept, {result['sfm']['registered']} registered by SfM, "
              f"{result['sfm']['mean_reprojection_error_px']:.2f} px reprojection error).", "",
@@ -164,7 +164,9 @@ def markdown(result: dict, preview_names: list[str]) -> str:
         lines += [f"- metres_per_unit **{mpu:.6f}** (scale source: PoseCNN's metric distances to the anchored "
                   f"objects over SfM's, {spread['detections']} detections)",
                   f"- spread: MAD {100 * spread['mad_fraction']:.2f} %, IQR {100 * spread['iqr_fraction']:.2f} %, "
-                  f"standard error of the median {100 * spread['standard_error_fraction']:.2f} %",
+                  f"standard error of the median {100 * spread['standard_error_fraction']:.2f} % (the scatter "
+                  "of the detections: a depth bias common to all of them, which a detector trained on other "
+                  "cameras or objects can have, is not in it; a robot bag's scale has no such bias)",
                   "- world_T_nerf: identity (a photo folder has no robot frame)"]
     lines += ["", "## Object anchors", "", "| object | views kept / seen | spread (cm) | spread (deg) | pose (NeRF "
               "units: x y z qx qy qz qw) |", "| --- | --- | --- | --- | --- |"]
