@@ -50,7 +50,8 @@ class BopClass:
 def read_ply_mesh(path) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (n, 3) float64 and triangles (m, 3) int64 of an ASCII or binary little-endian PLY with any
     vertex properties (normals, colours, texture coordinates) and triangle faces (extra face lists allowed
-    when every face has the same counts, as in BOP's textured models)."""
+    when every face has the same counts, as in BOP's textured models).
+    """
     data = Path(path).read_bytes()
     marker = data.find(b"end_header")
     if not data.startswith(b"ply") or marker < 0:
@@ -135,7 +136,8 @@ def _checked_mesh(path, vertices, faces) -> tuple[np.ndarray, np.ndarray]:
 
 def export_split(scene_dir, split: str, out_dir, bop_split: str = "train_pbr", scene_id: int = 0) -> Path:
     """Write ``split`` of a rendered scene as BOP scene ``scene_id`` of ``out_dir/bop_split``, with the
-    scene's models in millimetres; returns the scene folder. Refuses to overwrite an existing one."""
+    scene's models in millimetres; returns the scene folder. Refuses to overwrite an existing one.
+    """
     from inerf_ros.scene.dataset import load_class_table, load_frames, read_ply, write_ply
 
     scene_dir, out_dir = Path(scene_dir), Path(out_dir)
@@ -210,7 +212,8 @@ def read_classes(bop_dir) -> list[BopClass]:
 
 def _symmetry(entry: dict) -> str:
     """``continuous_z`` for a continuous symmetry about the model's z axis; anything else counts as none
-    (discrete symmetries are not scored as symmetric by this package)."""
+    (discrete symmetries are not scored as symmetric by this package).
+    """
     for sym in entry.get("symmetries_continuous", []):
         axis = np.asarray(sym.get("axis", [0, 0, 0]), float)
         if np.linalg.norm(axis) > 0 and abs(axis[2]) / np.linalg.norm(axis) > 0.999:
@@ -220,7 +223,8 @@ def _symmetry(entry: dict) -> str:
 
 def find_split(bop_dir, split: str = "") -> Path:
     """``bop_dir/split``, or the first of :data:`SPLIT_PREFERENCE` present; ``bop_dir`` itself when it
-    is a scene folder's parent already (holds ``000000/scene_gt.json``)."""
+    is a scene folder's parent already (holds ``000000/scene_gt.json``).
+    """
     root = Path(bop_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"BOP folder {bop_dir} does not exist")
@@ -238,7 +242,8 @@ def find_split(bop_dir, split: str = "") -> Path:
 
 def iter_frames(split_dir, classes: list[BopClass], max_frames: int = 0):
     """Frames ``(rgb, label, instance, K, [(instance_id, class_id, cam_T_obj)])`` of every scene folder of
-    ``split_dir``; class ids are 1..N in the order of ``classes`` (BOP object ids may have gaps)."""
+    ``split_dir``; class ids are 1..N in the order of ``classes`` (BOP object ids may have gaps).
+    """
     class_of = {c.obj_id: k + 1 for k, c in enumerate(classes)}
     count = 0
     scenes = sorted(p for p in Path(split_dir).iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
@@ -307,6 +312,7 @@ def _read_rgb(folder: Path, index: int) -> np.ndarray:
 # -- command --------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``inerf-ros export-bop``."""
     parser.add_argument("--scene", required=True, help="scene directory (make-scene / make-posecnn-data --out)")
     parser.add_argument("--out", required=True, help="BOP dataset folder to write (models/ + SPLIT/SCENE_ID/)")
     parser.add_argument("--split", default="posecnn_train", help="split of the scene to export")
@@ -315,6 +321,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros export-bop``: one line on success, one error line on bad input."""
     try:
         target = export_split(args.scene, args.split, args.out, args.bop_split, args.scene_id)
     except (ValueError, OSError) as err:

@@ -63,7 +63,8 @@ def load_split(scene_dir, split: str, width: int, height: int, max_frames: int =
 
 def frames_to_tensors(frames, width: int, height: int, min_pixels: int = 20, source: str = "") -> SceneTensors:
     """Resize frames ``(rgb, label, instance, K, [(instance_id, class_id, cam_T_obj)])`` to the input size and
-    gather the visible objects (at least ``min_pixels`` pixels after resizing, in front of the camera)."""
+    gather the visible objects (at least ``min_pixels`` pixels after resizing, in front of the camera).
+    """
     rgbs, labels, instances, Ks, objects, rotations = [], [], [], [], [], []
     for n, (rgb, label, instance, K0, frame_objects) in enumerate(frames):
         h0, w0 = rgb.shape[:2]
@@ -98,7 +99,8 @@ def frames_to_tensors(frames, width: int, height: int, min_pixels: int = 20, sou
 
 def vertex_targets(data: SceneTensors, frames: Tensor, reference_focal: float) -> Tensor:
     """(B, 3, H, W) float targets: unit direction to the object centre and normalised depth, per pixel
-    (zero where no object); ``frames`` (B,) indices into ``data``."""
+    (zero where no object); ``frames`` (B,) indices into ``data``.
+    """
     instance = data.instance[frames].long()
     b, h, w = instance.shape
     table = torch.zeros(b, 256, 3, dtype=torch.float32)
@@ -122,7 +124,8 @@ def vertex_targets(data: SceneTensors, frames: Tensor, reference_focal: float) -
 
 def augment(rgb: Tensor, generator: torch.Generator) -> Tensor:
     """Photometric augmentation of (B, H, W, 3) uint8 -> float (B, H, W, 3) in [0, 255]: brightness,
-    contrast, saturation, per-channel gain, Gaussian noise. Geometry (and so K) is left untouched."""
+    contrast, saturation, per-channel gain, Gaussian noise. Geometry (and so K) is left untouched.
+    """
     x = rgb.float()
     b = x.shape[0]
 

@@ -51,6 +51,7 @@ class LightBackbone(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """Features of the image ``x`` at strides 2, 4, 8 and 16 (one per stage)."""
         out = []
         for stage in self.stages:
             x = stage(x)
@@ -75,6 +76,7 @@ class VGG16Backbone(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """Features of the image ``x`` after the blocks that end at strides 2, 4, 8 and 16."""
         out = []
         for i, block in enumerate(self.blocks):
             if i > 0:
@@ -153,7 +155,8 @@ class PoseCNN(nn.Module):
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         """``image`` (B, 3, H, W), normalised (see :func:`normalise`). Returns ``logits``
-        (B, N+1, H, W), ``vertex`` (B, 3N, H, W) as (dx, dy, depth) per class, and the RoI features."""
+        (B, N+1, H, W), ``vertex`` (B, 3N, H, W) as (dx, dy, depth) per class, and the RoI features.
+        """
         feats = self.backbone(image)
         size = image.shape[-2:]
         logits = F.interpolate(self.label_head(feats), size=size, mode="bilinear", align_corners=False)
@@ -163,8 +166,9 @@ class PoseCNN(nn.Module):
 
     def quaternions(self, outputs: dict[str, Tensor], boxes: Tensor, batch_index: Tensor,
                     class_index: Tensor) -> Tensor:
-        """Unit allocentric quaternions (R, 4), (x, y, z, w), of the boxes (R, 4) in input pixels;
-        ``class_index`` (R,) in 0..N-1 (label - 1) picks each RoI's output."""
+        """One unit allocentric quaternion (x, y, z, w) per box, (R, 4), for boxes (R, 4) in input pixels;
+        ``class_index`` (R,) in 0..N-1 (label - 1) picks each RoI's output.
+        """
         pooled8 = roi_align(outputs["roi8"], boxes, batch_index, self.roi_size, stride=8.0)
         pooled16 = roi_align(outputs["roi16"], boxes, batch_index, self.roi_size, stride=16.0)
         x = torch.cat([pooled8, pooled16], dim=1).flatten(1)

@@ -52,7 +52,8 @@ def exposure_and_noise(image: np.ndarray, rng: np.random.Generator, effects: Cam
                        ) -> np.ndarray:
     """A camera's sensor on a rendered frame, in linear light: white-balance gains, shot + read noise on the
     sensor's signal, then the exposure gain (auto exposure towards a mean level, times its error, at most
-    ``max_gain``: a dark scene comes out bright and noisy, as from a real camera). uint8 in, uint8 out."""
+    ``max_gain``: a dark scene comes out bright and noisy, as from a real camera). uint8 in, uint8 out.
+    """
     white_balance = np.array([rng.uniform(*effects.white_balance), 1.0, rng.uniform(*effects.white_balance)],
                              np.float32)
     target = rng.uniform(*effects.brightness) ** 2.2
@@ -95,7 +96,8 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 def load_photos(folder, max_photos: int = 200, max_side: int = 640) -> list[np.ndarray]:
     """RGB uint8 photos of ``folder`` (JPEG/PNG, sorted by name), downscaled so the longer side is at most
-    ``max_side``. An empty list when the folder holds none; an error when it does not exist."""
+    ``max_side``. An empty list when the folder holds none; an error when it does not exist.
+    """
     path = Path(folder)
     if not path.is_dir():
         raise FileNotFoundError(f"background folder {folder} does not exist")
@@ -139,7 +141,8 @@ def paste_background(image: np.ndarray, label: np.ndarray, background: np.ndarra
 def camera_effects(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, background_share: float = 0.0,
                    photos: list[np.ndarray] = (), effects: CameraEffects | None = CameraEffects()) -> np.ndarray:
     """All effects on one frame: background (with probability ``background_share``), blur, exposure,
-    white balance, noise, JPEG (``effects=None``: background only). uint8 (H, W, 3) in and out."""
+    white balance, noise, JPEG (``effects=None``: background only). uint8 (H, W, 3) in and out.
+    """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"camera_effects takes (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
     out = image

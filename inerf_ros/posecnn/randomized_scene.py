@@ -1,4 +1,4 @@
-"""``inerf-ros make-posecnn-data``: domain-randomized PoseCNN training frames of a scene's objects.
+r"""``inerf-ros make-posecnn-data``: domain-randomized PoseCNN training frames of a scene's objects.
 
 The scene's own ``posecnn_train`` split shows one fixed arrangement on one wooden table under two lights;
 a detector trained on it learns that context. Here every frame draws a new world around the same objects:
@@ -19,7 +19,7 @@ scene's BOP-like layout (``inerf_ros/scene/README.md``), so ``train-posecnn --sc
 
 Example::
 
-    inerf-ros make-posecnn-data --config config/scenes/props_like.yaml --mesh-dir ../shared/data/ycb_sim \\
+    inerf-ros make-posecnn-data --config config/scenes/props_like.yaml --mesh-dir ../shared/data/ycb_sim \
         --out data_cache/posecnn_ycb --train-views 1500 --test-views 100
 """
 from __future__ import annotations
@@ -115,6 +115,7 @@ class RandomizedWorld(World):
         return xml.replace("  </worldbody>", "\n".join(lights) + "\n  </worldbody>", 1), assets
 
     def set_lighting(self, lighting: Lighting) -> None:
+        """The lights, and for a :class:`FrameState` also the object poses, surfaces and extra lights."""
         super().set_lighting(lighting)
         if not isinstance(lighting, FrameState):
             return
@@ -317,7 +318,8 @@ def make_posecnn_data(scene_config, randomization: RandomizationConfig, out_dir,
 
 def scene_config_for(config_path=None, mesh_dir=None, meshes=None, echo=print):
     """The scene config to render: ``config_path`` (default tabletop.yaml), its objects replaced by the
-    meshes of the folder ``meshes`` when given (``inerf_ros.scene.mesh_folder``: ycb_sim, BOP, OBJ/PLY)."""
+    meshes of the folder ``meshes`` when given (``inerf_ros.scene.mesh_folder``: ycb_sim, BOP, OBJ/PLY).
+    """
     from inerf_ros.scene.config import load_scene_config
 
     overrides = {"mesh_dir": mesh_dir} if mesh_dir else {}
@@ -332,6 +334,7 @@ def scene_config_for(config_path=None, mesh_dir=None, meshes=None, echo=print):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``inerf-ros make-posecnn-data``: the scene, the meshes, the randomization."""
     parser.add_argument("--config", default=None, help="scene YAML whose objects are rendered "
                         "(default: config/scenes/tabletop.yaml)")
     parser.add_argument("--meshes", default=None, help="render the meshes of this folder instead of the scene's "
@@ -344,6 +347,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros make-posecnn-data``: render, then one summary line (or one error line)."""
     try:
         randomization = config_tools.from_args(RandomizationConfig, args)
         config_tools.validate(randomization)

@@ -82,6 +82,7 @@ class ClassSpec:
 
 
 def classes_from_scene(scene_dir, n_points: int) -> list[ClassSpec]:
+    """The class table of a scene directory, with ``n_points`` surface points per class model."""
     from inerf_ros.scene.dataset import load_class_table, load_model
 
     table = load_class_table(scene_dir)
@@ -242,7 +243,8 @@ def _camera_effects(rgb, label, config, generator, photos):
 def init_from(network: PoseCNN, model_dir, backbone: str, width: int) -> tuple[list[str], list[str]]:
     """Copy into ``network`` (a ``backbone`` of ``width`` base channels) every tensor of ``model_dir``'s
     weights with the same name and shape; returns (copied names, names of ``network`` left as initialised).
-    The backbones must be the same: a few head tensors of another backbone may fit by shape, not by meaning."""
+    The backbones must be the same: a few head tensors of another backbone may fit by shape, not by meaning.
+    """
     from safetensors.torch import load_file
 
     from inerf_ros.posecnn.model import WEIGHTS_FILE
@@ -263,10 +265,12 @@ def init_from(network: PoseCNN, model_dir, backbone: str, width: int) -> tuple[l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``inerf-ros train-posecnn`` (one per :class:`TrainConfig` field)."""
     config_tools.add_arguments(parser, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros train-posecnn``: from a scene, a BOP folder or a mesh folder."""
     config = config_tools.from_args(TrainConfig, args)
     if sum(map(bool, (config.scene, config.bop, config.meshes))) != 1:
         raise ValueError("give one of --scene (a directory written by `inerf-ros make-scene` or "

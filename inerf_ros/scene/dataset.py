@@ -189,6 +189,7 @@ def intrinsics_from_transforms(meta: dict, frame: dict | None = None) -> Intrins
 
 
 def list_splits(scene_dir) -> list[str]:
+    """The splits of :data:`SPLITS` that ``scene_dir`` holds."""
     return [s for s in SPLITS if (Path(scene_dir) / s / "scene_gt.json").is_file()]
 
 

@@ -164,7 +164,8 @@ def distractor_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
 
 def clutter(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A photo-like cluttered backdrop: a lit wall gradient with overlapping printed boxes, discs and strokes,
-    slightly blurred. Stands in for real photos behind the table (none ship with the package)."""
+    slightly blurred. Stands in for real photos behind the table (none ship with the package).
+    """
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     c1, c2 = random_color(rng, (0.0, 0.6), (0.2, 1.0)), random_color(rng, (0.0, 0.6), (0.2, 1.0))
     ramp = (xs * np.cos(rng.uniform(0, np.pi)) + ys * np.sin(rng.uniform(0, np.pi))) / max(height, width)
