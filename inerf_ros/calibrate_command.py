@@ -24,12 +24,20 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
+from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
+from tqdm import tqdm
 
 from inerf_ros import config as cfg
 from inerf_ros.calibration import CalibrationConfig, CalibrationError, calibrate, pose_difference
 from inerf_ros.config import option
+from inerf_ros.initializer import CameraPriorEstimator
+from inerf_ros.object_table import initializer_config
+from inerf_ros.replay import ReplayConfig, load_models, node_defaults
 from inerf_ros.replay.bag import BagTopics, CameraBag
+from inerf_ros.replay.offline import OfflineReplay
+from inerf_ros.robot.model import RobotModel
 from inerf_ros.tf_tree import TfTree
 
 
@@ -60,8 +68,6 @@ Estimator = Callable[[object], tuple]
 
 def tf_tree_of(bag: CameraBag) -> TfTree:
     """All of the bag's /tf and /tf_static in one tree (history kept for the whole bag)."""
-    from rosbags.typesys import Stores, get_typestore
-
     store = get_typestore(Stores.ROS2_KILTED)
     tree = TfTree(cache_time_s=1e9, time_jump_back_s=1e9)
     for _, topic, msgtype, raw in bag.robot_messages:
@@ -130,8 +136,6 @@ def calibrate_bag(bag: CameraBag, estimate: Estimator, config: HandEyeConfig, ca
     Raises CalibrationError when the bag has no base -> tool chain on TF, too few frames have an
     estimate, or the motion is degenerate.
     """
-    from tqdm import tqdm
-
     tree = tree or tf_tree_of(bag)
     check_chain(tree, config)
     total = len(range(0, bag.num_images, config.every))
@@ -196,8 +200,6 @@ def compare_with_truth(summary: dict, robot_json: Path) -> dict:
     """Errors (translation m, rotation deg) of the estimate and of the robot's believed model against the
     truth, from a demo scene's ``arm/robot.json``.
     """
-    from inerf_ros.robot.model import RobotModel
-
     content = json.loads(Path(robot_json).read_text())
     truth, believed = RobotModel.from_dict(content["truth"]), RobotModel.from_dict(content["believed"])
     x = np.array(summary["tool0_T_camera"]["matrix"])
@@ -283,11 +285,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _inerf_estimator(bag: CameraBag, config: HandEyeConfig) -> Estimator:
     """Replay's offline "mask" column (PoseCNN prior + mask region) with inerf_node's optimizer settings."""
-    from inerf_ros.initializer import CameraPriorEstimator
-    from inerf_ros.object_table import initializer_config
-    from inerf_ros.replay import ReplayConfig, load_models, node_defaults
-    from inerf_ros.replay.offline import OfflineReplay
-
     if not config.objects:
         raise CalibrationError("no object table: pass --objects (make-scene's objects.yaml) for the PoseCNN prior")
     init_config = initializer_config(config.objects)
@@ -311,8 +308,6 @@ def run(args: argparse.Namespace) -> int:
     calibration = cfg.from_args(CalibrationConfig, args)
     topics = cfg.from_args(BagTopics, args)
     if config.threads:
-        import torch
-
         torch.set_num_threads(config.threads)
     try:
         with CameraBag(args.bag, topics) as bag:

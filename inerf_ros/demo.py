@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 # Targets of the offline Table II (PoseCNN prior + mask region column), seed 003's to beat.
 TARGETS = {"success_translation": (">=", 0.99), "success_rotation": (">=", 0.98), "median_iterations": ("<=", 60)}
@@ -67,6 +70,7 @@ def _step(number: int, text: str) -> None:
 
 def ensure_world(out: Path) -> tuple[Path, Path]:
     """OUT/world (arm split + objects.yaml) and OUT/arm.mcap, made when missing."""
+    # lazy: the scene renderer (MuJoCo) is heavy; `inerf-ros demo --help` must stay instant
     from inerf_ros.scene.bag_command import BagConfig, write_bag
     from inerf_ros.scene.commands import make_scene
     from inerf_ros.scene.config import load_scene_config
@@ -90,9 +94,7 @@ def ensure_world(out: Path) -> tuple[Path, Path]:
 
 def check_models(args) -> list[str]:
     """Fill in the shipped model directories where ``args`` gives none; return a message per missing model."""
-    from inerf_ros.replay import missing_model_message
-
-    from inerf_ros.replay import default_model_dir
+    from inerf_ros.replay import default_model_dir, missing_model_message  # lazy: replay imports torch
 
     args.nerf_model = args.nerf_model or str(default_model_dir("nerf_tabletop"))
     args.posecnn_model = args.posecnn_model or str(default_model_dir("posecnn_tabletop"))
@@ -135,10 +137,7 @@ def arm_table(arm: dict) -> str:
 
 def believed_world_T_base(world: Path) -> list[float]:
     """The arm's believed base placement (what a user configures) from the world's ``arm/robot.json``."""
-    import json
-
-    import numpy as np
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # lazy: scipy takes a second; `demo --help` must not wait
 
     pose = np.asarray(json.loads((world / "arm" / "robot.json").read_text())["believed_world_T_base"], float)
     return [float(v) for v in list(pose[:3, 3]) + list(Rotation.from_matrix(pose[:3, :3]).as_quat())]
@@ -148,7 +147,7 @@ def replay_configs(num_rays: int = 0):
     """(OptimizerConfig, SamplingConfig) the demo replays with: inerf_node's in config/localize.yaml, with
     ``num_rays`` rays per step when it is positive.
     """
-    from inerf_ros.replay import node_defaults
+    from inerf_ros.replay import node_defaults  # lazy: replay imports torch
 
     optimizer, sampling = node_defaults()
     return optimizer, dataclasses.replace(sampling, num_rays=num_rays) if num_rays > 0 else sampling
@@ -158,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     """``inerf-ros demo``: world, bag, live and offline replays and the report; 0 when it ran through, 1 when a model is
     missing.
     """
+    # lazy: torch and scipy come with these; `inerf-ros demo --help` must stay instant
     from inerf_ros.initializer import CameraPriorEstimator
     from inerf_ros.replay import ReplayConfig, initializer_config, load_models, replay
     from inerf_ros.replay.bag import BagTopics

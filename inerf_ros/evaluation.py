@@ -155,9 +155,10 @@ def _json_default(value):
 
 def plot_error_vs_iteration(trials: list[Trial], path: Path, title: str = "") -> Path | None:
     """Median (and quartile band) rotation and translation error per iteration, one line per group."""
+    # lazy: matplotlib takes ~1 s to import and only the plots need it; Agg must be chosen before pyplot loads
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy, and only after use("Agg")
 
     groups: dict[str, list[Trial]] = {}
     for trial in trials:

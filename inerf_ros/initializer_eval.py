@@ -20,14 +20,18 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
+from tqdm import tqdm
 
 from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.initializer import CameraPriorEstimator, InitializerConfig, load_config, rotation_angle_deg
 from inerf_ros.object_table import initializer_config
+from inerf_ros.posecnn.model import load_posecnn
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig
 from inerf_ros.posecnn.types import Detection
+from inerf_ros.scene.dataset import load_class_table, load_frames
 from inerf_ros.evaluation import print_and_save_report
 
 
@@ -72,11 +76,6 @@ def _perturbed(pose: np.ndarray, rotation_deg: float, translation: float, rng: n
 
 def evaluate(config: PriorEvalConfig, refine: SilhouetteRefineConfig | None = None, progress: bool = True) -> dict:
     """``refine``: the detector's ``SilhouetteRefineConfig`` (None: its defaults)."""
-    import torch
-    from tqdm import tqdm
-
-    from inerf_ros.scene.dataset import load_class_table, load_frames
-
     torch.set_num_threads(config.threads)
     init_config = load_config(config.config) if config.config else initializer_config_from_scene(config.scene)
     if config.mode:
@@ -87,8 +86,6 @@ def evaluate(config: PriorEvalConfig, refine: SilhouetteRefineConfig | None = No
     mpu = init_config.metres_per_unit
     detector = None
     if config.detections == "posecnn":
-        from inerf_ros.posecnn.model import load_posecnn
-
         classes = load_class_table(config.scene)
         detector = load_posecnn(config.model, "cpu", class_names=[classes[i].name for i in sorted(classes)],
                                 refine=refine)

@@ -21,6 +21,7 @@ import yaml
 
 from inerf_ros import config as config_tools
 from inerf_ros import launch_description, paths
+from inerf_ros.initializer import InitializerConfig, load_config
 
 T = TypeVar("T")
 
@@ -76,8 +77,6 @@ def demo_values() -> dict[str, dict]:
     """The shipped node values that differ from the dataclass defaults, by node name (initializer: from
     config/initializer.yaml).
     """
-    from inerf_ros.initializer import InitializerConfig, load_config
-
     initializer = load_config(Path(__file__).resolve().parent.parent / "config" / "initializer.yaml")
     defaults = InitializerConfig()
     changed = {f.name: getattr(initializer, f.name) for f in config_tools.fields(InitializerConfig)

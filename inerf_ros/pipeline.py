@@ -16,6 +16,8 @@ import torch
 from inerf_ros import frames
 from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
+from inerf_ros.nerf.checkpoint import load_model
+from inerf_ros.nerf.render import render_image
 from inerf_ros.optim.inerf import OptimizerConfig, PoseEstimate, PoseOptimizer
 from inerf_ros.optim.localizer import LocalizationResult, Localizer, LocalizerConfig, Prior
 from inerf_ros.optim.sampling import SamplingConfig
@@ -101,8 +103,6 @@ class InerfPipeline:
     def from_model_dir(cls, model_dir: str, device: str, optimizer: OptimizerConfig, sampling: SamplingConfig,
                        localizer: LocalizerConfig, plausibility: PlausibilityConfig | None = None) -> "InerfPipeline":
         """A pipeline on the NeRF in ``model_dir``; ValueError when ``device`` is CUDA but none is available."""
-        from inerf_ros.nerf.checkpoint import load_model
-
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
         return cls(load_model(model_dir, device=device), device, optimizer, sampling, localizer, plausibility)
@@ -172,8 +172,6 @@ class InerfPipeline:
 
     def overlay(self, frame: FrameInput, estimate: PoseEstimate, scale: float) -> np.ndarray:
         """The observed image blended 50/50 with the NeRF rendered at the estimate (seed 003, Fig. 3)."""
-        from inerf_ros.nerf.render import render_image
-
         intrinsics = frame.intrinsics.scaled(scale)
         nerf_T_gl = torch.from_numpy(frames.optical_to_opengl(estimate.nerf_T_optical)).float().to(self.device)
         with torch.no_grad():

@@ -5,9 +5,19 @@ tiny untrained detector and pipeline that the node tests run real nodes on.
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
+
+from inerf_ros.nerf.field import FieldConfig
+from inerf_ros.nerf.model import NerfMetadata, NerfModel
+from inerf_ros.optim.inerf import OptimizerConfig
+from inerf_ros.optim.localizer import LocalizerConfig
+from inerf_ros.optim.sampling import SamplingConfig
+from inerf_ros.pipeline import InerfPipeline
+from inerf_ros.posecnn.model import PoseCNNDetector
+from inerf_ros.posecnn.network import PoseCNN
 
 
 def box_density_and_colour(x: torch.Tensor, half: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,9 +36,6 @@ def fit_nerf(density_and_colour: Callable = box_density_and_colour, steps: int =
     Density is matched with a smooth L1 loss (scaled by the box density 60), colour with MSE; the
     occupancy grid is then refreshed and dilated. Deterministic for a given ``seed``.
     """
-    from inerf_ros.nerf.field import FieldConfig
-    from inerf_ros.nerf.model import NerfMetadata, NerfModel
-
     torch.manual_seed(seed)
     field = FieldConfig(n_levels=3, base_resolution=16, max_resolution=64, channels=8, hidden=32)
     model = NerfModel(NerfMetadata(aabb=[[-1.0] * 3, [1.0] * 3], n_samples=n_samples, near=0.1,
@@ -61,8 +68,6 @@ class TexturedBoxScene:
     """
 
     def __init__(self, half: float = 0.5, cell: float = 0.1, background: float = 0.5, seed: int = 0):
-        from types import SimpleNamespace
-
         self.half, self.cell, self.background = half, cell, background
         vertices = int(round(2 * half / cell)) + 1
         # grid_sample layout (1, C, D, H, W), indexed [z, y, x].
@@ -96,9 +101,6 @@ class TexturedBoxScene:
 
 def tiny_detector():
     """An untrained two-class PoseCNN at 64x48 (its detections are noise; the plumbing is real)."""
-    from inerf_ros.posecnn.model import PoseCNNDetector
-    from inerf_ros.posecnn.network import PoseCNN
-
     torch.manual_seed(0)
     meta = {"classes": [{"name": "mug"}, {"name": "box"}], "input_width": 64, "input_height": 48,
             "reference_focal": 60.0}
@@ -107,12 +109,6 @@ def tiny_detector():
 
 def tiny_pipeline():
     """An untrained NeRF in the box [-1, 1]^3 behind the real localization pipeline."""
-    from inerf_ros.nerf.model import NerfMetadata, NerfModel
-    from inerf_ros.optim.inerf import OptimizerConfig
-    from inerf_ros.optim.localizer import LocalizerConfig
-    from inerf_ros.optim.sampling import SamplingConfig
-    from inerf_ros.pipeline import InerfPipeline
-
     torch.manual_seed(0)
     model = NerfModel(NerfMetadata(aabb=[[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], n_samples=16))
     return InerfPipeline(model, "cpu", OptimizerConfig(), SamplingConfig(), LocalizerConfig())

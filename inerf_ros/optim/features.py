@@ -18,10 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 import torch
 
+from inerf_ros import frames
 from inerf_ros.camera import Intrinsics
+from inerf_ros.nerf.rays import pixel_rays
+from inerf_ros.nerf.render import render_image
 
 
 _STEPPING_STONE_INLIERS = 6  # EPnP + RANSAC's working minimum; enough to move closer for the next round
@@ -51,8 +55,6 @@ class FeatureMatcher:
 
     def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.8, exact: bool = True,
                  seed: int = 0):
-        import cv2
-
         if detector in ("sift", "asift"):
             self._detector = cv2.SIFT_create(nfeatures=max_features) if detector == "sift" else \
                 cv2.AffineFeature_create(cv2.SIFT_create(nfeatures=max(1, max_features // 2)))
@@ -76,8 +78,6 @@ class FeatureMatcher:
         ``scale`` maps the image's pixels to the caller's (pixel centres kept: ``(u + 0.5) * s - 0.5``),
         so a larger copy of an image can be matched in the coordinates of the working one.
         """
-        import cv2
-
         if image.dtype != np.uint8:
             image = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
         keypoints, descriptors = self._detector.detectAndCompute(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), None)
@@ -86,8 +86,6 @@ class FeatureMatcher:
 
     def match(self, descriptors_a, descriptors_b) -> list[tuple[int, int]]:
         """Index pairs (a, b) that pass Lowe's ratio test."""
-        import cv2
-
         if descriptors_a is None or descriptors_b is None or len(descriptors_a) < 2 or len(descriptors_b) < 2:
             return []
         if isinstance(self._matcher, cv2.FlannBasedMatcher):
@@ -105,8 +103,6 @@ def solve_pnp(points_nerf: np.ndarray, uv: np.ndarray, intrinsics: Intrinsics, t
 
     RANSAC (EPnP) rejects wrong matches, then Levenberg-Marquardt refines on the inliers.
     """
-    import cv2
-
     n = len(points_nerf)
     if n < max(min_inliers, 6):
         return PnpResult(None, 0, n, f"{n} matches with depth")
@@ -159,8 +155,6 @@ def triangulate(intrinsics: Intrinsics, optical_T_nerf_a: np.ndarray, optical_T_
     more (nearly parallel rays put it anywhere along them). Unlike :func:`lift` this needs no NeRF
     depth, which is poor where the NeRF saw a surface from few directions.
     """
-    import cv2
-
     uv_a = np.asarray(uv_a, dtype=np.float64).reshape(-1, 2)
     uv_b = np.asarray(uv_b, dtype=np.float64).reshape(-1, 2)
     if len(uv_a) == 0:
@@ -197,8 +191,6 @@ def lift(model, intrinsics: Intrinsics, nerf_T_gl: torch.Tensor, uv: np.ndarray,
     Each keypoint gets its own ray (not a lookup in a coarse depth map): keypoints sit on edges,
     where a depth map's neighbouring pixel is often the background.
     """
-    from inerf_ros.nerf.rays import pixel_rays
-
     device = nerf_T_gl.device
     if len(uv) == 0:
         return np.zeros((0, 3)), np.zeros(0, dtype=bool)
@@ -236,9 +228,6 @@ class Keyframe:
 def render_keyframe(model, intrinsics: Intrinsics, nerf_T_optical: np.ndarray, matcher: FeatureMatcher,
                     scale: float, n_samples: int | None = None, device: str | torch.device = "cpu") -> Keyframe:
     """Render the NeRF at ``nerf_T_optical`` (``scale`` x the image's size), detect and lift its keypoints."""
-    from inerf_ros import frames
-    from inerf_ros.nerf.render import render_image
-
     render_intrinsics = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
     nerf_T_gl = torch.from_numpy(frames.optical_to_opengl(np.asarray(nerf_T_optical, dtype=np.float64)))
     nerf_T_gl = nerf_T_gl.to(torch.device(device)).float()

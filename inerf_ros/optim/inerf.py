@@ -31,6 +31,7 @@ import dataclasses
 import math
 import time
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -39,6 +40,9 @@ from inerf_ros import frames, lie
 from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
 from inerf_ros.nerf.appearance import fit_affine_colour
+from inerf_ros.nerf.rays import pixel_rays  # the NeRF engine's camera model
+from inerf_ros.nerf.render import render_image
+from inerf_ros.optim import features
 from inerf_ros.optim.sampling import PixelSampler, SamplingConfig, needs_opacity
 
 
@@ -295,8 +299,6 @@ class PoseOptimizer:
 
     def __init__(self, model, config: OptimizerConfig | None = None, sampling: SamplingConfig | None = None,
                  device: str | torch.device = "cpu"):
-        from inerf_ros.nerf.rays import pixel_rays  # the NeRF engine's camera model
-
         self.model = model
         self.config = config or OptimizerConfig()
         self.sampling = sampling or SamplingConfig()
@@ -458,10 +460,6 @@ class PoseOptimizer:
         """(H, W) NeRF opacity at a pose, rendered at ``factor`` of the size (a region, not a picture:
         a 16th of the rays costs less than a few optimizer steps) and enlarged to the image.
         """
-        import cv2
-
-        from inerf_ros.nerf.render import render_image
-
         small = intrinsics.scaled(factor)
         pose = torch.from_numpy(frames.optical_to_opengl(nerf_T_optical)).to(self.device, torch.float32)
         opacity = render_image(self.model, small, pose, n_samples=self.config.samples_per_ray or None)["opacity"]
@@ -477,8 +475,6 @@ class PoseOptimizer:
         it also explains the pixels better than the start: RANSAC can agree on a wrong pose when
         the matches are few and repetitive, the photometric loss cannot be fooled that way.
         """
-        from inerf_ros.optim import features
-
         if self._matcher is None or self._matcher.detector != config.feature_align:
             self._matcher = features.FeatureMatcher(config.feature_align)
         renders = [np.asarray(start_nerf_T_optical)]
@@ -516,8 +512,6 @@ class PoseOptimizer:
 
     def _keyframe_cache(self, config: OptimizerConfig):
         """The kept renderings, following the configuration (None when reuse is off)."""
-        from inerf_ros.optim import features
-
         if config.feature_align_keyframes <= 0:
             return None
         cache = self._keyframes

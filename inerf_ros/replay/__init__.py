@@ -23,14 +23,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from inerf_ros import config as cfg
 from inerf_ros import params_yaml, paths
 from inerf_ros.config import option
+from inerf_ros.initializer import CameraPriorEstimator
+from inerf_ros.nerf.checkpoint import load_model
 from inerf_ros.object_table import initializer_config
 from inerf_ros.optim.inerf import OptimizerConfig
 from inerf_ros.optim.sampling import SamplingConfig
+from inerf_ros.posecnn.model import load_posecnn
+from inerf_ros.replay import report, tf_score
 from inerf_ros.replay.bag import BagTopics, CameraBag
+from inerf_ros.replay.offline import COLUMNS, OfflineReplay
 
 
 def node_defaults() -> tuple[OptimizerConfig, SamplingConfig]:
@@ -119,16 +126,12 @@ def missing_model_message(kind: str, directory: Path) -> str:
 
 def load_models(config: ReplayConfig, need_posecnn: bool):
     """(nerf model, posecnn detector or None); FileNotFoundError names the missing model and the command."""
-    from inerf_ros.nerf.checkpoint import load_model
-
     nerf_dir = Path(config.nerf_model or default_model_dir("nerf_tabletop"))
     if not nerf_dir.is_dir() or not any(nerf_dir.glob("*.safetensors")):
         raise FileNotFoundError(missing_model_message("nerf", nerf_dir))
     model = load_model(nerf_dir, device=config.device)
     detector = None
     if need_posecnn:
-        from inerf_ros.posecnn.model import load_posecnn
-
         posecnn_dir = Path(config.posecnn_model or default_model_dir("posecnn_tabletop"))
         if not posecnn_dir.is_dir() or not any(posecnn_dir.glob("*.safetensors")):
             raise FileNotFoundError(missing_model_message("posecnn", posecnn_dir))
@@ -139,10 +142,6 @@ def load_models(config: ReplayConfig, need_posecnn: bool):
 def replay_offline(bag: CameraBag, model, detector, estimator, config: ReplayConfig, optimizer: OptimizerConfig,
                    sampling: SamplingConfig, progress: bool = True):
     """(records, overlays {frame index: rgb}, column names) of an offline replay."""
-    from tqdm import tqdm
-
-    from inerf_ros.replay.offline import COLUMNS, OfflineReplay
-
     columns = [c for c in config.columns if c in COLUMNS]
     if detector is None or estimator is None:
         columns = [c for c in columns if c == "plain"]
@@ -202,13 +201,8 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
     """Replay a bag and write the report. ``model``/``detector``/``estimator`` may be given (tests,
     demo); otherwise they are loaded from the config. Returns {"table", "notes", "report", "summaries"}.
     """
-    from inerf_ros.initializer import CameraPriorEstimator
-    from inerf_ros.replay import report
-
     started = time.perf_counter()
     if config.threads:
-        import torch
-
         torch.set_num_threads(config.threads)
     with CameraBag(bag_path, topics) as bag:
         notes = list(bag.notes)
@@ -227,7 +221,7 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
         frames_info = {"images_in_bag": bag.num_images, "every": config.every, "max_frames": config.max_frames}
         extra, arm = [], None
         if live:
-            from inerf_ros.replay import live as live_replay
+            from inerf_ros.replay import live as live_replay  # lazy: live replay needs a sourced ROS, offline none
 
             # Node processes load their models from disk: the directories replay loaded (or was told of).
             on_disk = not injected or bool(config.nerf_model and config.posecnn_model)
@@ -242,8 +236,6 @@ def replay(bag_path, report_dir: Path, config: ReplayConfig, topics: BagTopics, 
             notes += live_info.get("notes", [])
             extra = live_replay.describe(live_info)
             if arm is not None:
-                from inerf_ros.replay import tf_score
-
                 report_dir.mkdir(parents=True, exist_ok=True)
                 scores = arm.pop("scores")
                 tf_score.plot_errors_over_time(scores, report_dir / "tf_error_over_time.png",

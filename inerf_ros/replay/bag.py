@@ -20,9 +20,15 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
+from scipy.spatial.transform import Rotation, Slerp
 
 from inerf_ros.camera import Intrinsics
 from inerf_ros.config import option
+from inerf_ros.ros.camera_info import camera_info_to_intrinsics, check_image_matches
+from inerf_ros.ros.image import image_to_rgb
+from inerf_ros.ros.pose_msgs import xyz_quat_to_matrix
 
 MAX_PROBLEM_EXAMPLES = 5
 
@@ -98,8 +104,6 @@ def _stamp_s(header_stamp) -> float:
 
 
 def _xyz_quat_matrix(translation, rotation) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
     q = [float(rotation.x), float(rotation.y), float(rotation.z), float(rotation.w)]
     t = [float(translation.x), float(translation.y), float(translation.z)]
     if not np.isfinite(q + t).all() or np.linalg.norm(q) < 1e-9:
@@ -140,8 +144,6 @@ class PoseTrack:
         """The pose at ``stamp_s``: the nearest within ``tolerance_s``, else interpolated between neighbours at most
         ``max_gap_s`` apart, else None.
         """
-        from scipy.spatial.transform import Rotation, Slerp
-
         if not self._stamps:
             return None
         k = bisect.bisect_left(self._stamps, stamp_s)
@@ -168,9 +170,6 @@ class CameraBag:
     """
 
     def __init__(self, path, topics: BagTopics | None = None):
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
-
         self.path = Path(path)
         self.topics = topics or BagTopics()
         self.problems = Problems()
@@ -216,8 +215,6 @@ class CameraBag:
             return None
 
     def _read_small_topics(self) -> None:
-        from inerf_ros.ros.camera_info import camera_info_to_intrinsics
-
         topics = self.topics
         wanted = {topics.camera_info_topic, "/tf", "/tf_static", topics.joint_states_topic}
         wanted |= {topics.gt_topic} if topics.gt_topic else set()
@@ -246,8 +243,6 @@ class CameraBag:
                 self._read_tf(msg)
         self._infos.sort(key=lambda item: item[0])
         if self.world_T_nerf is None and topics.world_T_nerf:
-            from inerf_ros.ros.pose_msgs import xyz_quat_to_matrix
-
             values = [float(v) for v in topics.world_T_nerf]
             if len(values) != 7:
                 raise ValueError(f"world_T_nerf needs 7 numbers (x y z qx qy qz qw), got {len(values)}")
@@ -318,9 +313,6 @@ class CameraBag:
     # -- second pass: images --------------------------------------------------------------------------
     def frames(self, every: int = 1, max_frames: int = 0, decode: bool = True) -> Iterator[BagFrame]:
         """Every ``every``-th image (at most ``max_frames``; 0: all), decoded and matched."""
-        from inerf_ros.ros.camera_info import check_image_matches
-        from inerf_ros.ros.image import image_to_rgb
-
         every = max(1, int(every))
         yielded = 0
         for index, (connection, log_ns, raw) in enumerate(self._reader.messages(connections=self._image_connections)):

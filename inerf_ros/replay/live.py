@@ -16,15 +16,44 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import rclpy
+import yaml
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from tf2_msgs.msg import TFMessage
+from tqdm import tqdm
 
-from inerf_ros import paths
-
+from inerf_ros import launch_description, paths
+from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
+from inerf_ros.nodes.inerf_node import InerfNode
+from inerf_ros.nodes.initializer_node import InitializerNode
+from inerf_ros.nodes.posecnn_node import PosecnnNode
+from inerf_ros.optim.localizer import LocalizerConfig
+from inerf_ros.pipeline import InerfPipeline
+from inerf_ros.replay import tf_score
 from inerf_ros.replay.offline import FrameRecord, errors
+from inerf_ros.ros import image as image_conv
+from inerf_ros.ros import pose_msgs
+from inerf_ros.ros.node_main import DDS_TRANSPORT, DDS_TRANSPORT_ENV, large_data_environment
+from inerf_ros.ros.pose_msgs import xyz_quat_to_matrix
+from inerf_ros.ros.stamps import seconds_to_stamp, stamp_to_seconds
+from inerf_ros.ros.tf import TF_QOS, TF_STATIC_QOS
+from inerf_ros.tf_tree import TfTree
 
 COLUMN = "live"
 TITLE = "live nodes: PoseCNN prior + mask region (+ tracking)"
@@ -46,8 +75,6 @@ def _ros_value(value):
 
 
 def _overrides(*configs, **extra) -> list:
-    from rclpy.parameter import Parameter
-
     values = {}
     for config in configs:
         values.update(dataclasses.asdict(config))
@@ -64,17 +91,6 @@ class _Collector:
     """Records the nodes' outputs by image stamp (nanoseconds), with the wall time they arrived."""
 
     def __init__(self, node):
-        from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.qos import QoSProfile, qos_profile_sensor_data
-        from sensor_msgs.msg import Image
-
-        from inerf_ros.msg import LocalizationStatus, ObjectPoseArray
-
-        from tf2_msgs.msg import TFMessage
-
-        from inerf_ros.ros.tf import TF_QOS, TF_STATIC_QOS
-        from inerf_ros.tf_tree import TfTree
-
         self.lock = threading.Lock()
         self.poses, self.statuses, self.overlays, self.detections = {}, {}, {}, {}
         # Everything TF carried during the replay, kept whole (no cache horizon) for scoring afterwards.
@@ -96,8 +112,6 @@ class _Collector:
         return callback
 
     def _on_tf(self, msg, static: bool) -> None:
-        from inerf_ros.ros.stamps import stamp_to_seconds
-
         with self.lock:
             for transform in msg.transforms:
                 t, q = transform.transform.translation, transform.transform.rotation
@@ -125,24 +139,6 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
     its model, as under ``ros2 launch`` (no interpreter, GIL or executor shared with the player: the
     timings are a robot's); without, the nodes run in this process on the given ``model``/``detector``.
     """
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data
-    from rosgraph_msgs.msg import Clock
-    from scipy.spatial.transform import Rotation
-    from sensor_msgs.msg import CameraInfo, Image
-    from tqdm import tqdm
-
-    from inerf_ros import launch_description
-    from inerf_ros.nodes.inerf_node import InerfNode
-    from inerf_ros.nodes.initializer_node import InitializerNode
-    from inerf_ros.nodes.posecnn_node import PosecnnNode
-    from inerf_ros.optim.localizer import LocalizerConfig
-    from inerf_ros.pipeline import InerfPipeline
-    from inerf_ros.ros import image as image_conv
-    from inerf_ros.ros import pose_msgs
-    from inerf_ros.ros.stamps import seconds_to_stamp
-
     if detector is None or init_config is None:
         raise ValueError("live replay runs PoseCNN and the initializer: it needs a PoseCNN model and --objects")
     topics = bag.topics
@@ -171,10 +167,6 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
                        **_robot_parameters(bag, config)},
     }
     if model_dirs is not None:  # the player publishes camera images to other processes (node_main.DDS_TRANSPORT)
-        import os
-
-        from inerf_ros.ros.node_main import DDS_TRANSPORT, DDS_TRANSPORT_ENV
-
         os.environ.setdefault(DDS_TRANSPORT_ENV, DDS_TRANSPORT)
     context = rclpy.context.Context()
     rclpy.init(context=context, domain_id=config.domain_id if config.domain_id >= 0 else None)
@@ -315,8 +307,6 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
 
 def _believed_nerf_T_base(bag, config):
     """The robot's believed base placement in the NeRF frame (metres), or None when not given."""
-    from inerf_ros.ros.pose_msgs import xyz_quat_to_matrix
-
     values = [float(v) for v in config.believed_world_T_base]
     if not values:
         return None
@@ -332,8 +322,6 @@ def _robot_parameters(bag, config) -> dict:
     params = {"base_frame": config.base_frame}
     believed = _believed_nerf_T_base(bag, config)
     if believed is not None:
-        from scipy.spatial.transform import Rotation
-
         params["initial_nerf_T_base"] = [float(v) for v in list(believed[:3, 3]) +
                                          list(Rotation.from_matrix(believed[:3, :3]).as_quat())]
     return params
@@ -341,8 +329,6 @@ def _robot_parameters(bag, config) -> dict:
 
 def _score_through_tf(bag, config, collector, records) -> dict:
     """summary.json's robot keys: every camera frame of the bag looked up through the replay's TF."""
-    from inerf_ros.replay import tf_score
-
     frames = [(f.stamp_s, f.world_T_cam_gt, f.frame_id) for f in bag.frames(1, 0, decode=False)
               if math.isfinite(f.stamp_s)]
     topics = bag.topics
@@ -374,12 +360,6 @@ class _NodeProcesses:
     """
 
     def __init__(self, nodes_to_start, remaps, cli_args, specific: dict, model_dirs: dict, config):
-        import subprocess
-        import sys
-        import tempfile
-
-        import yaml
-
         self._dir = Path(tempfile.mkdtemp(prefix="inerf_replay_nodes_"))
         overrides = {}
         for spec, launch_overrides in nodes_to_start:
@@ -390,8 +370,6 @@ class _NodeProcesses:
             overrides[spec.name] = {"ros__parameters": {k: v for k, v in values.items() if v is not None}}
         override_file = self._dir / "replay_overrides.yaml"
         override_file.write_text(yaml.safe_dump(overrides))
-        from inerf_ros.ros.node_main import large_data_environment
-
         env = dict(large_data_environment(), PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(config.threads or 1))
         if config.domain_id >= 0:
             env["ROS_DOMAIN_ID"] = str(config.domain_id)
@@ -414,9 +392,6 @@ class _NodeProcesses:
                                    "ends:\n" + "\n".join(tail))
 
     def close(self) -> None:
-        import signal
-        import subprocess
-
         for process in self._processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
@@ -449,12 +424,6 @@ class _RobotPlayer:
     """Plays a robot bag's ``/tf``, ``/tf_static`` and joint states (the bag's bytes) at their own times."""
 
     def __init__(self, node, messages, clock_pub):
-        from rclpy.qos import QoSProfile
-        from sensor_msgs.msg import JointState
-        from tf2_msgs.msg import TFMessage
-
-        from inerf_ros.ros.tf import TF_QOS, TF_STATIC_QOS
-
         self._clock_pub = clock_pub
         self._messages = [m for m in messages if m[1] != "/tf_static"]
         self._next = 0

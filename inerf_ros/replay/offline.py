@@ -22,8 +22,10 @@ import torch
 
 from inerf_ros import frames, lie
 from inerf_ros.optim.evaluate import perturb
-from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
+from inerf_ros.optim.inerf import OptimizerConfig, PoseEstimate, PoseOptimizer
+from inerf_ros.optim.localizer import LocalizerConfig
 from inerf_ros.optim.sampling import SamplingConfig
+from inerf_ros.pipeline import FrameInput, InerfPipeline
 
 COLUMNS = {
     "mask": "PoseCNN prior + mask region",
@@ -172,10 +174,6 @@ class OfflineReplay:
 def render_overlay(model, rgb: np.ndarray, intrinsics, nerf_T_optical: np.ndarray, scale: float,
                    device: str) -> np.ndarray:
     """The observed image blended 50/50 with the NeRF rendered at the estimate (what inerf_node publishes)."""
-    from inerf_ros.pipeline import FrameInput, InerfPipeline
-    from inerf_ros.optim.inerf import PoseEstimate
-    from inerf_ros.optim.localizer import LocalizerConfig
-
     pipeline = InerfPipeline(model, device, OptimizerConfig(), SamplingConfig(), LocalizerConfig())
     estimate = PoseEstimate(nerf_T_optical=nerf_T_optical, iterations=0, final_loss=0.0, converged=True, time_s=0.0,
                             num_hypotheses=1, sampling_strategy="", covariance=np.zeros((6, 6)))

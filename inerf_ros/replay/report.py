@@ -18,11 +18,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from scipy.spatial.transform import Rotation
 
 from inerf_ros import evaluation
+from inerf_ros.scene.bag_command import tf_stamped
 
 ACCURACY_ROWS = [
     ("translation < 5 cm", "success_translation", "{:.2f}"),
@@ -103,8 +109,6 @@ CSV_FIELDS = ["column", "frame", "stamp_s", "status", "rotation_error_deg", "tra
 
 
 def _quat(pose) -> list[float]:
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_matrix(np.asarray(pose)[:3, :3]).as_quat().tolist()
 
 
@@ -127,9 +131,10 @@ def write_frames(records, out: Path) -> None:
 
 # -- plots ----------------------------------------------------------------------------------------------
 def _pyplot():
+    # lazy: matplotlib takes ~1 s to import and only the plots need it; Agg must be chosen before pyplot loads
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy, and only after use("Agg")
     return plt
 
 
@@ -197,14 +202,6 @@ def write_mcap(records, names: dict[str, str], overlays: dict[int, np.ndarray], 
                path: Path, world_frame: str = "world", nerf_frame: str = "nerf",
                gt_frame: str = "camera_optical_gt") -> Path | None:
     """Ground truth, estimates (TF + PoseStamped per column) and overlay images, in one MCAP file."""
-    import shutil
-    import tempfile
-
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    from inerf_ros.scene.bag_command import tf_stamped
-
     stamped = [r for r in records if math.isfinite(r.stamp_s)]
     if not stamped:
         return None

@@ -147,10 +147,11 @@ def summarize(scores: list[TfFrameScore], tree: TfTree, names: ArmFrames, world_
 
 def plot_errors_over_time(scores: list[TfFrameScore], path, first_estimate_s: float | None = None):
     """Plot translation and rotation error per frame over time, iNeRF-corrected vs kinematics alone (PNG)."""
+    # lazy: matplotlib takes ~1 s to import and only the plots need it; Agg must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy, and only after use("Agg")
 
     if not scores:
         return None
