@@ -129,9 +129,10 @@ def detect_objects(capture: Capture, poses: dict, k_sfm: np.ndarray, config: Wor
     model_dir = config.posecnn_model or str(default_model_dir("posecnn_tabletop"))
     detector = load_posecnn(model_dir, config.device)
     observations: dict[str, list] = {}
-    for image in capture.images:
-        if image.name not in poses:
-            continue
+    posed = [image for image in capture.images if image.name in poses]
+    if config.anchor_images and len(posed) > config.anchor_images:
+        posed = [posed[int(k)] for k in np.linspace(0, len(posed) - 1, config.anchor_images).round()]
+    for image in posed:
         k = image.intrinsics.K if image.intrinsics is not None else k_sfm
         result = detector.detect(image.rgb, k)
         for name, observation in observations_from_detections(image.name, poses[image.name], result.objects,

@@ -20,6 +20,8 @@ class WorkspaceConfig:
     min_registered: float = option(0.6, "SfM must register at least this fraction of the kept images (and at "
                                         "least 8)", range=(0.0, 1.0))
     posecnn_model: str = option("", "PoseCNN model directory (empty: the shipped models/posecnn_tabletop)")
+    anchor_images: int = option(0, "run PoseCNN on at most this many posed images, spread over the capture (0: "
+                                   "all; about 0.5-1.5 s each on one core)", range=(0, 100000))
     symmetric_classes: list = option([], "classes symmetric about their z axis (empty: those of "
                                          "config/initializer.yaml)")
     sfm: str = option("", "reuse this SfM folder (transforms.json of an earlier run on the same capture) "

@@ -72,3 +72,19 @@ def test_sfm_on_watch_photos(tmp_path):
         in_camera = (points - pose[:3, 3]) @ pose[:3, :3]
         assert np.mean(in_camera[:, 2] < 0) > 0.95  # OpenGL cameras look down -z
     assert np.all(data.aabb.numpy()[1] > data.aabb.numpy()[0])
+
+
+def test_known_intrinsics_hold_a_pinhole_camera_in_colmaps_pixel_convention():
+    from types import SimpleNamespace
+
+    from inerf_ros.datasets.sfm import _known_camera
+
+    reader, mapping = SimpleNamespace(), SimpleNamespace()
+    _known_camera(SfmConfig(known_intrinsics=["500", "510", "319.5", "239.5"]), reader, mapping)
+    assert reader.camera_model == "PINHOLE"
+    # CameraInfo's (0, 0) is the top-left pixel's centre, COLMAP's its corner: cx, cy + 0.5.
+    assert [float(v) for v in reader.camera_params.split(",")] == [500.0, 510.0, 320.0, 240.0]
+    assert not (mapping.ba_refine_focal_length or mapping.ba_refine_principal_point or mapping.ba_refine_extra_params)
+    for bad in (["500", "510", "320"], ["500", "nan", "320", "240"], ["-1", "510", "320", "240"]):
+        with pytest.raises(ValueError, match="known_intrinsics"):
+            _known_camera(SfmConfig(known_intrinsics=bad), SimpleNamespace(), SimpleNamespace())

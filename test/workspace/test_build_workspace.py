@@ -15,6 +15,8 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("pycolmap") is None, re
 
 # A NeRF of a few seconds: the test checks the workspace, not the model.
 TINY_NERF = dict(nerf_minutes=0.02, nerf_downscale=4.0, nerf_args=["--eval-views=1"])
+# PoseCNN (with its silhouette refinement) takes ~1 s per image here: a dozen views anchor every object.
+FEW_DETECTIONS = dict(anchor_images=12)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def capture(tmp_path_factory):
 def workspace(capture, tmp_path_factory):
     scene, bag = capture
     out = tmp_path_factory.mktemp("ws") / "WS"
-    result = build_workspace(bag, out, WorkspaceConfig(every=1, **TINY_NERF))
+    result = build_workspace(bag, out, WorkspaceConfig(every=1, **TINY_NERF, **FEW_DETECTIONS))
     return out, result
 
 
@@ -94,7 +96,8 @@ def test_photo_folder_is_scaled_by_the_objects(capture, workspace, tmp_path):
     scene, _ = capture
     out, _ = workspace
     photos = scene / "arm" / "rgb"
-    result = build_workspace(photos, tmp_path / "WS", WorkspaceConfig(nerf=str(out / "nerf"), **TINY_NERF))
+    config = WorkspaceConfig(nerf=str(out / "nerf"), **TINY_NERF, **FEW_DETECTIONS)
+    result = build_workspace(photos, tmp_path / "WS", config)
     assert result["scale_source"] == "objects" and result["scale_spread"]["detections"] >= 30
     truth = check_against_truth(result, scene)
     assert truth["metres_per_unit_error"] < 0.03, truth["lines"]
