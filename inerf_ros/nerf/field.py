@@ -10,6 +10,12 @@ interpolation has a gradient in its coordinates), which is what lets a pose grad
 the field. Fine levels can be blanked for coarse-to-fine pose search with ``max_level``: level
 ``l`` is weighted by ``clamp(max_level - l + 1, 0, 1)`` (a fractional ``max_level`` fades the next
 level in, as in BARF), and levels of weight 0 are not computed at all.
+
+Unbounded scenes (``contraction="linf"``): the box is the region of interest, and space beyond it is
+squeezed into a shell around it by mip-NeRF 360's contraction with nerfacto's L-inf norm (see
+:func:`contract`), so that a wall or a horizon behind the subject has a place in the field instead of
+leaking into the background or into floaters at the box faces. The planes then cover the contracted
+cube ``[-2, 2]^3`` (the box is its middle half), and the occupancy grid covers it the same way.
 """
 from __future__ import annotations
 
@@ -83,6 +89,38 @@ def spherical_harmonics(dirs: Tensor, degree: int) -> Tensor:
     return torch.stack(out, -1)
 
 
+CONTRACTIONS = ("none", "linf")
+
+
+def contract(u: Tensor) -> Tensor:
+    """mip-NeRF 360's scene contraction with the L-inf norm (nerfacto): box coordinates -> ``[-2, 2]^3``.
+
+    ``contract(u) = u`` for ``|u|_inf <= 1`` (inside the box), else ``(2 - 1/|u|_inf) u / |u|_inf``: a
+    point at infinity lands on the cube of half-size 2. The L-inf norm (instead of mip-NeRF 360's
+    L2) maps the box onto a cube, so the square planes hold no unused corners. Continuous, monotone
+    along every ray from the centre and differentiable everywhere but on the box faces' edges.
+
+    Args:
+        u: (..., 3) box coordinates (the box is ``[-1, 1]^3``).
+    Returns:
+        (..., 3) contracted coordinates in ``[-2, 2]^3``.
+    """
+    norm = u.abs().amax(-1, keepdim=True)
+    # where() evaluates both branches: clamping the norm keeps the outside branch finite inside.
+    safe = norm.clamp(min=1.0)
+    return torch.where(norm <= 1.0, u, (2.0 - 1.0 / safe) * (u / safe))
+
+
+def uncontract(c: Tensor) -> Tensor:
+    """Inverse of :func:`contract` for points (..., 3) with ``|c|_inf < 2`` (cell centres of a grid)."""
+    m = c.abs().amax(-1, keepdim=True)
+    if bool((m >= 2.0).any()):
+        raise ValueError("uncontract needs |c|_inf < 2 (the contracted cube's surface is at infinity)")
+    # |u|_inf = n with 2 - 1/n = m, so n = 1 / (2 - m) and u = c * n / m.
+    n = 1.0 / (2.0 - m.clamp(min=1.0))
+    return torch.where(m <= 1.0, c, c * n / m.clamp(min=1.0))
+
+
 def level_weights(n_levels: int, max_level: float | None) -> list[float]:
     """Weight of each level for ``max_level`` (None: all 1). Level ``l`` gets ``clamp(max_level - l + 1, 0, 1)``."""
     if max_level is None:
@@ -96,11 +134,16 @@ class RadianceField(nn.Module):
     Args:
         config: :class:`FieldConfig`.
         aabb: (2, 3) scene box [min, max] in NeRF units (a buffer: saved with the weights).
+        contraction: "none" (points outside the box read the planes' border) or "linf" (space beyond
+            the box is contracted into the planes' outer half, see :func:`contract`).
     """
 
-    def __init__(self, config: FieldConfig, aabb: Tensor):
+    def __init__(self, config: FieldConfig, aabb: Tensor, contraction: str = "none"):
         super().__init__()
+        if contraction not in CONTRACTIONS:
+            raise ValueError(f"contraction must be one of {CONTRACTIONS}, got {contraction!r}")
         self.config = config
+        self.contraction = contraction
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
         self.planes = nn.ParameterList()
         for res in config.resolutions():
@@ -123,16 +166,21 @@ class RadianceField(nn.Module):
         self._level_mask = max_level
 
     def normalize(self, x_nerf: Tensor) -> Tensor:
-        """Points (N, 3) in NeRF units -> box coordinates in [-1, 1] (differentiable)."""
+        """Points (N, 3) in NeRF units -> box coordinates, [-1, 1] inside the box (differentiable)."""
         lo, hi = self.aabb[0], self.aabb[1]
         return (x_nerf - lo) * (2.0 / (hi - lo)) - 1.0
+
+    def plane_coords(self, x_nerf: Tensor) -> Tensor:
+        """Points (N, 3) -> plane coordinates in [-1, 1]: box coordinates, or contracted ones halved."""
+        u = self.normalize(x_nerf)
+        return u if self.contraction == "none" else 0.5 * contract(u)
 
     def encode(self, x_nerf: Tensor, max_level: float | None = None) -> Tensor:
         """Plane features (N, n_levels * channels) of points (N, 3); masked levels are zeros."""
         if x_nerf.ndim != 2 or x_nerf.shape[-1] != 3:
             raise ValueError(f"x_nerf must have shape (N, 3), got {tuple(x_nerf.shape)}")
         max_level = self._level_mask if max_level is None else max_level
-        u = self.normalize(x_nerf)
+        u = self.plane_coords(x_nerf)
         # The three coordinate pairs of the xy, xz and yz planes: (3, 1, N, 2).
         coords = torch.stack([u[:, [0, 1]], u[:, [0, 2]], u[:, [1, 2]]], 0).unsqueeze(1)
         feats = []
@@ -182,33 +230,66 @@ class OccupancyGrid(nn.Module):
     """A coarse boolean grid over the scene box marking where the density may be non-zero.
 
     Used to skip empty space: samples in unoccupied cells get density 0 without evaluating the
-    field. The lookup is not differentiable (a mask), the field on the kept samples is.
+    field. The lookup is not differentiable (a mask), the field on the kept samples is. With
+    ``contraction="linf"`` the cells tile the contracted cube ``[-2, 2]^3`` (the box is its middle
+    half; farther cells hold ever larger regions of space, as the samples along a ray do).
 
     Args:
-        aabb: (2, 3) scene box; resolution: cells per axis.
+        aabb: (2, 3) scene box; resolution: cells per axis; contraction: as the field's.
     """
 
-    def __init__(self, aabb: Tensor, resolution: int = 64):
+    def __init__(self, aabb: Tensor, resolution: int = 64, contraction: str = "none"):
         super().__init__()
+        if contraction not in CONTRACTIONS:
+            raise ValueError(f"contraction must be one of {CONTRACTIONS}, got {contraction!r}")
         self.resolution = resolution
+        self.contraction = contraction
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
         self.register_buffer("density_ema", torch.zeros((resolution,) * 3))
         self.register_buffer("occupied", torch.ones((resolution,) * 3, dtype=torch.bool))
         # Cells that some training camera sees (not saved: `occupied` already excludes the others).
         self.register_buffer("visible", torch.ones((resolution,) * 3, dtype=torch.bool), persistent=False)
 
-    def cell_index(self, x_nerf: Tensor) -> Tensor:
-        """Flat cell index (...) of points (..., 3); points outside the box are clamped to the border cells."""
+    def grid_coords(self, x_nerf: Tensor) -> Tensor:
+        """Points (..., 3) -> grid coordinates, [0, 1] over the grid: the box, or the contracted cube."""
         lo, hi = self.aabb[0], self.aabb[1]
-        ijk = ((x_nerf - lo) / (hi - lo) * self.resolution).long().clamp_(0, self.resolution - 1)
+        if self.contraction == "none":
+            return (x_nerf - lo) / (hi - lo)
+        return 0.25 * contract((x_nerf - lo) * (2.0 / (hi - lo)) - 1.0) + 0.5
+
+    def points_at(self, grid: Tensor) -> Tensor:
+        """Inverse of :meth:`grid_coords`: grid coordinates (..., 3) in (0, 1) -> points in NeRF units."""
+        lo, hi = self.aabb[0], self.aabb[1]
+        if self.contraction == "none":
+            return lo + grid * (hi - lo)
+        return lo + (uncontract(4.0 * grid - 2.0) + 1.0) * (0.5 * (hi - lo))
+
+    def cell_index(self, x_nerf: Tensor) -> Tensor:
+        """Flat cell index (...) of points (..., 3); points outside the grid are clamped to the border cells."""
+        ijk = (self.grid_coords(x_nerf) * self.resolution).long().clamp_(0, self.resolution - 1)
         r = self.resolution
         return (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2]
 
     def query(self, x_nerf: Tensor) -> Tensor:
-        """Bool (...) mask of points (..., 3) in occupied cells (False outside the box)."""
+        """Bool (...) mask of points (..., 3) in occupied cells (False outside the box when bounded)."""
+        x_nerf = x_nerf.detach()
+        occupied = self.occupied.reshape(-1)[self.cell_index(x_nerf)]
+        if self.contraction != "none":
+            return occupied
         lo, hi = self.aabb[0], self.aabb[1]
-        inside = ((x_nerf >= lo) & (x_nerf <= hi)).all(-1)
-        return self.occupied.reshape(-1)[self.cell_index(x_nerf.detach())] & inside
+        return occupied & ((x_nerf >= lo) & (x_nerf <= hi)).all(-1)
+
+    def cell_scale(self) -> Tensor:
+        """Per cell (r^3,), how much longer the sample spacing along a ray is there than in the box:
+        1 when bounded; the square of the contracted norm's inverse Jacobian, ``|u|_inf^2``, outside
+        the box when contracted (a ray crossing the shell at distance ``|u|_inf`` spends one sample per
+        ``|u|_inf^2`` times more space, so a density that counts there is that much lower)."""
+        if self.contraction == "none":
+            return torch.ones(self.resolution ** 3, device=self.aabb.device)
+        idx = torch.arange(self.resolution, device=self.aabb.device, dtype=torch.float32) + 0.5
+        grid = torch.stack(torch.meshgrid(idx, idx, idx, indexing="ij"), -1).reshape(-1, 3) / self.resolution
+        m = (4.0 * grid - 2.0).abs().amax(-1)
+        return (1.0 / (2.0 - m.clamp(min=1.0))).square()
 
     @torch.no_grad()
     def update(self, density_fn, threshold: float, decay: float = 0.95, chunk: int = 65536,
@@ -224,15 +305,18 @@ class OccupancyGrid(nn.Module):
         idx = torch.arange(r, device=device, dtype=torch.float32)
         grid = torch.stack(torch.meshgrid(idx, idx, idx, indexing="ij"), -1).reshape(-1, 3)
         jitter = torch.rand(grid.shape, generator=generator, device="cpu").to(device)
-        lo, hi = self.aabb[0], self.aabb[1]
-        points = lo + (grid + jitter) / r * (hi - lo)
+        cells = (grid + jitter) / r
+        if self.contraction != "none":  # the contracted cube's surface is at infinity
+            cells = cells.clamp(1e-4, 1.0 - 1e-4)
+        points = self.points_at(cells)
         density = torch.cat([density_fn(points[i:i + chunk]) for i in range(0, points.shape[0], chunk)])
         ema = self.density_ema.reshape(-1)
         ema.copy_(torch.maximum(ema * decay, density))
         visible = self.visible.reshape(-1)
+        scale = self.cell_scale()
         if bool(visible.any()):
-            threshold = min(threshold, float(ema[visible].mean()))
-        self.occupied.copy_((ema > threshold).reshape(r, r, r) & self.visible)
+            threshold = min(threshold, float((ema * scale)[visible].mean()))
+        self.occupied.copy_((ema * scale > threshold).reshape(r, r, r) & self.visible)
         return float(self.occupied.float().mean())
 
     def cell_centres(self) -> Tensor:
@@ -240,7 +324,12 @@ class OccupancyGrid(nn.Module):
         r = self.resolution
         idx = torch.arange(r, device=self.aabb.device, dtype=torch.float32) + 0.5
         grid = torch.stack(torch.meshgrid(idx, idx, idx, indexing="ij"), -1).reshape(-1, 3)
-        return self.aabb[0] + grid / r * (self.aabb[1] - self.aabb[0])
+        return self.points_at(grid / r)
+
+    def cell_sizes(self) -> Tensor:
+        """Largest side (r^3,) of each cell in NeRF units (cells grow outwards when contracted)."""
+        side = float((self.aabb[1] - self.aabb[0]).max()) / self.resolution
+        return side * self.cell_scale()
 
     @torch.no_grad()
     def mark_visible(self, nerf_T_cams: Tensor, intrinsics: list, near: float = 0.0) -> float:
@@ -252,7 +341,7 @@ class OccupancyGrid(nn.Module):
         """
         centres = self.cell_centres()
         seen = torch.zeros(centres.shape[0], dtype=torch.bool, device=centres.device)
-        half_cell = float((self.aabb[1] - self.aabb[0]).max()) / self.resolution
+        half_cell = self.cell_sizes()
         for pose, intr in zip(nerf_T_cams.to(centres.device), intrinsics):
             p = (centres - pose[:3, 3]) @ pose[:3, :3]  # camera frame (OpenGL: looking along -z)
             depth = -p[:, 2]

@@ -6,7 +6,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from inerf_ros.nerf.field import FieldConfig, OccupancyGrid, RadianceField
+from inerf_ros.nerf.field import CONTRACTIONS, FieldConfig, OccupancyGrid, RadianceField
 from inerf_ros.nerf.render import render_rays
 
 FORMAT_VERSION = 1
@@ -35,6 +35,11 @@ class NerfMetadata:
         sample_step: bin length along rays (NeRF units) for bins at fixed distances from the camera;
             0 (checkpoints from before this field): ``n_samples`` bins across each ray's chord through the box.
         occupancy_resolution: cells per axis of the occupancy grid.
+        contraction: "none" (a bounded scene: samples only inside ``aabb``) or "linf" (an unbounded real
+            capture: ``aabb`` is the region of interest and space beyond it is contracted into the
+            field, mip-NeRF 360 / nerfacto; see :func:`inerf_ros.nerf.field.contract`).
+        lindisp_scale: with a contraction, samples run from ``near`` to ``far`` linearly in distance up
+            to this many NeRF units and in disparity beyond (:func:`inerf_ros.nerf.render.sample_lindisp`).
         extra: free-form information (data set, training steps, scores).
     """
 
@@ -50,6 +55,8 @@ class NerfMetadata:
     n_samples: int = 128
     sample_step: float = 0.0
     occupancy_resolution: int = 64
+    contraction: str = "none"
+    lindisp_scale: float = 0.0
     extra: dict = dataclasses.field(default_factory=dict)
 
     def field_config(self) -> FieldConfig:
@@ -92,6 +99,11 @@ class NerfMetadata:
         number("n_samples", self.n_samples, 1, 4096, integer=True)
         number("sample_step", self.sample_step, 0.0, 1e6)
         number("occupancy_resolution", self.occupancy_resolution, 1, 512, integer=True)
+        if self.contraction not in CONTRACTIONS:
+            raise ValueError(f"contraction must be one of {CONTRACTIONS}, got {self.contraction!r}")
+        number("lindisp_scale", self.lindisp_scale, 0.0, 1e6)
+        if self.contraction != "none" and self.lindisp_scale <= 0:
+            raise ValueError(f"contraction {self.contraction!r} needs lindisp_scale > 0, got {self.lindisp_scale!r}")
         if not isinstance(self.field, dict):
             raise ValueError(f"field must be a mapping, got {self.field!r}")
         try:
@@ -116,8 +128,8 @@ class NerfModel(nn.Module):
         super().__init__()
         self.metadata = metadata
         aabb = torch.tensor(metadata.aabb, dtype=torch.float32)
-        self.field = RadianceField(metadata.field_config(), aabb)
-        self.occupancy = OccupancyGrid(aabb, metadata.occupancy_resolution)
+        self.field = RadianceField(metadata.field_config(), aabb, metadata.contraction)
+        self.occupancy = OccupancyGrid(aabb, metadata.occupancy_resolution, metadata.contraction)
         self.register_buffer("background", torch.tensor(metadata.background, dtype=torch.float32))
         if metadata.background_model not in BACKGROUND_MODELS:
             raise ValueError(f"background_model must be one of {BACKGROUND_MODELS}, got {metadata.background_model!r}")
@@ -185,7 +197,8 @@ class NerfModel(nn.Module):
             step=self.metadata.sample_step * self.metadata.n_samples / (n_samples or self.metadata.n_samples),
             background=background,
             occupancy_fn=self.occupancy.query if skip_empty else None, jitter=jitter, generator=generator,
-            check=check, early_stop_eps=early_stop_eps, alpha_threshold=alpha_threshold)
+            check=check, early_stop_eps=early_stop_eps, alpha_threshold=alpha_threshold,
+            lindisp_scale=self.metadata.lindisp_scale if self.metadata.contraction != "none" else 0.0)
 
     def density_fn(self, x: Tensor) -> Tensor:
         """Density (N,) of points (N, 3) with all levels (used to refresh the occupancy grid)."""

@@ -99,6 +99,43 @@ def sample_distances(t_near: Tensor, t_far: Tensor, n_samples: int, jitter: bool
     return t_mid, steps[:, None].expand_as(t_mid)
 
 
+def lindisp_distance(s: Tensor, scale: float) -> Tensor:
+    """Distance along a ray at spacing coordinate ``s`` in [0, 1): nerfacto's piecewise "uniform then
+    disparity" spacing, ``t = 2 s L`` for ``s < 1/2`` and ``t = L / (2 - 2 s)`` beyond (``L = scale``).
+
+    Half of the samples lie within ``L`` of the camera, evenly; the other half are spaced evenly in
+    disparity ``1/t`` out to infinity, as the contracted field's resolution falls off there.
+    """
+    return torch.where(s < 0.5, 2.0 * scale * s, scale / (2.0 - 2.0 * s.clamp(max=1.0 - 1e-6)))
+
+
+def lindisp_coordinate(t: Tensor, scale: float) -> Tensor:
+    """Inverse of :func:`lindisp_distance`: ``s = t / 2L`` up to ``L``, ``1 - L / 2t`` beyond."""
+    return torch.where(t < scale, t / (2.0 * scale), 1.0 - scale / (2.0 * t.clamp(min=scale)))
+
+
+def sample_lindisp(n_rays: int, n_samples: int, near: float, far: float, scale: float, jitter: bool,
+                   generator: torch.Generator | None = None, device=None) -> tuple[Tensor, Tensor]:
+    """Sample distances (R, S) and spacings (R, S) from ``near`` to ``far`` for unbounded scenes.
+
+    ``n_samples`` bins evenly spaced in the coordinate of :func:`lindisp_coordinate` (linear up to
+    ``scale``, in disparity beyond). The bins are fixed distances from the ray origin, so they move
+    rigidly with the camera (a pose gradient sees a smooth render). With ``jitter`` each sample is
+    moved uniformly within its bin; the spacing is the bin's length.
+    """
+    s0 = float(lindisp_coordinate(torch.tensor(near), scale))
+    s1 = float(lindisp_coordinate(torch.tensor(far), scale))
+    edges = torch.linspace(s0, s1, n_samples + 1, device=device)
+    t_edges = lindisp_distance(edges, scale)
+    if jitter:
+        u = torch.rand((n_rays, n_samples), generator=generator, device="cpu" if generator else device).to(device)
+    else:
+        u = torch.full((n_rays, n_samples), 0.5, device=device)
+    s_mid = edges[:-1] + u * (edges[1:] - edges[:-1])
+    t_mid = lindisp_distance(s_mid, scale)
+    return t_mid, (t_edges[1:] - t_edges[:-1]).expand(n_rays, n_samples)
+
+
 def _march(sigma_fn: Callable, color_fn: Callable, points: Tensor, dirs: Tensor, occupancy_fn: Callable,
            deltas: Tensor, early_stop_eps: float, chunks: int = 4) -> tuple[Tensor, Tensor]:
     """Weights (R, S) and colours (R, S, 3) without gradient, marching front to back in ``chunks``.
@@ -139,7 +176,8 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
                 n_samples: int, near: float, far: float, background: Tensor,
                 occupancy_fn: Callable | None = None, jitter: bool = False,
                 generator: torch.Generator | None = None, check: bool = True,
-                early_stop_eps: float = 1e-4, alpha_threshold: float = 0.0, step: float = 0.0) -> dict[str, Tensor]:
+                early_stop_eps: float = 1e-4, alpha_threshold: float = 0.0, step: float = 0.0,
+                lindisp_scale: float = 0.0) -> dict[str, Tensor]:
     """Volume-render a batch of rays.
 
     Args:
@@ -156,6 +194,9 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
         jitter: stratified random sample positions (training) instead of bin centres.
         step: bin length for bins at fixed distances from the ray origin (0: ``n_samples`` bins
             across each ray's chord through the box); see :func:`sample_distances`.
+        lindisp_scale: > 0 for an unbounded (contracted) field: samples run from ``near`` to ``far``
+            whatever the box, linear in distance up to this and in disparity beyond (see
+            :func:`sample_lindisp`); ``aabb`` and ``step`` are then not used.
         check: raise ``FloatingPointError`` on NaN/inf in the outputs.
         early_stop_eps, alpha_threshold: with ``occupancy_fn`` and autograd on, a first pass without
             gradient finds the samples that matter: those seen with transmittance above
@@ -172,11 +213,16 @@ def render_rays(sigma_fn: Callable, color_fn: Callable, origins: Tensor, directi
         raise ValueError(f"origins and directions must both be (R, 3), got {tuple(origins.shape)} "
                          f"and {tuple(directions.shape)}")
     dirs = directions / directions.norm(dim=-1, keepdim=True)
-    t_near, t_far = ray_aabb(origins, dirs, aabb)
-    t_near = t_near.clamp(min=near)
-    t_far = torch.minimum(t_far, torch.full_like(t_far, far))
-    t_far = torch.maximum(t_far, t_near)  # rays that miss: zero length, zero weight
-    t_mid, deltas = sample_distances(t_near, t_far, n_samples, jitter, generator, step)
+    if lindisp_scale > 0:
+        t_mid, deltas = sample_lindisp(origins.shape[0], n_samples, near, far, lindisp_scale, jitter, generator,
+                                       device=origins.device)
+        t_mid, deltas = t_mid.to(origins.dtype), deltas.to(origins.dtype)
+    else:
+        t_near, t_far = ray_aabb(origins, dirs, aabb)
+        t_near = t_near.clamp(min=near)
+        t_far = torch.minimum(t_far, torch.full_like(t_far, far))
+        t_far = torch.maximum(t_far, t_near)  # rays that miss: zero length, zero weight
+        t_mid, deltas = sample_distances(t_near, t_far, n_samples, jitter, generator, step)
     points = origins[:, None, :] + t_mid[..., None] * dirs[:, None, :]  # (R, S, 3)
     n_rays = origins.shape[0]
     if occupancy_fn is None:

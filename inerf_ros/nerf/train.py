@@ -3,6 +3,11 @@
 Every ``holdout_every``-th view is held out of training and used for evaluation (PSNR / SSIM). The
 model directory gets ``model.safetensors`` + ``model.json`` (see :mod:`inerf_ros.nerf.checkpoint`),
 ``report.md``, ``metrics.json`` and ``previews/*.png`` (ground truth | render | depth).
+
+Settings come from a preset (``--preset``, see :mod:`inerf_ros.nerf.presets`; ``auto`` picks it from
+the data and says why) under the flags the user gave. A ``capture`` is trained as an unbounded field:
+its box is the region of interest from the SfM points (:mod:`inerf_ros.nerf.bounds`) and space beyond
+is contracted, which ``model.json`` records so that every renderer of the model does the same.
 """
 from __future__ import annotations
 
@@ -20,36 +25,46 @@ import torch
 from tqdm import tqdm
 
 from inerf_ros import config as cfg
-from inerf_ros.datasets.transforms import PosedImages, load_transforms
+from inerf_ros.datasets.transforms import PosedImages, load_transforms, read_transforms_json, resolve_transforms_path
+from inerf_ros.nerf import bounds, presets
 from inerf_ros.nerf.appearance import PhotoAppearance, psnr_affine
 from inerf_ros.nerf.checkpoint import save_model
-from inerf_ros.nerf.field import FieldConfig, density_threshold
+from inerf_ros.nerf.field import CONTRACTIONS, FieldConfig, density_threshold
 from inerf_ros.nerf.metrics import psnr, psnr_from_mse, ssim
 from inerf_ros.nerf.model import NerfMetadata, NerfModel
 from inerf_ros.nerf.rays import image_pixels, pixel_rays
-from inerf_ros.nerf.render import distortion_loss, render_image
+from inerf_ros.nerf.render import distortion_loss, lindisp_coordinate, render_image
 
 
 @dataclasses.dataclass
 class TrainConfig:
+    preset: str = cfg.option("auto", "settings for the kind of data (flags given override them): object (one object on "
+                             "a plain background), capture (a real hand-held or arm capture: unbounded field, "
+                             "per-photo colour, SfM depth supervision), tabletop (the demo world), auto (chosen "
+                             "from the data, printed), none (the flags' defaults only)",
+                             choices=("auto", "none") + presets.PRESET_NAMES)
+    contraction: str = cfg.option("none", "none: a bounded scene box; linf: an unbounded scene, the box is the region "
+                                  "of interest (SfM points, else the data's aabb, else the camera frusta) and "
+                                  "space beyond it is contracted into the field (mip-NeRF 360 / nerfacto)",
+                                  choices=CONTRACTIONS)
     steps: int = cfg.option(0, "optimisation steps (0: until --minutes run out)", range=(0, 10_000_000))
     minutes: float = cfg.option(0.0, "training budget in minutes (0: until --steps); see --budget-clock",
                                 range=(0.0, 1e5))
     budget_clock: str = cfg.option("cpu", "what --minutes counts: 'cpu' = this process's CPU time / torch threads "
                                    "(the wall time of a dedicated machine; fair on a shared one) or 'wall'",
                                    choices=("cpu", "wall"))
-    batch_rays: int = cfg.option(4096, "rays per step", range=(16, 1 << 20))
+    batch_rays: int = cfg.option(2048, "rays per step", range=(16, 1 << 20))
     n_samples: int = cfg.option(128, "samples per ray over the scene box", range=(8, 4096))
     sampling: str = cfg.option("box", "sample bins: box (n_samples across each ray's chord through the box) or "
                                       "camera (bins of box diagonal / n_samples at fixed distances from the "
                                       "camera: renders change smoothly with the pose, which pose "
                                       "estimation needs when cameras are outside a tight box)",
                                choices=("box", "camera"))
-    lr_planes: float = cfg.option(0.1, "Adam learning rate of the feature planes", range=(0.0, 1.0))
-    lr_mlp: float = cfg.option(0.005, "Adam learning rate of the MLPs", range=(0.0, 1.0))
+    lr_planes: float = cfg.option(0.2, "Adam learning rate of the feature planes", range=(0.0, 1.0))
+    lr_mlp: float = cfg.option(0.01, "Adam learning rate of the MLPs", range=(0.0, 1.0))
     lr_final_factor: float = cfg.option(0.1, "learning rates decay exponentially to this factor", range=(1e-4, 1.0))
     tv_weight: float = cfg.option(0.0, "weight of the plane total-variation regulariser", range=(0.0, 10.0))
-    distortion_weight: float = cfg.option(0.0, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
+    distortion_weight: float = cfg.option(0.01, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
                                           "weight on a surface: no haze, fewer samples to render)",
                                           range=(0.0, 10.0))
     appearance: str = cfg.option("none", "none, or affine: a colour gain and offset per training photo, learned "
@@ -70,7 +85,9 @@ class TrainConfig:
     depth_rays: int = cfg.option(256, "depth-supervised rays per step", range=(1, 1 << 20))
     alpha_threshold: float = cfg.option(0.0, "training differentiates only samples with opacity above this (and "
                                         "transmittance above 1e-4)", range=(0.0, 0.5))
-    downscale: float = cfg.option(1.0, "shrink images by this factor (e.g. 4: 800x800 -> 200x200)", range=(1.0, 64.0))
+    downscale: float = cfg.option(0.0, "shrink images by this factor (e.g. 4: 800x800 -> 200x200); 0: the smallest "
+                                  f"integer that brings the longest side to {presets.AUTO_LONGEST_SIDE} pixels or less",
+                                  range=(0.0, 64.0))
     holdout_every: int = cfg.option(8, "every k-th view (0, k, 2k, ...) is held out for evaluation", range=(2, 1000))
     background: list = cfg.option([1.0, 1.0, 1.0], "RGB behind the scene / under transparent pixels")
     background_model: str = cfg.option("constant", "'constant' (--background), 'learned' (colour of the view "
@@ -85,10 +102,10 @@ class TrainConfig:
     near: float = cfg.option(0.05, "nearest sample distance, NeRF units", range=(0.0, 1e6))
     occupancy_resolution: int = cfg.option(64, "occupancy grid cells per axis", range=(8, 512))
     occupancy_every: int = cfg.option(16, "refresh the occupancy grid every N steps", range=(1, 100000))
-    occupancy_warmup: int = cfg.option(8, "steps before the first occupancy refresh", range=(0, 100000))
+    occupancy_warmup: int = cfg.option(32, "steps before the first occupancy refresh", range=(0, 100000))
     occupancy_alpha: float = cfg.option(0.01, "a cell is occupied when its density gives this opacity over one "
                                         "sample spacing of the box diagonal", range=(1e-6, 0.5))
-    occupancy_decay: float = cfg.option(0.95, "a cell's remembered density decays by this factor per refresh "
+    occupancy_decay: float = cfg.option(0.8, "a cell's remembered density decays by this factor per refresh "
                                         "(lower: the grid follows the field's emptying faster)", range=(0.0, 1.0))
     coarse_fraction: float = cfg.option(0.125, "share of rays rendered with fine levels masked (coarse-to-fine)",
                                         range=(0.0, 0.9))
@@ -133,14 +150,16 @@ class DepthRays:
     distances: torch.Tensor
 
 
-def build_depth_rays(data: PosedImages) -> DepthRays | None:
-    """Depth rays of the points inside the scene box (the field can only put weight there)."""
+def build_depth_rays(data: PosedImages, bounded: bool = True) -> DepthRays | None:
+    """Depth rays of the points inside the scene box (a bounded field can only put weight there;
+    ``bounded=False``: all points, an unbounded field reaches everywhere)."""
     if data.sparse_points is None:
         return None
     origins, directions, distances = [], [], []
     for pose, points in zip(data.nerf_T_cam, data.sparse_points):
         points = torch.from_numpy(points).float()
-        points = points[((points >= data.aabb[0]) & (points <= data.aabb[1])).all(-1)]
+        if bounded:
+            points = points[((points >= data.aabb[0]) & (points <= data.aabb[1])).all(-1)]
         if len(points) == 0:
             continue
         centre = pose[:3, 3]
@@ -170,13 +189,98 @@ def _sample_step(aabb, train: TrainConfig) -> float:
 
 
 def make_model(data: PosedImages, train: TrainConfig, field: FieldConfig) -> NerfModel:
+    unbounded = train.contraction != "none"
     metadata = NerfMetadata(
         aabb=data.aabb.tolist(), near=train.near, metres_per_unit=data.metres_per_unit,
         background=tuple(float(c) for c in train.background), background_model=train.background_model,
         field=dataclasses.asdict(field),
         n_samples=train.n_samples, occupancy_resolution=train.occupancy_resolution,
-        sample_step=_sample_step(data.aabb, train))
+        sample_step=0.0 if unbounded else _sample_step(data.aabb, train), contraction=train.contraction,
+        lindisp_scale=bounds.lindisp_scale(data.aabb.numpy(), data.nerf_T_cam.numpy()) if unbounded else 0.0)
     return NerfModel(metadata)
+
+
+@dataclasses.dataclass
+class Settings:
+    """The configuration a run trains with, and how it was arrived at (for the report)."""
+
+    train: TrainConfig
+    field: FieldConfig
+    preset: str
+    reason: str
+    box_source: str
+
+
+def field_names(config_class) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)}
+
+
+def apply_preset(name: str, train_cfg: TrainConfig, field_cfg: FieldConfig, explicit: set[str],
+                 has_points: bool) -> tuple[TrainConfig, FieldConfig]:
+    """``train_cfg`` / ``field_cfg`` with preset ``name``'s values for every field not in ``explicit``.
+
+    A ``capture`` without SfM points gets no depth supervision (there is nothing to supervise with).
+    """
+    values = dict(presets.PRESETS.get(name, {}))
+    if name == "capture" and not has_points:
+        values["depth_weight"] = 0.0
+    values = {k: v for k, v in values.items() if k not in explicit}
+    train_values = {k: v for k, v in values.items() if k in field_names(TrainConfig)}
+    field_values = {k: v for k, v in values.items() if k in field_names(FieldConfig)}
+    train_cfg = dataclasses.replace(train_cfg, preset=name, **train_values)
+    field_cfg = dataclasses.replace(field_cfg, **field_values)
+    cfg.validate(train_cfg)
+    cfg.validate(field_cfg)
+    return train_cfg, field_cfg
+
+
+def set_scene_box(data: PosedImages, train_cfg: TrainConfig, json_keys: set[str]) -> str:
+    """Set ``data.aabb`` from the flags (``--aabb``, ``--aabb-grow``) or, for an unbounded field, the
+    region of interest (:func:`inerf_ros.nerf.bounds.region_of_interest`); returns where it came from."""
+    if train_cfg.aabb:
+        if len(train_cfg.aabb) != 6:
+            raise ValueError(f"--aabb needs 6 numbers (xmin ymin zmin xmax ymax zmax), got {train_cfg.aabb}")
+        data.aabb = torch.tensor([float(v) for v in train_cfg.aabb]).reshape(2, 3)
+        source = "--aabb"
+    elif train_cfg.contraction != "none":
+        explicit = data.aabb.numpy() if json_keys & {"aabb", "scene_aabb"} else None
+        box, source = bounds.region_of_interest(data.sparse_points, explicit, data.nerf_T_cam.numpy())
+        if box is None:
+            box, source = data.aabb.numpy(), "the data's instant-ngp box (" + source + ")"
+        data.aabb = torch.from_numpy(np.asarray(box)).float()
+    else:
+        source = "the data's aabb"
+    if train_cfg.aabb_grow != 1.0:
+        centre, half = data.aabb.mean(0), (data.aabb[1] - data.aabb[0]) / 2 * train_cfg.aabb_grow
+        data.aabb = torch.stack([centre - half, centre + half])
+        source += f", grown {train_cfg.aabb_grow:g}x"
+    return source
+
+
+def resolve_settings(data_path, train_cfg: TrainConfig, field_cfg: FieldConfig,
+                     explicit: set[str] | None) -> tuple[PosedImages, Settings]:
+    """Load the data and settle the settings: automatic downscale, the preset, the scene box.
+
+    Args:
+        explicit: names of the fields the user set (they win over the preset); None: every field as
+            given (library callers, which build their configs themselves).
+    """
+    json_path = resolve_transforms_path(data_path)
+    json_keys = set(read_transforms_json(json_path))
+    if train_cfg.downscale == 0:
+        train_cfg = dataclasses.replace(train_cfg, downscale=presets.auto_downscale(json_path))
+    data = load_transforms(json_path, downscale=train_cfg.downscale, background=tuple(train_cfg.background),
+                           stride=train_cfg.view_stride)
+    name, reason = train_cfg.preset, "given"
+    if name == "auto":
+        name, reason = presets.choose_preset(data, json_keys)
+    if explicit is not None and name != "none":
+        has_points = data.sparse_points is not None and any(len(p) for p in data.sparse_points)
+        train_cfg, field_cfg = apply_preset(name, train_cfg, field_cfg, explicit, has_points)
+    else:
+        train_cfg = dataclasses.replace(train_cfg, preset=name)
+    box_source = set_scene_box(data, train_cfg, json_keys)
+    return data, Settings(train_cfg, field_cfg, name, reason, box_source)
 
 
 def evaluate(model: NerfModel, data: PosedImages, device, limit: int = 0) -> dict:
@@ -215,8 +319,13 @@ def save_preview(path: Path, gt: torch.Tensor, render: dict) -> None:
     Image.fromarray((row.numpy() * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, progress: bool = True) -> dict:
-    """Train a model on ``data_path`` and write it to ``out_dir``; returns the final metrics."""
+def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, progress: bool = True,
+          explicit: set[str] | None = None) -> dict:
+    """Train a model on ``data_path`` and write it to ``out_dir``; returns the final metrics.
+
+    ``explicit``: the fields the user set, over the preset's values (see :func:`resolve_settings`;
+    None: the configs are used as given, only an ``auto`` preset's name is settled).
+    """
     if train_cfg.steps <= 0 and train_cfg.minutes <= 0:
         raise ValueError("give --steps or --minutes (or both)")
     if train_cfg.threads > 0:
@@ -229,19 +338,16 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     gen = torch.Generator().manual_seed(train_cfg.seed)
     out_dir = Path(out_dir)
     t_load = time.time()
-    data = load_transforms(data_path, downscale=train_cfg.downscale, background=tuple(train_cfg.background),
-                           stride=train_cfg.view_stride)
-    if train_cfg.aabb:
-        if len(train_cfg.aabb) != 6:
-            raise ValueError(f"--aabb needs 6 numbers (xmin ymin zmin xmax ymax zmax), got {train_cfg.aabb}")
-        data.aabb = torch.tensor([float(v) for v in train_cfg.aabb]).reshape(2, 3)
-    if train_cfg.aabb_grow != 1.0:
-        centre, half = data.aabb.mean(0), (data.aabb[1] - data.aabb[0]) / 2 * train_cfg.aabb_grow
-        data.aabb = torch.stack([centre - half, centre + half])
+    data, settings = resolve_settings(data_path, train_cfg, field_cfg, explicit)
+    train_cfg, field_cfg = settings.train, settings.field
+    print(f"train-nerf: preset {settings.preset} ({settings.reason}); scene box from {settings.box_source}"
+          f"{', contracted beyond' if train_cfg.contraction != 'none' else ''}; images "
+          f"{data.intrinsics[0].width}x{data.intrinsics[0].height}", flush=True)
     train_data, held_out = data.split_holdout(train_cfg.holdout_every)
     rays = build_rays(train_data)
     rays = RaySet(*(t.to(device) for t in (rays.origins, rays.directions, rays.colors, rays.photos)))
-    depth_rays = build_depth_rays(train_data) if train_cfg.depth_weight > 0 else None
+    depth_rays = build_depth_rays(train_data, bounded=train_cfg.contraction == "none") \
+        if train_cfg.depth_weight > 0 else None
     if train_cfg.depth_weight > 0 and depth_rays is None:
         raise ValueError(f"--depth-weight needs the data's sparse points ('sparse_points' in {data.source}: "
                          "run inerf-ros sfm, or inerf-ros sfm --points-only on an older sfm folder)")
@@ -307,7 +413,7 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         loss = torch.nn.functional.mse_loss(observed(out["rgb"], photos[:n_fine]), target[:n_fine])
         mse_fine = float(loss.detach())
         if train_cfg.distortion_weight > 0:
-            loss = loss + train_cfg.distortion_weight * distortion_loss(out["weights"], out["t"], out["deltas"])
+            loss = loss + train_cfg.distortion_weight * ray_distortion(model, out)
         if n_coarse > 0:
             level = float(torch.randint(0, model.field.n_levels - 1, (1,), generator=gen)) if \
                 model.field.n_levels > 1 else None
@@ -375,6 +481,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
         "device": str(device),
         "torch_threads": torch.get_num_threads(), "stopped_by": stop["signal"],
         "appearance": appearance.summary() if appearance is not None else None,
+        "preset": settings.preset, "preset_reason": settings.reason, "scene_box": data.aabb.tolist(),
+        "scene_box_source": settings.box_source, "contraction": train_cfg.contraction,
     }
     summary = {k: v for k, v in metrics.items() if k != "per_view_psnr"}
     json_path = save_model(model, out_dir, extra={"training": summary, "train_config": dataclasses.asdict(train_cfg)},
@@ -383,6 +491,20 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
     (out_dir / "metrics.json").write_text(json.dumps({**metrics, "history": history}, indent=2))
     (out_dir / "report.md").write_text(_report(metrics, train_cfg, field_cfg))
     return metrics
+
+
+def ray_distortion(model: NerfModel, out: dict) -> torch.Tensor:
+    """The distortion loss of rendered rays; for an unbounded model in the sample-spacing coordinate
+    (nerfacto), where the bins are of equal length: in NeRF units the far bins, hundreds of units long,
+    would dominate it."""
+    scale = model.metadata.lindisp_scale
+    if model.metadata.contraction == "none":
+        return distortion_loss(out["weights"], out["t"], out["deltas"])
+    s = lindisp_coordinate(out["t"], scale)
+    s_near = float(lindisp_coordinate(torch.tensor(model.metadata.near), scale))
+    s_far = float(lindisp_coordinate(torch.tensor(model.metadata.far), scale))
+    bin_length = (s_far - s_near) / out["t"].shape[-1]
+    return distortion_loss(out["weights"], s, torch.where(out["deltas"] > 0, bin_length, 0.0))
 
 
 def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
@@ -398,7 +520,11 @@ def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
         f"process CPU {m['cpu_seconds']:.0f} s) on {m['device']} with {m['torch_threads']} threads",
         f"- model size: {m['model_bytes'] / 1e6:.2f} MB" +
         (f"\n- stopped early by {m['stopped_by']}" if m.get("stopped_by") else ""),
-        f"- occupied fraction of the box: {m['occupied_fraction']:.3f}",
+        f"- preset: {m['preset']} ({m['preset_reason']})",
+        f"- scene box: {[[round(v, 3) for v in c] for c in m['scene_box']]} from {m['scene_box_source']}; "
+        f"contraction: {m['contraction']}",
+        f"- occupied fraction of the {'box' if m['contraction'] == 'none' else 'contracted space'}: "
+        f"{m['occupied_fraction']:.3f}",
         *([f"- per-photo appearance (affine): gains {m['appearance']['gain_min']:.3f}-"
            f"{m['appearance']['gain_max']:.3f}, largest offset {m['appearance']['offset_abs_max']:.3f}"]
           if m.get("appearance") else []),
@@ -412,15 +538,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     cfg.add_arguments(parser, TrainConfig)
     cfg.add_arguments(parser, FieldConfig)
+    # A flag left out reads None, so that the preset's value can take its place (run() tells them apart).
+    parser.set_defaults(**{name: None for name in field_names(TrainConfig) | field_names(FieldConfig)})
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, FieldConfig, set[str]]:
+    """(train config, field config, names of the flags given) from parsed ``train-nerf`` flags."""
+    explicit = {name for name in field_names(TrainConfig) | field_names(FieldConfig)
+                if getattr(args, name, None) is not None}
+
+    def given(config_class) -> dict:
+        return {name: getattr(args, name) for name in field_names(config_class) & explicit}
+
+    train_values = given(TrainConfig)
+    if "background" in train_values:
+        train_values["background"] = [float(c) for c in train_values["background"]]
+    if "aabb" in train_values:
+        train_values["aabb"] = [float(c) for c in train_values["aabb"]]
+    return cfg.from_dict(TrainConfig, train_values), cfg.from_dict(FieldConfig, given(FieldConfig)), explicit
 
 
 def run(args: argparse.Namespace) -> int:
-    train_cfg = cfg.from_args(TrainConfig, args, background=[float(c) for c in args.background])
-    field_cfg = cfg.from_args(FieldConfig, args)
+    train_cfg, field_cfg, explicit = configs_from_args(args)
     if train_cfg.threads == 0:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
-        metrics = train(args.data, args.out, train_cfg, field_cfg, progress=not args.quiet)
+        metrics = train(args.data, args.out, train_cfg, field_cfg, progress=not args.quiet, explicit=explicit)
     except ValueError as error:  # bad data or settings (DatasetError included): say so, no traceback
         raise SystemExit(f"train-nerf: {error}") from None
     print(f"held-out PSNR {metrics['heldout_psnr']:.2f} dB, SSIM {metrics['heldout_ssim']:.4f} on "

@@ -7,6 +7,11 @@ Protocols (start pose = ground truth perturbed):
 * ``prior``: a PoseCNN-like prior: 10 degrees about a random axis and a 5 cm translation in a
   random direction.
 
+Methods (``--method``): ``shipped`` (default) runs the optimizer and sampling settings of the
+``inerf_node`` section of ``config/localize.yaml``, what the nodes run (feature alignment first, then a
+short photometric refinement); ``inerf`` runs the paper's plain iNeRF (Adam on all pixels' photometric
+loss, 300 steps, no feature alignment: the dataclass defaults). Flags given override either.
+
 Reports, per sampling strategy and hypothesis count: success rates, median errors, iterations to
 converge and seconds per estimate, as Markdown, JSON and an error-vs-iteration plot.
 """
@@ -23,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from inerf_ros import config as config_tools
-from inerf_ros import evaluation, frames, lie
+from inerf_ros import evaluation, frames, lie, params_yaml
 from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
 from inerf_ros.optim.sampling import SamplingConfig
 
@@ -33,6 +38,11 @@ PROTOCOLS = {
     "inerf": (40.0, 0.2, False),
     "prior": (10.0, 0.05, True),
 }
+METHODS = ("shipped", "inerf")
+# The paper's comparison of pixel sampling strategies (its Table 1).
+INERF_STRATEGIES = "random,interest_regions"
+OPTIMIZER_SKIP = ("seed", "num_hypotheses")
+SAMPLING_SKIP = ("strategy",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="inerf",
                         help="start-pose perturbation (default: inerf, 40 deg / 0.2 units)")
     parser.add_argument("--trials", type=int, default=50, help="trials per configuration (default 50)")
-    parser.add_argument("--strategies", default="random,interest_regions",
-                        help="comma-separated sampling strategies to compare (default: random,interest_regions)")
+    parser.add_argument("--method", choices=METHODS, default="shipped",
+                        help="shipped: the optimizer and sampling settings of inerf_node in config/localize.yaml "
+                             "(feature alignment, then a short refinement: what the nodes run); inerf: the paper's "
+                             "plain iNeRF (the option defaults below); flags given override either (default: shipped)")
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated sampling strategies to compare (default: the node's strategy for "
+                             f"--method shipped, {INERF_STRATEGIES} for --method inerf)")
     parser.add_argument("--hypotheses", default="1", help="comma-separated hypothesis counts (default: 1)")
     parser.add_argument("--split", default=None,
                         help="use transforms_SPLIT.json of the data folder (e.g. test); default: the views "
@@ -53,8 +68,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default=None, help="report folder (default: MODEL_DIR/eval_poses_PROTOCOL)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the perturbations")
-    config_tools.add_arguments(parser, OptimizerConfig, skip=("seed", "num_hypotheses"))
-    config_tools.add_arguments(parser, SamplingConfig, skip=("strategy",))
+    config_tools.add_arguments(parser, OptimizerConfig, skip=OPTIMIZER_SKIP)
+    config_tools.add_arguments(parser, SamplingConfig, skip=SAMPLING_SKIP)
+    # A flag left out reads None, so that the method's value takes its place (method_configs tells them apart).
+    parser.set_defaults(**{f.name: None for cls, skip in ((OptimizerConfig, OPTIMIZER_SKIP),
+                                                          (SamplingConfig, SAMPLING_SKIP))
+                           for f in config_tools.fields(cls) if f.name not in skip})
+
+
+def method_configs(args) -> tuple[OptimizerConfig, SamplingConfig, list[str]]:
+    """(optimizer config, sampling config, strategies) of ``args.method`` with the flags given over it."""
+    if args.method == "shipped":
+        optimizer = params_yaml.node_config(OptimizerConfig)
+        sampling = params_yaml.node_config(SamplingConfig)
+        strategies = args.strategies or sampling.strategy
+    else:
+        optimizer, sampling = OptimizerConfig(), SamplingConfig()
+        strategies = args.strategies or INERF_STRATEGIES
+
+    def given(cls, skip) -> dict:
+        return {f.name: getattr(args, f.name) for f in config_tools.fields(cls)
+                if f.name not in skip and getattr(args, f.name, None) is not None}
+
+    optimizer = dataclasses.replace(optimizer, seed=args.seed, **given(OptimizerConfig, OPTIMIZER_SKIP))
+    sampling = dataclasses.replace(sampling, **given(SamplingConfig, SAMPLING_SKIP))
+    config_tools.validate(optimizer)
+    config_tools.validate(sampling)
+    return optimizer, sampling, [s.strip() for s in strategies.split(",") if s.strip()]
 
 
 def perturb(nerf_T_cam: np.ndarray, protocol: str, unit_scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -179,9 +219,7 @@ def run(args) -> int:
     if bad:  # the truth of a trial: refuse it up front rather than report NaN errors or fail mid-run
         raise ValueError(f"{args.data}: {len(bad)} views have a NaN or non-rigid transform_matrix "
                          f"(first: {bad[0]})")
-    optimizer_config = config_tools.from_args(OptimizerConfig, args, seed=args.seed)
-    sampling_config = config_tools.from_args(SamplingConfig, args, strategy="random")
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    optimizer_config, sampling_config, strategies = method_configs(args)
     for strategy in strategies:
         dataclasses.replace(sampling_config, strategy=strategy).check()
     hypotheses = [int(k) for k in args.hypotheses.split(",")]
@@ -195,13 +233,13 @@ def run(args) -> int:
     table = evaluation.markdown_table(summaries)
     plot = evaluation.plot_error_vs_iteration(trials, out / "error_vs_iteration.png",
                                               f"{Path(args.data).name}: protocol {args.protocol}")
-    report = (f"# eval-poses: {args.protocol} protocol on {args.data}\n\n"
+    report = (f"# eval-poses: {args.protocol} protocol on {args.data}, method {args.method}\n\n"
               f"{len(data)} held-out views, {args.trials} trials per configuration, seed {args.seed}; "
               f"{scale.describe()}; {describe_protocol(args.protocol, scale)}.\n\n{table}\n\n"
               "![error vs iteration](error_vs_iteration.png)\n")
     (out / "report.md").write_text(report)
     evaluation.write_json(out / "results.json", {
-        "protocol": args.protocol, "data": str(args.data), "model": str(args.model_dir),
+        "protocol": args.protocol, "method": args.method, "data": str(args.data), "model": str(args.model_dir),
         "scale": dataclasses.asdict(scale), "optimizer": dataclasses.asdict(optimizer_config),
         "sampling": dataclasses.asdict(sampling_config), "summaries": summaries,
         "trials": [dataclasses.asdict(t) | {"error_history": None} for t in trials]})

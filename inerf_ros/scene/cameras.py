@@ -48,7 +48,10 @@ def split_intrinsics(config: SceneConfig, split: str) -> Intrinsics:
 
 
 def nerf_views(config: SceneConfig) -> list[View]:
-    """Hemisphere views: a Fibonacci spiral over equal-area elevation bands, aimed at ``look_at``."""
+    """Hemisphere views: a Fibonacci spiral over equal-area elevation bands, aimed at ``look_at``
+    (or a hand-held arc, :func:`arc_views`, when ``nerf_arc_deg`` > 0)."""
+    if config.nerf_arc_deg > 0:
+        return arc_views(config)
     rng = rng_for(config.seed, "nerf")
     n = config.nerf_views
     el0, el1 = np.radians(config.nerf_elevation_deg)
@@ -64,6 +67,33 @@ def nerf_views(config: SceneConfig) -> list[View]:
         eye = target + radius * np.array([math.cos(elevation) * math.cos(azimuth),
                                           math.cos(elevation) * math.sin(azimuth), sin_el])
         views.append(View(look_at(eye, target), Lighting()))
+    return views
+
+
+def arc_views(config: SceneConfig) -> list[View]:
+    """A forward-facing hand-held capture: ``nerf_views`` photos walked along an arc of ``nerf_arc_deg``
+    of azimuth on the -y side of ``look_at``, the camera aimed at ``look_at`` as a person would.
+
+    A person walking sideways and pointing a phone does not hold a height, a distance or an aim
+    exactly: the distance drifts within ``nerf_radius``, the elevation sweeps ``nerf_elevation_deg``
+    twice (up and down as the walk goes on), and every shot has a few centimetres of aim error and a
+    few degrees of roll. Seeded by the ``nerf`` stream of ``seed``.
+    """
+    rng = rng_for(config.seed, "nerf", "arc")
+    n = config.nerf_views
+    span = math.radians(config.nerf_arc_deg)
+    el0, el1 = np.radians(config.nerf_elevation_deg)
+    target = np.asarray(config.look_at, float)
+    views = []
+    for i in range(n):
+        s = (i + 0.5) / n
+        azimuth = -math.pi / 2 + span * (s - 0.5) + rng.normal(0.0, span / n / 4)
+        elevation = el0 + (el1 - el0) * (0.5 - 0.5 * math.cos(4 * math.pi * s)) + rng.normal(0.0, math.radians(1.5))
+        radius = rng.uniform(*config.nerf_radius)
+        eye = target + radius * np.array([math.cos(elevation) * math.cos(azimuth),
+                                          math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
+        aim = target + rng.normal(0.0, 0.04, size=3)
+        views.append(View(look_at(eye, aim, roll_rad=rng.normal(0.0, math.radians(3.0))), Lighting()))
     return views
 
 

@@ -120,6 +120,11 @@ class SceneConfig:
     arm_fast_segment: list = option([0.3, 0.55], "fast sweep: start and end, fractions of arm_duration_s")
     arm_fast_share: float = option(0.4, "share of the circle covered in the fast sweep", range=(0.0, 1.0))
     robot: dict = option({}, "the arm carrying the wrist camera (RobotConfig mapping; see tabletop.yaml)")
+    room_size: list = option([], "opt-in room around the table: [x, y, height] of its walls, metres, centred on "
+                                 "the table (empty: no walls, the open floor and sky)")
+    nerf_arc_deg: float = option(0.0, "0: nerf views on the hemisphere; > 0: a forward-facing hand-held arc of this "
+                                      "many degrees of azimuth on the -y side of look_at (looking towards +y), with "
+                                      "hand jitter", range=(0.0, 360.0))
 
     def check(self) -> None:
         unknown = set(self.splits) - set(SPLIT_NAMES)
@@ -138,6 +143,9 @@ class SceneConfig:
             raise ValueError("objects: the scene needs at least one object")
         if len(self.objects) > 254:
             raise ValueError("objects: at most 254 objects (uint8 masks)")
+        if self.room_size and (len(self.room_size) != 3 or min(self.room_size) <= 0 or
+                               min(self.room_size[:2]) <= max(self.table_size)):
+            raise ValueError(f"room_size must be [x, y, height] > 0 metres around the table, got {self.room_size}")
         start, end = self.arm_fast_segment
         if not 0.0 <= start < end <= 1.0:
             raise ValueError(f"arm_fast_segment must be 0 <= start < end <= 1, got {self.arm_fast_segment}")

@@ -39,6 +39,7 @@ HIDDEN_Z = -50.0           # where unused distractors wait (below the floor, out
 TABLE_THICKNESS = 0.03
 LEG_WIDTH = 0.05
 DISTRACTOR_SHAPES = ("box", "sphere", "cylinder", "capsule", "ellipsoid")
+WALL_THICKNESS = 0.05
 
 
 def rng_for(seed: int, *names) -> np.random.Generator:
@@ -241,6 +242,11 @@ class World:
                            f'      <geom name="distractor_{k}" type="{shape}" size="{_fmt(size)}"'
                            f' material="distractor_{k}" contype="0" conaffinity="0"/>',
                            '    </body>']
+        if cfg.room_size:
+            room_assets, room_lines, room_geoms = self._room()
+            assets.update(room_assets)
+            lines += room_lines
+            body_lines += room_geoms
         lighting = Lighting()
         lines += ['  </asset>', '  <worldbody>',
                   f'    <geom name="floor" type="plane" size="{FLOOR_HALF_SIZE} {FLOOR_HALF_SIZE} 0.1"'
@@ -252,6 +258,36 @@ class World:
                   '    <camera name="camera" pos="0 0 2"/>']
         lines += body_lines + ['  </worldbody>', '</mujoco>']
         return "\n".join(lines), assets
+
+    def wall_boxes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(centre, half size) of the room's four walls, world frame; empty without ``room_size``."""
+        if not self.config.room_size:
+            return []
+        sx, sy, height = (float(v) for v in self.config.room_size)
+        z = -self.config.table_height + height / 2
+        t = WALL_THICKNESS / 2
+        return [(np.array([0.0, sy / 2 + t, z]), np.array([sx / 2 + 2 * t, t, height / 2])),
+                (np.array([0.0, -sy / 2 - t, z]), np.array([sx / 2 + 2 * t, t, height / 2])),
+                (np.array([sx / 2 + t, 0.0, z]), np.array([t, sy / 2, height / 2])),
+                (np.array([-sx / 2 - t, 0.0, z]), np.array([t, sy / 2, height / 2]))]
+
+    def _room(self) -> tuple[dict, list[str], list[str]]:
+        """Assets, asset lines and geom lines of the walls: cluttered, photo-like backdrops (posters,
+        packages, strokes) so that a forward-facing capture sees texture behind the table. Its own
+        random stream: the world without a room is unchanged."""
+        rng = rng_for(self.config.seed, "room")
+        assets, lines, geoms = {}, [], []
+        for k, (centre, half) in enumerate(self.wall_boxes()):
+            # Every face of the box shows the same backdrop (the box mesh maps faces to a 3x2 atlas).
+            assets[f"wall_{k}.png"] = _png(np.tile(textures.clutter(rng, 384, 512), (2, 3, 1)))
+            vertices, faces, uv = obj_lib.box_mesh(*(2 * half))
+            assets[f"wall_{k}.msh"] = obj_lib.write_msh(vertices, faces, uv)
+            lines += [f'    <mesh name="wall_{k}" file="wall_{k}.msh" inertia="shell"/>',
+                      f'    <texture name="wall_{k}" type="2d" file="wall_{k}.png"/>',
+                      f'    <material name="wall_{k}" texture="wall_{k}" specular="0.05" shininess="0.1"/>']
+            geoms.append(f'    <geom name="wall_{k}" type="mesh" mesh="wall_{k}" material="wall_{k}"'
+                         f' pos="{_fmt(centre)}" contype="0" conaffinity="0"/>')
+        return assets, lines, geoms
 
     # -- per-frame state ------------------------------------------------------------------------
     def set_lighting(self, lighting: Lighting) -> None:
@@ -293,6 +329,9 @@ class World:
                 return "the table" if k == 0 else "a table leg"
         if p[2] <= -self.config.table_height + margin:
             return "the floor"
+        if self.config.room_size and (abs(p[0]) >= self.config.room_size[0] / 2 - margin or
+                                      abs(p[1]) >= self.config.room_size[1] / 2 - margin):
+            return "a wall (outside the room)"
         return None
 
 

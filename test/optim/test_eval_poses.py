@@ -52,3 +52,27 @@ def test_learning_rate_schedules():
     assert _lr_factor(cosine, 1, 1) == pytest.approx(1.0)
     factors = [_lr_factor(cosine, i, 30) for i in range(1, 31)]
     assert all(a >= b for a, b in zip(factors, factors[1:]))
+
+
+def test_default_method_is_the_shipped_node_and_inerf_is_the_paper():
+    import argparse
+
+    from inerf_ros import params_yaml
+    from inerf_ros.optim.evaluate import add_arguments, method_configs
+    from inerf_ros.optim.inerf import OptimizerConfig
+    from inerf_ros.optim.sampling import SamplingConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    optimizer, sampling, strategies = method_configs(parser.parse_args(["model", "data"]))
+    shipped = params_yaml.node_config(OptimizerConfig)
+    assert optimizer == shipped and optimizer.feature_align != "none"
+    assert sampling == params_yaml.node_config(SamplingConfig)
+    assert strategies == [sampling.strategy]
+    optimizer, sampling, strategies = method_configs(parser.parse_args(["model", "data", "--method", "inerf"]))
+    assert optimizer == OptimizerConfig() and optimizer.feature_align == "none" and optimizer.max_iterations == 300
+    assert sampling == SamplingConfig() and strategies == ["random", "interest_regions"]
+    optimizer, sampling, _ = method_configs(parser.parse_args(["model", "data", "--num-rays", "99", "--seed", "3",
+                                                               "--feature-align", "none"]))
+    assert sampling.num_rays == 99 and optimizer.seed == 3 and optimizer.feature_align == "none"
+    assert optimizer.max_iterations == shipped.max_iterations  # the rest stays the node's
