@@ -177,7 +177,7 @@ def load_image(path: Path, background: np.ndarray) -> np.ndarray:
 
 def undistort_image(rgb: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     """(undistorted image, (H, W) mask of the pixels with image content) for a distorted ``intr``."""
-    import cv2
+    import cv2  # lazy: OpenCV is heavy and only distorted data sets need it
 
     K = intr.K.copy()
     # OpenCV's remap uses the (0, 0)-centre convention like Intrinsics.
@@ -297,7 +297,8 @@ def load_transforms(path_or_dir, downscale: float = 1, background=(1.0, 1.0, 1.0
 
 def _load_sparse_points(base: Path, data: dict, names: list[str], json_path: Path) -> list[np.ndarray]:
     """Per frame, the SfM points its photo observes (the ``sparse_points`` npz: ``xyz`` (P, 3) in the
-    NeRF frame, and per image file name ``frame/<name>`` (M,) indices into it). Read without pickle."""
+    NeRF frame, and per image file name ``frame/<name>`` (M,) indices into it). Read without pickle.
+    """
     path = base / str(data["sparse_points"])
     try:
         with np.load(path, allow_pickle=False) as archive:

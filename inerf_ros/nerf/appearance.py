@@ -1,5 +1,6 @@
 """Colour appearance: per-photo affine colour during training, and the closed-form affine fit that
-pose estimation and evaluation use to compare colours across cameras with different exposure."""
+pose estimation and evaluation use to compare colours across cameras with different exposure.
+"""
 from __future__ import annotations
 
 import torch
@@ -13,7 +14,8 @@ class PhotoAppearance(torch.nn.Module):
 
     Training-only: the saved model renders the neutral appearance. A per-photo affine map is the
     smallest appearance model that absorbs exposure and white-balance changes (NeRF-W learns a
-    latent code for the same job; an affine map cannot learn scene content instead of the field)."""
+    latent code for the same job; an affine map cannot learn scene content instead of the field).
+    """
 
     def __init__(self, n_photos: int):
         super().__init__()
@@ -21,12 +23,15 @@ class PhotoAppearance(torch.nn.Module):
         self.offset = torch.nn.Parameter(torch.zeros(n_photos, 3))
 
     def forward(self, rgb: torch.Tensor, photos: torch.Tensor) -> torch.Tensor:
+        """Colours (R, 3) as photo ``photos`` (R,) saw them: ``rgb * gain + offset``."""
         return rgb * self.log_gain[photos].exp() + self.offset[photos]
 
     def penalty(self) -> torch.Tensor:
+        """Mean square of the log gains and offsets: the pull towards the neutral appearance."""
         return (self.log_gain ** 2).mean() + (self.offset ** 2).mean()
 
     def summary(self) -> dict:
+        """Smallest and largest gain and the largest offset, for the report."""
         gain = self.log_gain.detach().exp().mean(-1)
         return {"gain_min": float(gain.min()), "gain_max": float(gain.max()),
                 "offset_abs_max": float(self.offset.detach().abs().max())}
@@ -64,7 +69,8 @@ def fit_affine_colour(rendered: Tensor, target: Tensor, ridge: float = _RIDGE) -
 def psnr_affine(rendered: Tensor, target: Tensor) -> float:
     """PSNR (dB) of (H, W, 3) images after the best per-channel gain and offset maps ``rendered`` onto
     ``target``: the appearance-corrected score of models trained with per-photo appearance, whose
-    neutral colours need not match any one held-out photo's exposure."""
+    neutral colours need not match any one held-out photo's exposure.
+    """
     flat_rendered, flat_target = rendered.reshape(1, -1, 3).double(), target.reshape(-1, 3).double()
     gain, offset = fit_affine_colour(flat_rendered, flat_target, ridge=0.0)
     return psnr_from_mse(float(((flat_rendered * gain + offset - flat_target) ** 2).mean()))

@@ -44,7 +44,8 @@ def box_from_points(points: np.ndarray, percentiles: tuple[float, float] = POINT
 
 def box_from_frusta(nerf_T_cams: np.ndarray) -> np.ndarray | None:
     """Cube (2, 3) about the point nearest to all optical axes of OpenGL camera poses (N, 4, 4), or None
-    when the axes are nearly parallel (a forward-facing capture: no single point is aimed at)."""
+    when the axes are nearly parallel (a forward-facing capture: no single point is aimed at).
+    """
     poses = np.asarray(nerf_T_cams, dtype=np.float64)
     centres = poses[:, :3, 3]
     axes = -poses[:, :3, 2]  # OpenGL cameras look along -z
@@ -63,7 +64,8 @@ def box_from_frusta(nerf_T_cams: np.ndarray) -> np.ndarray | None:
 
 def lindisp_scale(box: np.ndarray, nerf_T_cams: np.ndarray) -> float:
     """Distance up to which an unbounded field's samples are spaced linearly: the median camera distance
-    to the box centre plus half the box's largest side, so a ray is sampled evenly through the box."""
+    to the box centre plus half the box's largest side, so a ray is sampled evenly through the box.
+    """
     box = np.asarray(box, dtype=np.float64)
     centres = np.asarray(nerf_T_cams, dtype=np.float64)[:, :3, 3]
     distance = float(np.median(np.linalg.norm(centres - box.mean(0), axis=1)))

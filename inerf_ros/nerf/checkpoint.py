@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from inerf_ros.nerf.model import FORMAT_VERSION, NerfMetadata, NerfModel
 
@@ -39,8 +41,6 @@ def save_model(model: NerfModel, model_dir, extra: dict | None = None, half_plan
         model: the model; its metadata is written as is, ``extra`` merged into ``metadata.extra``.
         half_planes: store the feature planes as float16 (half the file; loaded back as float32).
     """
-    from safetensors.torch import save_file
-
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
@@ -97,9 +97,6 @@ def load_model(model_dir, device: str | torch.device = "cpu", verify_hash: bool 
         CheckpointError: naming the file and the problem (missing, malformed, truncated, corrupt,
             version or tensor mismatch).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     model_dir = Path(model_dir)
     metadata, doc = read_metadata(model_dir)
     weights_path = model_dir / doc.get("weights_file", WEIGHTS_FILE)

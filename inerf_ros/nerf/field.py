@@ -34,6 +34,8 @@ DENSITY_BIAS = 1.0
 
 @dataclasses.dataclass
 class FieldConfig:
+    """Sizes of the radiance field: plane levels and resolutions, feature channels, MLP widths."""
+
     n_levels: int = cfg.option(4, "number of plane resolutions", range=(1, 8))
     base_resolution: int = cfg.option(32, "plane resolution of the coarsest level", range=(4, 2048))
     max_resolution: int = cfg.option(256, "plane resolution of the finest level", range=(4, 4096))
@@ -43,6 +45,7 @@ class FieldConfig:
     sh_degree: int = cfg.option(3, "spherical-harmonics degree of the view direction encoding", range=(0, 3))
 
     def resolutions(self) -> list[int]:
+        """Plane resolution of each level, geometric from ``base_resolution`` to ``max_resolution``."""
         if self.n_levels == 1:
             return [self.max_resolution]
         growth = (self.max_resolution / self.base_resolution) ** (1.0 / (self.n_levels - 1))
@@ -68,6 +71,7 @@ class _TruncExp(torch.autograd.Function):
 
 
 def trunc_exp(x: Tensor) -> Tensor:
+    """``exp`` capped at ``exp(15)`` with a finite gradient (see :class:`_TruncExp`)."""
     return _TruncExp.apply(x)
 
 
@@ -159,6 +163,7 @@ class RadianceField(nn.Module):
 
     @property
     def n_levels(self) -> int:
+        """Number of plane levels."""
         return self.config.n_levels
 
     def set_level_mask(self, max_level: float | None) -> None:
@@ -283,7 +288,8 @@ class OccupancyGrid(nn.Module):
         """Per cell (r^3,), how much longer the sample spacing along a ray is there than in the box:
         1 when bounded; the square of the contracted norm's inverse Jacobian, ``|u|_inf^2``, outside
         the box when contracted (a ray crossing the shell at distance ``|u|_inf`` spends one sample per
-        ``|u|_inf^2`` times more space, so a density that counts there is that much lower)."""
+        ``|u|_inf^2`` times more space, so a density that counts there is that much lower).
+        """
         if self.contraction == "none":
             return torch.ones(self.resolution ** 3, device=self.aabb.device)
         idx = torch.arange(self.resolution, device=self.aabb.device, dtype=torch.float32) + 0.5

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import Tensor, nn
 
+from inerf_ros import config as config_tools
 from inerf_ros.nerf.field import CONTRACTIONS, FieldConfig, OccupancyGrid, RadianceField
 from inerf_ros.nerf.render import render_rays
 
@@ -60,17 +62,15 @@ class NerfMetadata:
     extra: dict = dataclasses.field(default_factory=dict)
 
     def field_config(self) -> FieldConfig:
+        """The field's :class:`FieldConfig`."""
         return FieldConfig(**self.field)
 
     def check(self) -> None:
         """Raise ValueError naming the field unless every value is of its type and in a range a real
         model has. Called once, when a model file is read: a bad value that got past it would start
         a node that then fails every frame (``n_samples: "abc"``) or publishes poses off by a wrong
-        scale (``metres_per_unit: -1``)."""
-        import math
-
-        from inerf_ros import config as config_tools
-
+        scale (``metres_per_unit: -1``).
+        """
         def number(name, value, low, high, integer=False):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
                 raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
@@ -140,7 +140,8 @@ class NerfModel(nn.Module):
 
     def background_color(self, directions: Tensor, origins: Tensor | None = None) -> Tensor:
         """Colour (R, 3) seen along unit directions (R, 3) from ``origins`` (R, 3) (used by "lightfield" only)
-        behind the box (learned), or the constant (3,)."""
+        behind the box (learned), or the constant (3,).
+        """
         if self.background_net is None:
             return self.background
         enc = [directions]
@@ -158,6 +159,7 @@ class NerfModel(nn.Module):
 
     @property
     def aabb(self) -> Tensor:
+        """The scene box (2, 3), NeRF units (the inner box when contracted)."""
         return self.field.aabb
 
     def render_rays(self, origins: Tensor, directions: Tensor, max_level: float | None = None, *,

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inerf_ros.datasets.transforms import find_image
+
 PRESET_NAMES = ("object", "capture", "tabletop")
 
 # Values each preset sets (TrainConfig and FieldConfig field names); fields not named keep their defaults.
@@ -52,8 +54,6 @@ def auto_downscale(json_path: Path) -> float:
     data = json.loads(Path(json_path).read_text())
     width, height = data.get("w"), data.get("h")
     if not (width and height):
-        from inerf_ros.datasets.transforms import find_image
-
         frame = data["frames"][0]
         with Image.open(find_image(Path(json_path).parent, str(frame["file_path"]), Path(json_path))) as image:
             width, height = image.size
@@ -70,7 +70,8 @@ def plain_background_share(images, background) -> float:
 
 def surround_resultant(nerf_T_cams: np.ndarray, centre: np.ndarray) -> float:
     """Length of the mean horizontal unit direction from ``centre`` to the cameras (OpenGL poses (N, 4, 4));
-    "horizontal" is orthogonal to the cameras' mean up axis."""
+    "horizontal" is orthogonal to the cameras' mean up axis.
+    """
     poses = np.asarray(nerf_T_cams, dtype=np.float64)
     up = poses[:, :3, 1].mean(0)
     up /= max(np.linalg.norm(up), 1e-9)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from inerf_ros.camera import Intrinsics
+from inerf_ros.datasets.transforms import load_transforms
 from inerf_ros.nerf.checkpoint import load_model
 from inerf_ros.nerf.metrics import psnr, ssim
 from inerf_ros.nerf.render import render_image
@@ -39,12 +41,11 @@ def orbit_poses(aabb: torch.Tensor, n: int, elevation_deg: float = 30.0, radius_
 
 
 def _save(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
     Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``render`` flags: model, output folder, poses (or an orbit), size and levels."""
     parser.add_argument("model_dir", type=Path, help="model directory written by `inerf-ros train-nerf`")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
     parser.add_argument("--poses", type=Path, default=None, help="transforms.json with the cameras to render")
@@ -60,12 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``render``: write RGB (and depth) PNGs of the model at the given poses or on an orbit."""
     model = load_model(args.model_dir, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     gts = None
     if args.poses is not None:
-        from inerf_ros.datasets.transforms import load_transforms
-
         data = load_transforms(args.poses, downscale=args.downscale, background=model.metadata.background)
         poses, intrinsics, gts = data.nerf_T_cam, data.intrinsics, data.images
     else:

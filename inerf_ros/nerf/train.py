@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from inerf_ros import config as cfg
@@ -38,6 +39,8 @@ from inerf_ros.nerf.render import distortion_loss, lindisp_coordinate, render_im
 
 @dataclasses.dataclass
 class TrainConfig:
+    """How ``train-nerf`` trains: preset, budget, batch, sampling, losses, data handling."""
+
     preset: str = cfg.option("auto", "settings for the kind of data (flags given override them): object (one object on "
                              "a plain background), capture (a real hand-held or arm capture: unbounded field, "
                              "per-photo colour, SfM depth supervision), tabletop (the demo world), auto (chosen "
@@ -127,6 +130,7 @@ class RaySet:
 
 
 def build_rays(data: PosedImages) -> RaySet:
+    """Every valid training pixel of ``data`` as a ray with its colour and photo index."""
     origins, directions, colors, photos = [], [], [], []
     for i in range(len(data)):
         intr = data.intrinsics[i]
@@ -143,7 +147,8 @@ def build_rays(data: PosedImages) -> RaySet:
 @dataclasses.dataclass
 class DepthRays:
     """Rays from training cameras through the SfM points they observed: origins, unit directions (R, 3)
-    and the points' distances (R,)."""
+    and the points' distances (R,).
+    """
 
     origins: torch.Tensor
     directions: torch.Tensor
@@ -152,7 +157,8 @@ class DepthRays:
 
 def build_depth_rays(data: PosedImages, bounded: bool = True) -> DepthRays | None:
     """Depth rays of the points inside the scene box (a bounded field can only put weight there;
-    ``bounded=False``: all points, an unbounded field reaches everywhere)."""
+    ``bounded=False``: all points, an unbounded field reaches everywhere).
+    """
     if data.sparse_points is None:
         return None
     origins, directions, distances = [], [], []
@@ -178,7 +184,8 @@ def depth_loss(weights: torch.Tensor, t: torch.Tensor, distances: torch.Tensor, 
 
     Weight near the point's distance D is free, weight elsewhere costs up to 1, and so does the
     weight the ray leaves to the background (a point means a surface is there). Bounded per ray, so a
-    wrong SfM point costs no more than a missed one."""
+    wrong SfM point costs no more than a missed one.
+    """
     error = ((t - distances[:, None]) / (sigma * distances[:, None])) ** 2
     return ((weights * error.clamp(max=1.0)).sum(-1) + (1.0 - weights.sum(-1))).mean()
 
@@ -189,6 +196,7 @@ def _sample_step(aabb, train: TrainConfig) -> float:
 
 
 def make_model(data: PosedImages, train: TrainConfig, field: FieldConfig) -> NerfModel:
+    """A fresh model for ``data``'s box, with the sampling and contraction the configs ask for."""
     unbounded = train.contraction != "none"
     metadata = NerfMetadata(
         aabb=data.aabb.tolist(), near=train.near, metres_per_unit=data.metres_per_unit,
@@ -212,6 +220,7 @@ class Settings:
 
 
 def field_names(config_class) -> set[str]:
+    """Names of the fields of a config dataclass."""
     return {f.name for f in dataclasses.fields(config_class)}
 
 
@@ -236,7 +245,8 @@ def apply_preset(name: str, train_cfg: TrainConfig, field_cfg: FieldConfig, expl
 
 def set_scene_box(data: PosedImages, train_cfg: TrainConfig, json_keys: set[str]) -> str:
     """Set ``data.aabb`` from the flags (``--aabb``, ``--aabb-grow``) or, for an unbounded field, the
-    region of interest (:func:`inerf_ros.nerf.bounds.region_of_interest`); returns where it came from."""
+    region of interest (:func:`inerf_ros.nerf.bounds.region_of_interest`); returns where it came from.
+    """
     if train_cfg.aabb:
         if len(train_cfg.aabb) != 6:
             raise ValueError(f"--aabb needs 6 numbers (xmin ymin zmin xmax ymax zmax), got {train_cfg.aabb}")
@@ -307,8 +317,7 @@ def evaluate(model: NerfModel, data: PosedImages, device, limit: int = 0) -> dic
 
 
 def save_preview(path: Path, gt: torch.Tensor, render: dict) -> None:
-    from PIL import Image
-
+    """Write ``ground truth | render | depth`` side by side as a PNG."""
     depth = render["depth"].clone()
     opacity = render["opacity"]
     d = depth[opacity > 0.5]
@@ -496,7 +505,8 @@ def train(data_path, out_dir, train_cfg: TrainConfig, field_cfg: FieldConfig, pr
 def ray_distortion(model: NerfModel, out: dict) -> torch.Tensor:
     """The distortion loss of rendered rays; for an unbounded model in the sample-spacing coordinate
     (nerfacto), where the bins are of equal length: in NeRF units the far bins, hundreds of units long,
-    would dominate it."""
+    would dominate it.
+    """
     scale = model.metadata.lindisp_scale
     if model.metadata.contraction == "none":
         return distortion_loss(out["weights"], out["t"], out["deltas"])
@@ -533,6 +543,7 @@ def _report(m: dict, train_cfg: TrainConfig, field_cfg: FieldConfig) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train-nerf`` flags: data, output, and one per config field."""
     parser.add_argument("data", type=Path, help="transforms.json or the folder holding it")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -559,6 +570,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, FieldConfi
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``train-nerf``: train, evaluate, save; bad data or settings exit with one line."""
     train_cfg, field_cfg, explicit = configs_from_args(args)
     if train_cfg.threads == 0:
         torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from tqdm import tqdm
 
 from inerf_ros import config as config_tools
 from inerf_ros import evaluation, frames, lie, params_yaml
+from inerf_ros.datasets.transforms import load_transforms, resolve_transforms_path
+from inerf_ros.nerf.checkpoint import load_model
 from inerf_ros.optim.inerf import OptimizerConfig, PoseOptimizer
 from inerf_ros.optim.sampling import SamplingConfig
 
@@ -46,6 +49,7 @@ SAMPLING_SKIP = ("strategy",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``eval-poses`` flags: model, data, protocol, method, and the optimizer and sampling options."""
     parser.add_argument("model_dir", help="trained NeRF (train-nerf --out)")
     parser.add_argument("data", help="transforms.json (or its folder) with the held-out views")
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="inerf",
@@ -133,6 +137,7 @@ def protocol_unit(protocol: str, scale: evaluation.TranslationScale) -> float:
 
 
 def describe_protocol(protocol: str, scale: evaluation.TranslationScale) -> str:
+    """One sentence saying how the start poses of ``protocol`` are drawn, in NeRF units."""
     max_deg, translation, fixed_length = PROTOCOLS[protocol]
     shift = translation * protocol_unit(protocol, scale)
     if fixed_length:
@@ -152,10 +157,6 @@ def translation_scale(data, model, metric: bool) -> evaluation.TranslationScale:
 
 def has_metric_scale(data_path, split) -> bool:
     """A transforms.json is metric when it says so (``metres_per_unit``); SfM and Blender files do not."""
-    import json
-
-    from inerf_ros.datasets.transforms import resolve_transforms_path
-
     return "metres_per_unit" in json.loads(resolve_transforms_path(data_path, split).read_text())
 
 
@@ -201,9 +202,7 @@ def run_trials(model, data, scale: evaluation.TranslationScale, optimizer_config
 
 
 def run(args) -> int:
-    from inerf_ros.datasets.transforms import load_transforms
-    from inerf_ros.nerf.checkpoint import load_model
-
+    """Run ``eval-poses``: the trials, then the Markdown / JSON report and the plot."""
     model = load_model(args.model_dir, device=args.device)
     downscale = args.downscale or float(model.metadata.extra.get("downscale", 1.0))
     data = load_transforms(args.data, downscale=downscale, background=tuple(model.metadata.background),

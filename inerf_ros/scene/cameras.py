@@ -49,7 +49,8 @@ def split_intrinsics(config: SceneConfig, split: str) -> Intrinsics:
 
 def nerf_views(config: SceneConfig) -> list[View]:
     """Hemisphere views: a Fibonacci spiral over equal-area elevation bands, aimed at ``look_at``
-    (or a hand-held arc, :func:`arc_views`, when ``nerf_arc_deg`` > 0)."""
+    (or a hand-held arc, :func:`arc_views`, when ``nerf_arc_deg`` > 0).
+    """
     if config.nerf_arc_deg > 0:
         return arc_views(config)
     rng = rng_for(config.seed, "nerf")

@@ -14,6 +14,7 @@ import zlib
 
 import cv2
 import numpy as np
+from PIL import Image
 
 
 def _choose_gl_backend() -> None:
@@ -49,8 +50,6 @@ def rng_for(seed: int, *names) -> np.random.Generator:
 
 
 def _png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -274,7 +273,8 @@ class World:
     def _room(self) -> tuple[dict, list[str], list[str]]:
         """Assets, asset lines and geom lines of the walls: cluttered, photo-like backdrops (posters,
         packages, strokes) so that a forward-facing capture sees texture behind the table. Its own
-        random stream: the world without a room is unchanged."""
+        random stream: the world without a room is unchanged.
+        """
         rng = rng_for(self.config.seed, "room")
         assets, lines, geoms = {}, [], []
         for k, (centre, half) in enumerate(self.wall_boxes()):

@@ -40,7 +40,8 @@ def test_commands_have_help():
 
 def test_per_photo_appearance_absorbs_exposure_changes(sphere_scene, tmp_path):
     """Every other training photo exposed darker (the held-out views, 0, 6, 12, 18, are not): the
-    per-photo affine appearance learns the darkening instead of baking it into the field."""
+    per-photo affine appearance learns the darkening instead of baking it into the field.
+    """
     import numpy as np
     from PIL import Image
 
