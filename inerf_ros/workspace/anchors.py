@@ -49,6 +49,7 @@ class Observation:
     cam_T_obj: np.ndarray
     """(4, 4) PoseCNN's pose (metres)."""
     score: float = 1.0
+    visible_fraction: float | None = None
 
 
 @dataclasses.dataclass
@@ -268,7 +269,8 @@ def observations_from_detections(image: str, nerf_T_cam_optical: np.ndarray, det
         if not np.all(np.isfinite(det.cam_T_obj)):
             raise ValueError(f"{image}: PoseCNN returned a non-finite pose for {det.class_name}")
         out.append((det.class_name, Observation(image, np.asarray(nerf_T_cam_optical, float),
-                                                np.asarray(det.cam_T_obj, float), float(det.score))))
+                                                np.asarray(det.cam_T_obj, float), float(det.score),
+                                                det.visible_fraction)))
     return out
 
 
