@@ -28,6 +28,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 @dataclasses.dataclass
 class SfmConfig:
+    """SfM settings of ``inerf-ros sfm`` (and of build-workspace's SfM step)."""
+
     camera_model: str = cfg.option("SIMPLE_RADIAL", "COLMAP camera model shared by all photos",
                                    choices=("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"))
     max_image_size: int = cfg.option(1600, "longest side used for feature extraction, pixels", range=(200, 10000))
@@ -120,7 +122,8 @@ def write_sparse_points(recon, nerf_T_world: np.ndarray, out_dir: Path, min_trac
     """``OUT_DIR/sparse_points.npz``: ``xyz`` (P, 3) SfM points in the NeRF frame and, per registered
     photo, ``frame/<file name>`` the indices of the points it observes (for depth supervision: a ray
     from the camera through its own observed point must stop there). Points seen by fewer than
-    ``min_track_length`` photos are left out (two-view points are the least reliable)."""
+    ``min_track_length`` photos are left out (two-view points are the least reliable).
+    """
     kept = {pid: p for pid, p in recon.points3D.items() if p.track.length() >= min_track_length}
     ids = sorted(kept)
     row = {pid: i for i, pid in enumerate(ids)}
@@ -161,7 +164,8 @@ def rewrite_sparse_points(out_dir: Path, config: SfmConfig) -> dict:
 
 def _known_camera(config: SfmConfig, reader, mapping) -> None:
     """Fix a PINHOLE camera to ``config.known_intrinsics`` (CameraInfo's pixel convention -> COLMAP's,
-    whose (0, 0) is the top-left pixel's corner: cx + 0.5)."""
+    whose (0, 0) is the top-left pixel's corner: cx + 0.5).
+    """
     values = [float(v) for v in config.known_intrinsics]
     if len(values) != 4 or not np.all(np.isfinite(values)) or values[0] <= 0 or values[1] <= 0:
         raise ValueError(f"known_intrinsics needs 4 finite numbers fx fy cx cy with fx, fy > 0, got {values}")
@@ -266,12 +270,14 @@ def run_sfm(images_dir: Path, out_dir: Path, config: SfmConfig) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's flags: the photo folder, the output folder and one flag per config field."""
     parser.add_argument("images_dir", type=Path, help="folder of photos (.jpg / .png)")
     parser.add_argument("out_dir", type=Path, help="output folder: transforms.json, images/, colmap/")
     cfg.add_arguments(parser, SfmConfig)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run SfM (or only rewrite the sparse points) and print the summary."""
     config = cfg.from_args(SfmConfig, args)
     if config.points_only:
         print(json.dumps(rewrite_sparse_points(args.out_dir, config), indent=2))

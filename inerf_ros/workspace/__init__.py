@@ -1,6 +1,7 @@
 """``inerf-ros build-workspace``: one capture (a robot bag or a photo folder) -> a metric, anchored workspace
 (NeRF, ``localize.yaml``, report). Capture reading, alignment, anchors, report and the command live in
-their own modules; this package re-exports the public names."""
+their own modules; this package re-exports the public names.
+"""
 from inerf_ros.workspace.alignment import (AlignmentConfig, DegenerateCaptureError, Similarity, fit_with_hand_eye,
                                            robust_similarity, umeyama)
 from inerf_ros.workspace.anchors import AnchorConfig, Observation, fuse_anchors, scale_from_objects

@@ -26,6 +26,8 @@ class DegenerateCaptureError(ValueError):
 
 @dataclasses.dataclass
 class AlignmentConfig:
+    """How the SfM camera centres are fitted to the arm's (gates, iterations, the hand-eye offset)."""
+
     inlier_m: float = option(0.03, "a camera centre further than this from the fitted similarity's prediction of "
                                    "it is an outlier (metres; the arm's believed chain is good to ~1 cm)",
                              range=(1e-5, 10.0))
@@ -77,10 +79,12 @@ class Similarity:
         return out
 
     def apply(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) src points mapped into dst."""
         return self.scale * np.asarray(points, dtype=np.float64) @ self.rotation.T + self.translation
 
     @property
     def rms(self) -> float:
+        """Root mean square of the kept centres' residuals (dst units)."""
         return float(np.sqrt(np.mean(self.residuals[self.inliers] ** 2)))
 
 
@@ -219,6 +223,7 @@ class HandEyeFit:
 
     @property
     def change_m(self) -> float:
+        """How far the fitted camera offset is from the believed one (metres)."""
         return float(np.linalg.norm(self.tool_t_cam - self.believed_tool_t_cam))
 
 
@@ -233,8 +238,9 @@ def _gauss_newton_step(src: np.ndarray, scale: float, rotation: np.ndarray, base
                        weights: np.ndarray, sigma_m: float, prior: np.ndarray, prior_sigma_m: float):
     """One Gauss-Newton step of ``s R c_i + t - R_tool_i t_X = p_tool_i`` in (s, w, t, t_X), with
     ``R = R0 exp([w])`` (``s R0 exp([w]) c ~ s R0 c - s0 R0 [c] w``) and the prior ``t_X ~ prior`` for
-    the directions the motion leaves free. Returns ``(s, R, t, t_X)``."""
-    from scipy.spatial.transform import Rotation
+    the directions the motion leaves free. Returns ``(s, R, t, t_X)``.
+    """
+    from scipy.spatial.transform import Rotation  # scipy loads only when a fit runs
 
     n = len(src)
     root_w = np.sqrt(weights)[:, None, None] / sigma_m

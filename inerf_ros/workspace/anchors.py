@@ -26,6 +26,8 @@ from inerf_ros.config import option
 
 @dataclasses.dataclass
 class AnchorConfig:
+    """Which detections count and how each object's are fused."""
+
     min_score: float = option(0.5, "detections scoring lower are not used", range=(0.0, 1.0))
     min_visible_fraction: float = option(0.3, "detections whose known visible fraction is lower are not used",
                                          range=(0.0, 1.0))
@@ -54,6 +56,8 @@ class Observation:
 
 @dataclasses.dataclass
 class Anchor:
+    """One object's fused pose in the NeRF frame, with how well its detections agreed."""
+
     name: str
     nerf_T_obj: np.ndarray
     """(4, 4) the fused pose in the NeRF frame (NeRF units)."""
@@ -71,7 +75,7 @@ class Anchor:
 
     def initializer_entry(self) -> str:
         """``'name x y z qx qy qz qw'`` in NeRF units, as the initializer's ``object_poses`` holds it."""
-        from scipy.spatial.transform import Rotation
+        from scipy.spatial.transform import Rotation  # scipy loads only when the entry is written
 
         quat = Rotation.from_matrix(self.nerf_T_obj[:3, :3]).as_quat()
         return " ".join([self.name] + [repr(round(float(v), 6)) for v in list(self.nerf_T_obj[:3, 3]) + list(quat)])
@@ -141,6 +145,7 @@ def _project_rotation(matrix: np.ndarray) -> np.ndarray:
 
 
 def rotation_angles_deg(rotation: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """Angle (degrees) between ``rotation`` (3, 3) and each of ``rotations`` (N, 3, 3)."""
     relative = np.einsum("ji,njk->nik", rotation, rotations)
     cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
     return np.degrees(np.arccos(cos))
@@ -290,4 +295,5 @@ def scale_from_objects(anchors: dict[str, Anchor]) -> dict:
 
 
 def nerf_T_obj_in_metres(anchor: Anchor, metres_per_unit: float) -> np.ndarray:
+    """The anchor's pose in the metric NeRF frame (the TF frame ``nerf``)."""
     return frames.nerf_to_metres(anchor.nerf_T_obj, metres_per_unit)

@@ -46,6 +46,8 @@ class CaptureImage:
 
 @dataclasses.dataclass
 class Capture:
+    """The kept images of a capture and where they came from."""
+
     source: str
     kind: str
     """'bag' or 'photos'."""
@@ -55,6 +57,7 @@ class Capture:
 
     @property
     def has_arm(self) -> bool:
+        """Whether the images carry the arm's camera poses (a bag), so scale and frame come from the arm."""
         return self.kind == "bag"
 
 
@@ -113,6 +116,7 @@ def _windows(bag, every: int, max_images: int):
 
 def read_bag(path, topics, base_frame: str, tool_frame: str, every: int, max_images: int = 0) -> Capture:
     """The kept images of a robot bag with the arm's believed camera poses (see the module docstring)."""
+    # The bag reader (rosbags) loads only for bag input, not for a photo folder or --help.
     from inerf_ros.calibrate_command import tf_tree_of
     from inerf_ros.replay.bag import CameraBag
 
@@ -167,6 +171,7 @@ def read_photos(folder, max_images: int = 0) -> Capture:
 
 
 def write_images(capture: Capture, folder: Path) -> None:
+    """Every kept image as a PNG under ``folder`` (SfM's input)."""
     folder.mkdir(parents=True, exist_ok=True)
     for image in capture.images:
         cv2.imwrite(str(folder / image.name), image.rgb[:, :, ::-1])

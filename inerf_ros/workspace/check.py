@@ -56,7 +56,8 @@ def _axis_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 def true_nerf_frame(result: dict, scene_dir: Path, split: str) -> tuple[float, np.ndarray, float, int]:
     """(true metres per unit, world_T_nerf (metric), rms of SfM's centres about it in metres, number of
-    frames SfM misregistered)."""
+    frames SfM misregistered).
+    """
     cameras = true_cameras(scene_dir, split)
     names = [n for n in result["capture_poses"] if frame_index(n) in cameras]
     if len(names) < 3:

@@ -36,11 +36,13 @@ MIN_REGISTERED_IMAGES = 8
 
 
 def is_bag(path: Path) -> bool:
+    """A single MCAP file or a rosbag2 folder (it has metadata.yaml)."""
     return path.suffix == ".mcap" or (path.is_dir() and (path / "metadata.yaml").is_file())
 
 
 def read_capture(path: Path, config: WorkspaceConfig) -> Capture:
-    from inerf_ros.replay.bag import BagTopics
+    """The capture at ``path``: a robot bag or a photo folder."""
+    from inerf_ros.replay.bag import BagTopics  # the bag reader (rosbags) loads only for bag input
 
     if not path.exists():
         raise FileNotFoundError(f"capture {path} does not exist")
@@ -54,7 +56,7 @@ def read_capture(path: Path, config: WorkspaceConfig) -> Capture:
 
 def run_or_reuse_sfm(capture: Capture, sfm_dir: Path, config: WorkspaceConfig) -> dict:
     """SfM on the kept images (or an earlier run's folder); refuses too few registered images."""
-    from inerf_ros.datasets.sfm import SfmConfig, run_sfm
+    from inerf_ros.datasets.sfm import SfmConfig, run_sfm  # pycolmap loads only when SfM runs
 
     if config.sfm:
         shutil.copytree(config.sfm, sfm_dir)
@@ -111,7 +113,8 @@ def align_to_arm(capture: Capture, poses: dict[str, np.ndarray], alignment: Alig
 
 def drop_misregistered(data: dict, poses: dict, aligned: dict, notes: list[str]) -> dict:
     """Leave the frames whose SfM centre disagrees with the arm's out of the NeRF data and the anchors:
-    SfM misregisters a view now and then (a fast sweep), and one such view ruins a NeRF's surfaces."""
+    SfM misregisters a view now and then (a fast sweep), and one such view ruins a NeRF's surfaces.
+    """
     bad = {row["image"] for row in aligned["per_frame"] if not row["inlier"]}
     if bad:
         data["frames"] = [f for f in data["frames"] if Path(f["file_path"]).name not in bad]
@@ -123,6 +126,7 @@ def drop_misregistered(data: dict, poses: dict, aligned: dict, notes: list[str])
 def detect_objects(capture: Capture, poses: dict, k_sfm: np.ndarray, config: WorkspaceConfig,
                    anchor_config: AnchorConfig):
     """PoseCNN on every posed image: {class name: [Observation]}, and the detector (for its model points)."""
+    # torch and the detector load only when detections run, not for --help.
     from inerf_ros.posecnn.model import load_posecnn
     from inerf_ros.replay import default_model_dir
 
@@ -142,6 +146,8 @@ def detect_objects(capture: Capture, poses: dict, k_sfm: np.ndarray, config: Wor
 
 
 def default_symmetric_classes() -> list[str]:
+    """The symmetric classes of the shipped config/initializer.yaml (the demo world's objects)."""
+    # The initializer package loads only when no --symmetric-classes were given.
     from inerf_ros import paths
     from inerf_ros.initializer import load_config
 
@@ -153,7 +159,8 @@ def default_symmetric_classes() -> list[str]:
 
 def train_command(sfm_dir: Path, nerf_dir: Path, config: WorkspaceConfig) -> list[str]:
     """The ``train-nerf`` command line: ``--preset capture`` when the trainer has it, else the real-capture
-    flags (a light field behind the box, depth supervision from the SfM points)."""
+    flags (a light field behind the box, depth supervision from the SfM points).
+    """
     base = [sys.executable, "-m", "inerf_ros.cli", "train-nerf", str(sfm_dir), "--out", str(nerf_dir),
             "--minutes", repr(config.nerf_minutes), "--threads", str(config.threads), "--device", config.device,
             "--downscale", repr(config.nerf_downscale), "--quiet"]
@@ -166,6 +173,7 @@ def train_command(sfm_dir: Path, nerf_dir: Path, config: WorkspaceConfig) -> lis
 
 
 def train_or_reuse_nerf(sfm_dir: Path, nerf_dir: Path, config: WorkspaceConfig, notes: list[str]) -> dict:
+    """Train the NeRF on the SfM data with ``train-nerf`` (or copy ``--nerf``); its held-out PSNR."""
     if config.nerf:
         shutil.copytree(config.nerf, nerf_dir)
         if not config.sfm:
@@ -253,7 +261,7 @@ def build(capture_path: Path, final: Path, partial: Path, config: WorkspaceConfi
     if capture.has_arm:
         result["initial_nerf_T_base"] = report.xyz_quat(np.linalg.inv(world_T_nerf))
     if truth:
-        from inerf_ros.workspace.check import check_against_truth
+        from inerf_ros.workspace.check import check_against_truth  # the truth is read only with --truth
 
         result["truth_check"] = check_against_truth(result, Path(truth))
     drawn = {name: {"nerf_T_obj": a.nerf_T_obj} for name, a in anchors.items()}
@@ -288,6 +296,7 @@ def build_workspace(capture_path, out, config: WorkspaceConfig, alignment: Align
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's flags: the capture, --out, --truth and one flag per config field."""
     parser.add_argument("capture", type=Path, help="a robot bag (.mcap or rosbag2 folder: images, camera_info, the "
                                                    "arm's /tf + /tf_static) or a folder of photos")
     parser.add_argument("--out", type=Path, required=True, help="the workspace folder to write (WS)")
@@ -299,10 +308,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the workspace and print its headline figures."""
     config = cfg.from_args(WorkspaceConfig, args)
     alignment, anchor_config = cfg.from_args(AlignmentConfig, args), cfg.from_args(AnchorConfig, args)
     if config.threads:
-        import torch
+        import torch  # heavy: only when the command runs, not for --help
 
         torch.set_num_threads(config.threads)
     result = build_workspace(args.capture, args.out, config, alignment, anchor_config, args.truth)

@@ -8,6 +8,8 @@ from inerf_ros.config import option
 
 @dataclasses.dataclass
 class WorkspaceConfig:
+    """What ``inerf-ros build-workspace`` reads, keeps and trains."""
+
     every: int = option(5, "bag: keep one image in every N, the sharpest of each run of N", range=(1, 100000))
     max_images: int = option(0, "keep at most this many images (0: all that --every keeps)", range=(0, 100000))
     image_topic: str = option("/camera/image_raw", "bag: sensor_msgs/Image topic of the camera")

@@ -1,6 +1,7 @@
 """A workspace's outputs: ``localize.yaml`` (every launch parameter, with where each generated value came
 from), ``workspace.json`` (the figures), ``workspace.md`` (the report a user reads) and the previews of
-the anchors drawn on capture images."""
+the anchors drawn on capture images.
+"""
 from __future__ import annotations
 
 import json
@@ -27,7 +28,8 @@ def xyz_quat(pose: np.ndarray) -> list[float]:
 
 def localize_yaml(result: dict) -> str:
     """The launch's parameter file: the shipped values (config/localize.yaml's) with the workspace's own,
-    each of those preceded by a ``# workspace:`` comment naming its source."""
+    each of those preceded by a ``# workspace:`` comment naming its source.
+    """
     values = params_yaml.demo_values()
     provenance = {}
 
@@ -112,6 +114,7 @@ def draw_anchors(rgb: np.ndarray, k: np.ndarray, cam_T_nerf: np.ndarray, anchors
 
 
 def write_json(path: Path, result: dict) -> None:
+    """``workspace.json``: the figures of the workspace."""
     public = {key: value for key, value in result.items() if key != "_private"}
     path.write_text(json.dumps(public, indent=1))
 
@@ -135,6 +138,7 @@ def _recapture_advice(result: dict) -> list[str]:
 
 
 def markdown(result: dict, preview_names: list[str]) -> str:
+    """``workspace.md``: the report a user reads, with what to re-capture."""
     mpu = result["metres_per_unit"]
     alignment = result.get("alignment", {})
     lines = ["# Workspace", "", f"Capture: `{result['capture']['source']}` ({result['capture']['kind']}, "

@@ -1,5 +1,6 @@
 """The similarity between SfM and arm camera centres: exact on clean data, robust to outliers, refuses a line,
-and the joint hand-eye fit removes a believed hand-eye offset's bias."""
+and the joint hand-eye fit removes a believed hand-eye offset's bias.
+"""
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation

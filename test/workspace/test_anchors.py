@@ -1,5 +1,6 @@
 """Anchor fusion: detections on posed images -> nerf_T_obj, with outliers, a symmetric object, the units
-(PoseCNN metres vs NeRF units) and the camera convention (optical), and the scale from objects."""
+(PoseCNN metres vs NeRF units) and the camera convention (optical), and the scale from objects.
+"""
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation

@@ -1,6 +1,7 @@
 """build-workspace end to end on a small generated arm capture (45 frames at 240x180, the demo world's arm
 bag with its believed TF), compared with the world's truth; a photo folder scaled by the objects; bad input
-gives one clear error and leaves no workspace."""
+gives one clear error and leaves no workspace.
+"""
 import importlib.util
 import json
 
