@@ -267,6 +267,7 @@ def build(capture_path: Path, final: Path, partial: Path, config: WorkspaceConfi
     drawn = {name: {"nerf_T_obj": a.nerf_T_obj} for name, a in anchors.items()}
     previews = write_previews(capture, poses, k_sfm, drawn, detector, mpu, partial / "previews", config.previews)
     (partial / "localize.yaml").write_text(report.localize_yaml(result))
+    (partial / "initializer.yaml").write_text(report.initializer_yaml(result))
     result["seconds"] = round(time.time() - start, 1)
     report.write_json(partial / "workspace.json", result)
     (partial / "workspace.md").write_text(report.markdown(result, previews))

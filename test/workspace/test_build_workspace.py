@@ -86,6 +86,11 @@ def test_workspace_holds_what_the_launch_needs(workspace):
     assert np.allclose(inerf.world_T_nerf, result["world_T_nerf"]["xyz_quat"])
     assert params["posecnn_node"]["ros__parameters"]["model_dir"] == result["posecnn_model"]
     assert "# workspace: similarity of" in (out / "localize.yaml").read_text()
+    from inerf_ros.object_table import initializer_config
+
+    anchors = initializer_config(out / "initializer.yaml")
+    assert anchors.metres_per_unit == pytest.approx(result["metres_per_unit"])
+    assert sorted(e.split()[0] for e in anchors.object_poses) == sorted(result["anchors"])
     model = load_model(out / "nerf")
     assert model.metadata.metres_per_unit == pytest.approx(result["metres_per_unit"])
     report = (out / "workspace.md").read_text()
