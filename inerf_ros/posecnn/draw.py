@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
+import math
 
 import cv2
 import numpy as np
@@ -36,12 +37,17 @@ class DrawnPose:
 def class_colours(count: int) -> np.ndarray:
     """(count + 1, 3) uint8 RGB, one bright colour per class; row 0 (background) is black.
 
-    Hues step by the golden ratio so that neighbouring class ids differ clearly at any count.
+    Hues are spread evenly (``count`` slots), visited with a stride so that consecutive class ids
+    differ clearly, and neighbouring hue slots alternate in brightness: no two classes look alike.
     """
     colours = np.zeros((count + 1, 3), np.uint8)
+    stride = max(1, round(0.382 * count))
+    while math.gcd(stride, count) != 1:
+        stride += 1
     for k in range(1, count + 1):
-        hue = (0.05 + 0.618033988749895 * (k - 1)) % 1.0
-        colours[k] = np.round(np.array(colorsys.hsv_to_rgb(hue, 0.85, 1.0)) * 255)
+        slot = ((k - 1) * stride) % count
+        value = 1.0 if slot % 2 == 0 else 0.7
+        colours[k] = np.round(np.array(colorsys.hsv_to_rgb(0.02 + slot / count, 0.85, value)) * 255)
     return colours
 
 

@@ -70,6 +70,14 @@ def test_outline_behind_the_camera_draws_nothing_and_labels_get_their_colour():
     assert np.all(panel[45, 5] < 70)  # background dimmed
 
 
+@pytest.mark.parametrize("count", [1, 7, 10, 20])
+def test_class_colours_are_told_apart(count):
+    colours = draw.class_colours(count).astype(int)
+    assert colours.shape == (count + 1, 3) and not colours[0].any()
+    distances = [np.abs(a - b).sum() for k, a in enumerate(colours[1:]) for b in colours[k + 2:]]
+    assert min(distances, default=255) >= 80   # L1 over RGB: clearly different at a glance
+
+
 def test_camera_info_yaml_in_both_formats(tmp_path):
     ost = tmp_path / "ost.yaml"
     ost.write_text("image_width: 640\nimage_height: 480\ncamera_name: rgb\n"
