@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -37,7 +38,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _available() -> dict[str, tuple[str, str]]:
-    import importlib.util
     out = {}
     for name, (module, summary) in COMMANDS.items():
         try:
@@ -49,6 +49,7 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: one subparser per available command (their own flags load on demand)."""
     parser = argparse.ArgumentParser(prog="inerf-ros", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, summary) in _available().items():
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``inerf-ros COMMAND ...``; a failure prints one line (``--debug``: the traceback) and returns 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
     available = _available()
     if not argv or argv[0] not in available:
