@@ -82,8 +82,10 @@ def launch_arguments() -> list[LaunchArgument]:
     return [
         LaunchArgument("params_file", str(paths.config_file("localize.yaml")),
                        "YAML with the parameters of every node (sections named after the nodes)"),
-        LaunchArgument("nerf_model", str(paths.model_dir("nerf_tabletop")), "NeRF model directory"),
-        LaunchArgument("posecnn_model", str(paths.model_dir("posecnn_tabletop")), "PoseCNN model directory"),
+        LaunchArgument("nerf_model", "", "NeRF model directory (empty: the params file's model_dir, else the "
+                                         "shipped demo model)"),
+        LaunchArgument("posecnn_model", "", "PoseCNN model directory (empty: the params file's model_dir, else "
+                                            "the shipped demo model)"),
         LaunchArgument("device", "cpu", "torch device of every node: cpu, cuda or cuda:N"),
         LaunchArgument("use_posecnn", "true", "run PoseCNN + initializer for priors (false: tracking from an "
                                               "external prior on camera_prior)"),
@@ -98,13 +100,41 @@ def _truthy(value: str) -> bool:
     return str(value).lower() in ("1", "true", "yes", "on")
 
 
+# Launch argument -> the shipped model a node loads when neither the argument nor the params file names one.
+SHIPPED_MODELS = {"nerf_model": "nerf_tabletop", "posecnn_model": "posecnn_tabletop"}
+
+
+def _params_section(params_file: str, node: str) -> dict:
+    """The ``ros__parameters`` of ``node`` in ``params_file`` ({} when the file or the section is missing)."""
+    try:
+        data = yaml.safe_load(Path(params_file).read_text()) or {}
+    except (OSError, yaml.YAMLError):   # check_parameters / the node itself report a broken file
+        return {}
+    section = data.get(node) if isinstance(data, dict) else None
+    section = section.get("ros__parameters") if isinstance(section, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def model_dir(values: dict[str, str], node: str, argument: str) -> str:
+    """The model directory ``node`` loads: the launch argument when given, else the params file's
+    ``model_dir`` (a workspace's ``localize.yaml`` names its own), else the shipped demo model.
+    """
+    if values.get(argument):
+        return values[argument]
+    from_file = _params_section(values["params_file"], node).get("model_dir")
+    if isinstance(from_file, str) and from_file:
+        return from_file
+    return str(paths.model_dir(SHIPPED_MODELS[argument]))
+
+
 def resolve(values: dict[str, str]) -> tuple[list[tuple[NodeSpec, dict]], list[tuple[str, str]]]:
     """Nodes to start with their parameter overrides, and the remappings, for argument ``values``."""
     nodes = []
     for spec in NODES:
         if spec.condition and not _truthy(values[spec.condition]):
             continue
-        overrides = {param: values[arg] for param, arg in spec.parameters.items()}
+        overrides = {param: model_dir(values, spec.name, arg) if arg in SHIPPED_MODELS else values[arg]
+                     for param, arg in spec.parameters.items()}
         if "use_prior" in overrides:
             overrides["use_prior"] = _truthy(overrides["use_prior"])
         overrides["use_sim_time"] = _truthy(values["use_sim_time"])
@@ -124,16 +154,12 @@ def check_parameters(values: dict[str, str]) -> None:
         return
     path = Path(values["params_file"])
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ValueError(f"params_file {path}: not YAML: {' '.join(str(error).split())}") from None
-
-    def value(node: str):   # a malformed file is left to the node, which names the parameter
-        section = data.get(node) if isinstance(data, dict) else None
-        section = section.get("ros__parameters") if isinstance(section, dict) else None
-        return section.get("metres_per_unit") if isinstance(section, dict) else None
-
-    initializer, inerf = value("initializer_node"), value("inerf_node")
+    # A malformed section is left to the node, which names the parameter.
+    initializer = _params_section(values["params_file"], "initializer_node").get("metres_per_unit")
+    inerf = _params_section(values["params_file"], "inerf_node").get("metres_per_unit")
     if initializer is None or inerf is None:
         return
     try:

@@ -9,25 +9,23 @@ def generate_launch_description():
     # launch / launch_ros are imported here only: the PyPI ROS 2 environment has neither, and the
     # tests import this file to check it against the shared description.
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
-    from launch.conditions import IfCondition
-    from launch.substitutions import LaunchConfiguration
-    from launch_ros.actions import Node, SetParameter
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch_ros.actions import Node
 
-    from inerf_ros.launch_description import NODES, REMAPPINGS, TF_REMAPPINGS, check_parameters, launch_arguments
+    from inerf_ros.launch_description import check_parameters, launch_arguments, resolve
+
+    def nodes(context):
+        # The nodes, their overrides and models are known only once the arguments are (a workspace's
+        # params file names its own models): resolved then, by the code `inerf-ros launch` runs too,
+        # after the parameter file is checked and before any node starts.
+        values = dict(context.launch_configurations)
+        check_parameters(values)
+        nodes_to_start, remaps = resolve(values)
+        return [Node(package="inerf_ros", executable=spec.name, name=spec.name, output="screen",
+                     parameters=[values["params_file"], overrides], remappings=remaps,
+                     arguments=["--ros-args", "--log-level", values["log_level"]])
+                for spec, overrides in nodes_to_start]
 
     actions = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
                for a in launch_arguments()]
-    remappings = [(topic, LaunchConfiguration(arg)) for topic, arg in REMAPPINGS.items()]
-    remappings += TF_REMAPPINGS
-    nodes = [SetParameter(name="use_sim_time", value=LaunchConfiguration("use_sim_time"))]
-    for spec in NODES:
-        overrides = {param: LaunchConfiguration(arg) for param, arg in spec.parameters.items()}
-        nodes.append(Node(
-            package="inerf_ros", executable=spec.name, name=spec.name, output="screen",
-            parameters=[LaunchConfiguration("params_file"), overrides], remappings=remappings,
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-            condition=IfCondition(LaunchConfiguration(spec.condition)) if spec.condition else None))
-    # The parameter file is known only once the arguments are: checked then, before any node starts.
-    check = OpaqueFunction(function=lambda context: check_parameters(dict(context.launch_configurations)) or [])
-    return LaunchDescription(actions + [check, GroupAction(nodes)])
+    return LaunchDescription(actions + [OpaqueFunction(function=nodes)])

@@ -206,7 +206,7 @@ def markdown(result: dict, preview_names: list[str]) -> str:
         lines += ["## Against the truth (--truth)", ""] + [f"- {line}" for line in truth["lines"]] + [""]
     lines += ["## What to re-capture", ""] + _recapture_advice(result)
     lines += ["", "## Run it", "", "```bash",
-              f"ros2 launch inerf_ros localize.launch.py params_file:={result['localize_yaml']} \\",
-              f"    nerf_model:={result['nerf_model']} posecnn_model:={result['posecnn_model']}", "```", ""]
+              f"ros2 launch inerf_ros localize.launch.py params_file:={result['localize_yaml']}", "```", "",
+              "(the file names both models; `nerf_model:=` / `posecnn_model:=` would override them)", ""]
     lines += [f"Notes: {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from inerf_ros import config as config_tools
-from inerf_ros import launch_description, params_yaml
+from inerf_ros import launch_description, params_yaml, paths
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,10 +88,8 @@ def _recording_launch_modules() -> dict:
     """Modules named like launch's and launch_ros's, whose classes record their arguments, so that the
     launch file can be built and compared with the node list where ROS 2's launch is not installed.
     """
-    names = {"launch": ["LaunchDescription"],
-             "launch.actions": ["DeclareLaunchArgument", "GroupAction", "OpaqueFunction"],
-             "launch.conditions": ["IfCondition"], "launch.substitutions": ["LaunchConfiguration"],
-             "launch_ros": [], "launch_ros.actions": ["Node", "SetParameter"]}
+    names = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction"],
+             "launch_ros": [], "launch_ros.actions": ["Node"]}
     modules = {}
     for module_name, classes in names.items():
         module = types.ModuleType(module_name)
@@ -101,37 +99,61 @@ def _recording_launch_modules() -> dict:
     return modules
 
 
-def test_launch_file_builds_the_shared_node_list_and_arguments(monkeypatch):
-    """The launch file's arguments, nodes, overrides, conditions and remappings are the shared tables'
-    (launch_description), recorded through stand-in launch classes.
-    """
+def _built_launch_file(monkeypatch, **arguments):
+    """(declared arguments, nodes) of the launch file for launch ``arguments`` over the defaults."""
     for name, module in _recording_launch_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
-    description = _load_launch_file().generate_launch_description()
-
-    def config_name(value):
-        assert type(value).__name__ == "LaunchConfiguration", value
-        return value.args[0]
-
-    entities = description.args[0]
+    entities = _load_launch_file().generate_launch_description().args[0]
     declared = [(e.args[0], e.kwargs["default_value"], e.kwargs["description"]) for e in entities
                 if type(e).__name__ == "DeclareLaunchArgument"]
+    (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+    values = {name: default for name, default, _ in declared}
+    values.update(arguments)
+    context = types.SimpleNamespace(launch_configurations=values)
+    return declared, opaque.kwargs["function"](context)
+
+
+def test_launch_file_builds_the_shared_node_list_and_arguments(monkeypatch):
+    """The launch file's arguments, nodes, overrides and remappings are the shared ones (launch_description,
+    which `inerf-ros launch` also runs), recorded through stand-in launch classes.
+    """
+    declared, nodes = _built_launch_file(monkeypatch)
     assert declared == [(a.name, a.default, a.description) for a in launch_description.launch_arguments()]
-    (group,) = [e for e in entities if type(e).__name__ == "GroupAction"]
-    set_parameter, *nodes = group.args[0]
-    assert set_parameter.kwargs["name"] == "use_sim_time" and config_name(set_parameter.kwargs["value"]) == \
-        "use_sim_time"
-    assert [n.kwargs["executable"] for n in nodes] == [spec.name for spec in launch_description.NODES]
-    for node, spec in zip(nodes, launch_description.NODES):
+    values = {a.name: a.default for a in launch_description.launch_arguments()}
+    expected, remaps = launch_description.resolve(values)
+    assert [n.kwargs["executable"] for n in nodes] == ["posecnn_node", "initializer_node", "inerf_node"]
+    for node, (spec, overrides) in zip(nodes, expected):
         assert node.kwargs["name"] == spec.name and node.kwargs["package"] == "inerf_ros"
-        params_file, overrides = node.kwargs["parameters"]
-        assert config_name(params_file) == "params_file"
-        assert {param: config_name(value) for param, value in overrides.items()} == spec.parameters
-        condition = node.kwargs["condition"]
-        assert (condition and config_name(condition.args[0])) == spec.condition, spec.name
-        remaps = [(topic, config_name(target) if not isinstance(target, str) else target)
-                  for topic, target in node.kwargs["remappings"]]
-        assert remaps == list(launch_description.REMAPPINGS.items()) + launch_description.TF_REMAPPINGS
+        assert node.kwargs["parameters"] == [values["params_file"], overrides]
+        assert node.kwargs["remappings"] == remaps
+        assert node.kwargs["arguments"] == ["--ros-args", "--log-level", "info"]
+    _, nodes = _built_launch_file(monkeypatch, use_posecnn="false", nerf_model="/m/nerf")
+    assert [n.kwargs["executable"] for n in nodes] == ["inerf_node"]
+    assert nodes[0].kwargs["parameters"][1]["model_dir"] == "/m/nerf"
+
+
+def test_launch_file_refuses_a_params_file_with_two_scales(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="metres_per_unit"):
+        _built_launch_file(monkeypatch, params_file=str(_params_file(tmp_path, 0.5, 0.25)))
+
+
+def test_models_come_from_the_argument_else_the_params_file_else_the_shipped_ones(tmp_path):
+    """`params_file:=WS/localize.yaml` alone runs the workspace's models (build-workspace names them there)."""
+    shipped = yaml.safe_load((ROOT / "config" / "localize.yaml").read_text())
+    shipped["inerf_node"]["ros__parameters"]["model_dir"] = "/ws/nerf"
+    shipped["posecnn_node"]["ros__parameters"]["model_dir"] = ""
+    params = tmp_path / "ws.yaml"
+    params.write_text(yaml.safe_dump(shipped))
+    values = {a.name: a.default for a in launch_description.launch_arguments()}
+    values["params_file"] = str(params)
+
+    def models(**arguments):
+        nodes, _ = launch_description.resolve({**values, **arguments})
+        return {spec.name: overrides["model_dir"] for spec, overrides in nodes if "model_dir" in overrides}
+
+    assert models() == {"posecnn_node": str(paths.model_dir("posecnn_tabletop")), "inerf_node": "/ws/nerf"}
+    assert models(nerf_model="/arg/nerf", posecnn_model="/arg/posecnn") == \
+        {"posecnn_node": "/arg/posecnn", "inerf_node": "/arg/nerf"}
 
 
 def _params_file(tmp_path, initializer_mpu, inerf_mpu):
@@ -152,20 +174,6 @@ def test_launch_refuses_two_metres_per_unit_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"metres_per_unit is 1 for initializer_node but 0.5 for inerf_node"):
         launch_description.node_commands(values)
     launch_description.check_parameters({**values, "use_posecnn": "false"})   # no initializer: no conflict
-
-
-def test_launch_file_checks_the_parameter_file_once_the_arguments_are_known(tmp_path, monkeypatch):
-    for name, module in _recording_launch_modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    entities = _load_launch_file().generate_launch_description().args[0]
-    (check,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
-    assert entities.index(check) < [type(e).__name__ for e in entities].index("GroupAction")
-    values = {a.name: a.default for a in launch_description.launch_arguments()}
-    context = types.SimpleNamespace(launch_configurations=values)
-    assert check.kwargs["function"](context) == []
-    values["params_file"] = str(_params_file(tmp_path, 1.0, 0.5))
-    with pytest.raises(ValueError, match="metres_per_unit"):
-        check.kwargs["function"](context)
 
 
 def test_cli_launch_refuses_a_conflicting_parameter_file_in_one_line_before_any_node(tmp_path):
