@@ -251,7 +251,7 @@ def set_scene_box(data: PosedImages, train_cfg: TrainConfig, json_keys: set[str]
         if len(train_cfg.aabb) != 6:
             raise ValueError(f"--aabb needs 6 numbers (xmin ymin zmin xmax ymax zmax), got {train_cfg.aabb}")
         data.aabb = torch.tensor([float(v) for v in train_cfg.aabb]).reshape(2, 3)
-        source = "--aabb"
+        source = "--aabb (given, or the preset's)"
     elif train_cfg.contraction != "none":
         explicit = data.aabb.numpy() if json_keys & {"aabb", "scene_aabb"} else None
         box, source = bounds.region_of_interest(data.sparse_points, explicit, data.nerf_T_cam.numpy())
