@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inerf_ros.scene.dataset import load_class_table, load_frames, read_ply, write_ply
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif")
 SPLIT_PREFERENCE = ("train_pbr", "train_synt", "train_real", "train", "test", "val")
 _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
@@ -138,8 +140,6 @@ def export_split(scene_dir, split: str, out_dir, bop_split: str = "train_pbr", s
     """Write ``split`` of a rendered scene as BOP scene ``scene_id`` of ``out_dir/bop_split``, with the
     scene's models in millimetres; returns the scene folder. Refuses to overwrite an existing one.
     """
-    from inerf_ros.scene.dataset import load_class_table, load_frames, read_ply, write_ply
-
     scene_dir, out_dir = Path(scene_dir), Path(out_dir)
     target = out_dir / bop_split / f"{scene_id:06d}"
     if target.exists():
@@ -284,6 +284,7 @@ def iter_frames(split_dir, classes: list[BopClass], max_frames: int = 0):
 
 def read_bop(bop_dir, width: int, height: int, split: str = "", max_frames: int = 0, min_pixels: int = 20):
     """``(SceneTensors, classes)`` of a BOP dataset at the network's input size."""
+    # lazy: posecnn.data loads torch, which export-bop does not need
     from inerf_ros.posecnn.data import frames_to_tensors
 
     classes = read_classes(bop_dir)

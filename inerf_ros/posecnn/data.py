@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from inerf_ros.posecnn.model import scaled_K
+from inerf_ros.scene.dataset import load_frames
 
 
 @dataclasses.dataclass
@@ -46,10 +48,6 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: in
 def load_split(scene_dir, split: str, width: int, height: int, max_frames: int = 0,
                min_pixels: int = 20, progress: bool = True) -> SceneTensors:
     """Read ``split`` of ``scene_dir`` and resize it to ``width`` x ``height``."""
-    from tqdm import tqdm
-
-    from inerf_ros.scene.dataset import load_frames
-
     def frames():
         for n, frame in enumerate(tqdm(load_frames(scene_dir, split), desc=f"reading {split}", unit="frame",
                                        disable=not progress)):

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from inerf_ros.camera import Intrinsics
 from inerf_ros.posecnn.hough import hough_vote
-from inerf_ros.posecnn.network import PoseCNN, normalise, quat_to_matrix, ray_rotation
+from inerf_ros.posecnn.network import BACKBONES, PoseCNN, normalise, quat_to_matrix, ray_rotation
 from inerf_ros.posecnn.refine import SilhouetteRefineConfig, SilhouetteRefiner
 from inerf_ros.posecnn.types import Detection, DetectionResult
 
@@ -97,8 +97,6 @@ MAX_CLASSES = 1000
 def check_meta(meta: dict, source: str) -> None:
     """Raise ValueError (naming ``source`` and the field) unless ``meta`` fits :data:`META_SCHEMA`,
     names a known backbone and holds 1 to ``MAX_CLASSES`` uniquely named classes."""
-    from inerf_ros.posecnn.network import BACKBONES
-
     for key, (kind, low, high, required) in META_SCHEMA.items():
         if key not in meta:
             if required:

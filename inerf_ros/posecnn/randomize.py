@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inerf_ros.scene.textures import clutter
+
 # sRGB <-> linear light via lookup tables (gamma 2.2): float pow on every pixel costs more than the step.
 _TO_LINEAR = ((np.arange(256, dtype=np.float32) / 255.0) ** 2.2).astype(np.float32)
 _LEVELS = 65536  # fine enough that dark values survive the round trip (4096 merged 0-6)
@@ -117,8 +119,6 @@ def background_image(rng: np.random.Generator, height: int, width: int, photos: 
                      ) -> np.ndarray:
     """A random crop (30-100 % of the side, flipped half the time) of a photo, else a procedural backdrop."""
     if not photos:
-        from inerf_ros.scene.textures import clutter
-
         return clutter(rng, height, width)
     photo = photos[int(rng.integers(len(photos)))]
     h, w = photo.shape[:2]

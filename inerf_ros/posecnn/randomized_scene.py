@@ -32,13 +32,18 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from inerf_ros import config as config_tools
 from inerf_ros.config import option
 from inerf_ros.frames import look_at
-from inerf_ros.scene import textures
-from inerf_ros.scene.world import Lighting, World, rng_for
+from inerf_ros.scene import cameras, textures
+from inerf_ros.scene.cameras import View, distractor_rest_height
+from inerf_ros.scene.commands import render_split, write_models
+from inerf_ros.scene.config import config_to_yaml, load_scene_config
+from inerf_ros.scene.mesh_folder import read_mesh_folder
+from inerf_ros.scene.world import Lighting, SceneRenderer, World, rng_for
 
 TEXTURE_POOL = 32          # textures compiled into the model; each frame picks from them
 EXTRA_LIGHTS = 2           # spot lights besides the world's key light
@@ -88,6 +93,7 @@ class RandomizedWorld(World):
     def __init__(self, config, randomization: RandomizationConfig, max_size=None):
         self.randomization = randomization
         super().__init__(config, max_size)
+        # lazy: mujoco must load after scene.world has picked its GL back end (MUJOCO_GL)
         import mujoco
 
         self.scene_poses = [obj.world_T_obj.copy() for obj in self.objects]
@@ -119,6 +125,7 @@ class RandomizedWorld(World):
         super().set_lighting(lighting)
         if not isinstance(lighting, FrameState):
             return
+        # lazy: mujoco must load after scene.world has picked its GL back end (MUJOCO_GL)
         import mujoco
 
         m = self.model
@@ -144,8 +151,6 @@ class RandomizedWorld(World):
 
 
 def _png(image_rgb: np.ndarray) -> bytes:
-    import cv2
-
     ok, data = cv2.imencode(".png", np.ascontiguousarray(image_rgb[:, :, ::-1]))
     if not ok:
         raise ValueError("could not encode a texture as PNG")
@@ -241,15 +246,13 @@ def _camera(world: RandomizedWorld, poses: list, rng: np.random.Generator) -> np
 
 
 def _distractors(world: RandomizedWorld, poses: list, eye: np.ndarray, rng: np.random.Generator) -> list:
-    from inerf_ros.scene.cameras import _distractor_rest_height
-
     sx, sy = world.config.table_size
     objects = [(p[:3, 3], 0.4 * world.diameters[k]) for k, p in enumerate(poses) if p is not None]
     placements = []
     for k in range(int(rng.integers(0, min(world.randomization.max_distractors, len(world.distractor_shapes)) + 1))):
         shape, size = world.distractor_shapes[k]
         xy = np.array([rng.uniform(-sx / 2 + 0.04, sx / 2 - 0.04), rng.uniform(-sy / 2 + 0.04, sy / 2 - 0.04)])
-        position = np.array([xy[0], xy[1], _distractor_rest_height(shape, size)])
+        position = np.array([xy[0], xy[1], distractor_rest_height(shape, size)])
         clear = all(np.linalg.norm(xy - c[:2]) > radius + float(np.max(size)) for c, radius in objects)
         if clear and np.linalg.norm(position - eye) > 0.15:
             yaw = rng.uniform(0, 2 * math.pi)
@@ -259,8 +262,6 @@ def _distractors(world: RandomizedWorld, poses: list, eye: np.ndarray, rng: np.r
 
 def randomized_views(world: RandomizedWorld, split: str, count: int) -> list:
     """``count`` randomized views of ``split`` (its own seed stream), as make-scene's ``View`` objects."""
-    from inerf_ros.scene.cameras import View
-
     r = world.randomization
     rng = rng_for(r.seed, "randomized", split)
     views = []
@@ -285,11 +286,6 @@ def randomized_views(world: RandomizedWorld, split: str, count: int) -> list:
 
 def make_posecnn_data(scene_config, randomization: RandomizationConfig, out_dir, progress: bool = True) -> dict:
     """Render the randomized ``posecnn_train`` / ``posecnn_test`` splits of ``scene_config``'s objects."""
-    from inerf_ros.scene import cameras
-    from inerf_ros.scene.commands import render_split, write_models
-    from inerf_ros.scene.config import config_to_yaml
-    from inerf_ros.scene.world import SceneRenderer
-
     scene_config = dataclasses.replace(scene_config, posecnn_scale=randomization.scale,
                                        max_distractors=max(scene_config.max_distractors, randomization.max_distractors))
     out_dir = Path(out_dir)
@@ -320,12 +316,8 @@ def scene_config_for(config_path=None, mesh_dir=None, meshes=None, echo=print):
     """The scene config to render: ``config_path`` (default tabletop.yaml), its objects replaced by the
     meshes of the folder ``meshes`` when given (``inerf_ros.scene.mesh_folder``: ycb_sim, BOP, OBJ/PLY).
     """
-    from inerf_ros.scene.config import load_scene_config
-
     overrides = {"mesh_dir": mesh_dir} if mesh_dir else {}
     if meshes:
-        from inerf_ros.scene.mesh_folder import read_mesh_folder
-
         base = load_scene_config(config_path, overrides)
         folder = read_mesh_folder(meshes)
         echo(folder.describe())

@@ -9,18 +9,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from tqdm import tqdm
 
 from inerf_ros import config as config_tools
 from inerf_ros.config import option
+from inerf_ros.posecnn.bop import read_bop
 from inerf_ros.posecnn.data import SceneTensors, augment, jitter_boxes, load_split, sample_surface, vertex_targets
 from inerf_ros.posecnn.losses import label_loss, point_matching_loss, vertex_loss
-from inerf_ros.posecnn.model import check_class_table, read_meta, save_checkpoint
+from inerf_ros.posecnn.model import WEIGHTS_FILE, check_class_table, load_posecnn, read_meta, save_checkpoint
 from inerf_ros.posecnn.network import BACKBONES, PoseCNN, normalise, quat_to_matrix, ray_rotation
+from inerf_ros.posecnn.randomize import CameraEffects, camera_effects, load_photos
+from inerf_ros.scene.dataset import load_class_table, load_model
 
 
 @dataclasses.dataclass
@@ -83,8 +91,6 @@ class ClassSpec:
 
 def classes_from_scene(scene_dir, n_points: int) -> list[ClassSpec]:
     """The class table of a scene directory, with ``n_points`` surface points per class model."""
-    from inerf_ros.scene.dataset import load_class_table, load_model
-
     table = load_class_table(scene_dir)
     ids = sorted(table)
     if ids != list(range(1, len(ids) + 1)):
@@ -104,8 +110,6 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
 
     ``on_checkpoint(network, meta)`` (optional) is called every ``checkpoint_minutes`` of training.
     """
-    from tqdm import tqdm
-
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     generator = torch.Generator().manual_seed(config.seed)
@@ -116,8 +120,6 @@ def fit(config: TrainConfig, data: SceneTensors, classes: list[ClassSpec], netwo
         reference_focal = float(data.K[0, 1, 1])
     photos = []
     if config.backgrounds:
-        from inerf_ros.posecnn.randomize import load_photos
-
         photos = load_photos(config.backgrounds)
         if not photos:
             raise ValueError(f"--backgrounds {config.backgrounds}: no JPEG/PNG photos in it")
@@ -230,8 +232,6 @@ def _step(network, data, frames, points, symmetric, reference_focal, config, gen
 
 def _camera_effects(rgb, label, config, generator, photos):
     """Per-frame image-space randomization (numpy), seeded from the training generator."""
-    from inerf_ros.posecnn.randomize import CameraEffects, camera_effects
-
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     rng = np.random.default_rng(seed)
     effects = CameraEffects() if config.camera_effects else None
@@ -245,10 +245,6 @@ def init_from(network: PoseCNN, model_dir, backbone: str, width: int) -> tuple[l
     weights with the same name and shape; returns (copied names, names of ``network`` left as initialised).
     The backbones must be the same: a few head tensors of another backbone may fit by shape, not by meaning.
     """
-    from safetensors.torch import load_file
-
-    from inerf_ros.posecnn.model import WEIGHTS_FILE
-
     meta = read_meta(model_dir)
     if (meta["backbone"], int(meta["width"])) != (backbone, width):
         raise ValueError(f"--init-from {model_dir}: its backbone is {meta['backbone']} of width {meta['width']}, "
@@ -282,10 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _from_meshes(config: TrainConfig) -> int:
     """Render, train into OUT.partial, evaluate into OUT.partial/eval, then rename OUT.partial to OUT."""
-    import shutil
-    import subprocess
-    import sys
-
+    # lazy: randomized_scene loads mujoco, needed only to render a scene from meshes
     from inerf_ros.posecnn.randomized_scene import RandomizationConfig, make_posecnn_data, scene_config_for
 
     out = Path(config.out)
@@ -316,12 +309,8 @@ def _from_meshes(config: TrainConfig) -> int:
 
 
 def _train(config: TrainConfig) -> int:
-    from inerf_ros.posecnn.model import load_posecnn
-
     data = None
     if config.bop:
-        from inerf_ros.posecnn.bop import read_bop
-
         data, bop_classes = read_bop(config.bop, config.input_width, config.input_height, config.bop_split,
                                      config.max_frames)
         classes = [ClassSpec(c.name, c.symmetry, c.diameter, sample_surface(c.vertices, c.faces, config.model_points))

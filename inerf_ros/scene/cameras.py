@@ -98,7 +98,7 @@ def arc_views(config: SceneConfig) -> list[View]:
     return views
 
 
-def _distractor_rest_height(shape: str, size: np.ndarray) -> float:
+def distractor_rest_height(shape: str, size: np.ndarray) -> float:
     return {"box": size[2], "sphere": size[0], "cylinder": size[1], "capsule": size[0] + size[1],
             "ellipsoid": size[2]}[shape]
 
@@ -127,7 +127,7 @@ def posecnn_views(config: SceneConfig, world: World, split: str) -> list[View]:
             xy = np.array([rng.uniform(-sx / 2 + 0.05, sx / 2 - 0.05), rng.uniform(-sy / 2 + 0.05, sy / 2 - 0.05)])
             yaw = rng.uniform(0, 2 * math.pi)
             clear = np.linalg.norm(centres[:, :2] - xy, axis=1) > radii + 0.08
-            position = np.array([xy[0], xy[1], _distractor_rest_height(shape, size)])
+            position = np.array([xy[0], xy[1], distractor_rest_height(shape, size)])
             if clear.all() and np.linalg.norm(position - eye) > 0.2:
                 placements.append((position, np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])))
         views.append(View(world_T_cam, lighting, placements))
