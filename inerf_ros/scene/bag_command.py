@@ -21,13 +21,16 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from inerf_ros.config import option
 from inerf_ros import config as cfg
 from inerf_ros.robot.model import reported_joints
+from inerf_ros.scene.dataset import load_frames, load_robot
 
 
 @dataclasses.dataclass
@@ -57,6 +60,7 @@ def _stamp(types, nanoseconds: int):
 
 def tf_stamped(types, stamp, parent: str, child: str, parent_T_child: np.ndarray):
     """A (rosbags) geometry_msgs/TransformStamped of ``parent_T_child`` (4, 4) at ``stamp``."""
+    # lazy: torch (under inerf_ros.lie) is heavy; make-bag --help must not load it
     import torch
 
     from inerf_ros.lie import matrix_to_quat
@@ -73,11 +77,9 @@ def tf_stamped(types, stamp, parent: str, child: str, parent_T_child: np.ndarray
 def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bool = True) -> int:
     """Write the bag; returns the number of images. ``out_path`` ending in ``.mcap`` gives a single MCAP
     file (``ros2 bag info FILE.mcap`` and Foxglove open it); otherwise a rosbag2 directory."""
+    # lazy: rosbags is optional; only writing a bag needs it
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
-    from tqdm import tqdm
-
-    from inerf_ros.scene.dataset import load_frames, load_robot
 
     config = config or BagConfig()
     out_path = Path(out_path)
@@ -151,8 +153,6 @@ def _joint_samples(frames, robot, per_frame: int) -> dict[int, list[tuple[float,
     The true angles are interpolated linearly between frames (the frames are 1/fps apart, where the
     arm's motion is smooth); the encoder noise is drawn per sample from the robot's seed.
     """
-    import zlib
-
     rng = np.random.default_rng(np.random.SeedSequence([robot.seed, zlib.crc32(b"encoder")]))
     out = {}
     for k, frame in enumerate(frames):
@@ -182,6 +182,7 @@ def _write_joint_state(writer, store, joint_conn, tf_conn, nanoseconds: int, bel
 
 
 def _read_rgb(path: str) -> np.ndarray:
+    # lazy: cv2 is heavy; make-bag --help must not load it
     import cv2
 
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)

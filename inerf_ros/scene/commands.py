@@ -10,14 +10,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 import yaml
 from tqdm import tqdm
 
 from inerf_ros import config as cfg
 from inerf_ros.frames import optical_to_opengl
+from inerf_ros.lie import matrix_to_quat
 from inerf_ros.scene import cameras
 from inerf_ros.scene.config import QUICK, QUICK_WIDTH, SceneConfig, config_to_yaml, load_scene_config, shrink_image
 from inerf_ros.scene.dataset import DEPTH_SCALE_MM, write_ply
+from inerf_ros.scene.world import SceneRenderer, World
 
 _SKIP_FLAGS = ("objects", "robot")
 
@@ -69,9 +72,6 @@ def write_models(world, out_dir: Path) -> None:
         if model.symmetry == "continuous_z":
             info["symmetries_continuous"] = [{"axis": [0, 0, 1], "offset": [0, 0, 0]}]
         models_info[str(obj.class_id)] = info
-        import torch
-
-        from inerf_ros.lie import matrix_to_quat
         quat = matrix_to_quat(torch.from_numpy(obj.world_T_obj[:3, :3]).double()).tolist()
         objects_yaml[obj.name] = {"class_id": obj.class_id, "nerf_T_obj": _rows(obj.world_T_obj),
                                   "position": [float(v) for v in obj.world_T_obj[:3, 3]], "quaternion_xyzw": quat}
@@ -175,8 +175,6 @@ def render_split(world, renderer, split: str, views, out_dir: Path, progress: bo
 
 def make_scene(config: SceneConfig, out_dir, progress: bool = True) -> dict:
     """Build the world, check every camera, render every split; returns seconds per stage."""
-    from inerf_ros.scene.world import SceneRenderer, World
-
     out_dir = Path(out_dir)
     timings = {}
     start = time.perf_counter()

@@ -19,6 +19,7 @@ def default_config_path() -> Path:
     if DEFAULT_CONFIG.is_file():
         return DEFAULT_CONFIG
     try:
+        # lazy: ament_index_python exists only in a ROS install; the source tree runs without it
         from ament_index_python.packages import get_package_share_directory
 
         installed = Path(get_package_share_directory("inerf_ros")) / "config" / "scenes" / "tabletop.yaml"

@@ -199,6 +199,7 @@ def load_frames(scene_dir, split: str, *, images: bool = True, indices=None) -> 
     ``images=False`` skips reading the PNGs (rgb/depth/label/instance are then empty arrays), for
     pose-only uses. ``indices`` restricts to some frame indices.
     """
+    # lazy: cv2 is heavy; readers of poses and class tables must not load it
     import cv2
 
     split_dir = Path(scene_dir) / split
