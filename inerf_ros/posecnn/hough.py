@@ -17,6 +17,8 @@ from torch import Tensor
 
 @dataclasses.dataclass
 class VoteResult:
+    """The winning centre of a Hough vote and the voters that agree with it."""
+
     centre: Tensor        # (2,) (u, v) pixels, OpenCV convention
     inliers: Tensor       # (n_inliers,) indices into the voters given
     inlier_ratio: float   # inliers / voters

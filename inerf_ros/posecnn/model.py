@@ -96,7 +96,8 @@ MAX_CLASSES = 1000
 
 def check_meta(meta: dict, source: str) -> None:
     """Raise ValueError (naming ``source`` and the field) unless ``meta`` fits :data:`META_SCHEMA`,
-    names a known backbone and holds 1 to ``MAX_CLASSES`` uniquely named classes."""
+    names a known backbone and holds 1 to ``MAX_CLASSES`` uniquely named classes.
+    """
     for key, (kind, low, high, required) in META_SCHEMA.items():
         if key not in meta:
             if required:

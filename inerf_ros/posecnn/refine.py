@@ -71,6 +71,8 @@ def support_points(points: np.ndarray, directions: int = 512, seed: int = 0) -> 
 
 @dataclasses.dataclass
 class RefinedPose:
+    """One object's pose after the silhouette fit: ``cam_T_obj`` (4, 4), ROS optical frame, metres."""
+
     cam_T_obj: np.ndarray
     iou_before: float   # soft IoU of the start pose's silhouette with the mask
     iou_after: float    # soft IoU after the fit (equal to before when the fit was not kept)
@@ -145,7 +147,8 @@ class SilhouetteRefiner:
         """Per object: the pixels around its mask (padded to one length), their target and weight, and
         the sampling stride. A large window is averaged over blocks of stride x stride pixels (the
         block's coverage, sampled at its centre) to bound the work; a fitted edge as soft as a block is
-        wide then matches it, so a coarser window costs resolution but adds no bias."""
+        wide then matches it, so a coarser window costs resolution but adds no bias.
+        """
         config = self.config
         margin = config.silhouette_margin_px
         height, width = labels.shape

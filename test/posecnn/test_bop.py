@@ -1,5 +1,6 @@
 """BOP datasets: a hand-written BOP folder read as training frames, PLY variants, clear errors, and the
-round trip scene split -> export-bop -> read_bop giving the same training tensors."""
+round trip scene split -> export-bop -> read_bop giving the same training tensors.
+"""
 import json
 import subprocess
 import sys

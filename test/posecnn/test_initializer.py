@@ -268,7 +268,8 @@ def test_bearings_fusion_ignores_a_detectors_depth_bias_and_rejects_a_wrong_dire
 
 def _table_scene(seed: int, bearing_noise_deg: float):
     """Eight objects on a table (coplanar, within +-15 cm) seen from 1 m; detections whose directions
-    carry ``bearing_noise_deg`` of noise, distances all 20 % short with 3 % noise, rotations 5 deg noise."""
+    carry ``bearing_noise_deg`` of noise, distances all 20 % short with 3 % noise, rotations 5 deg noise.
+    """
     rng = np.random.default_rng(seed)
     nerf_T_objects = {f"object_{k}": _pose([0.0, 0.0, rng.uniform(-3, 3)],
                                            [*rng.uniform(-0.15, 0.15, 2) / METRES_PER_UNIT, 0.0]) for k in range(8)}
@@ -287,7 +288,8 @@ def test_bearings_on_a_table_seen_from_afar_settle_with_relative_distances_and_r
     """Directions of coplanar objects across a narrow view let the camera's rotation and translation
     trade off: with 0.6 deg of direction noise, directions alone miss 15 deg / 10 cm on some of 20
     tables. The joint refinement on the relative distances (the common 20 % bias is fitted away) and
-    the rotations keeps every one within it."""
+    the rotations keeps every one within it.
+    """
     def errors(joint: bool):
         out = []
         for seed in range(20):

@@ -1,5 +1,6 @@
 """Domain randomization: image-space camera effects (seeded, in range, changing pixels) and the randomized
-rendered frames of make-posecnn-data (objects moved per frame, cameras 0.3-1.5 m, BOP-like layout)."""
+rendered frames of make-posecnn-data (objects moved per frame, cameras 0.3-1.5 m, BOP-like layout).
+"""
 import dataclasses
 import json
 import subprocess

@@ -33,7 +33,8 @@ def _pose(rotvec, translation) -> np.ndarray:
 
 def _mask(points: np.ndarray, cam_T_obj: np.ndarray, samples: int = 4) -> np.ndarray:
     """Each pixel's coverage by the silhouette of ``points`` posed by ``cam_T_obj`` (a perfect soft mask:
-    ``samples`` x ``samples`` points per pixel tested against the hull's edges)."""
+    ``samples`` x ``samples`` points per pixel tested against the hull's edges).
+    """
     cam = points @ cam_T_obj[:3, :3].T + cam_T_obj[:3, 3]
     uv = (cam @ K.T)[:, :2] / cam[:, 2:]
     hull = cv2.convexHull(uv.astype(np.float32))[:, 0].astype(np.float64)
@@ -95,7 +96,8 @@ def test_refinement_recovers_a_perturbed_pose_from_its_mask(points):
 
 def test_pixels_of_an_occluding_object_are_no_evidence(points):
     """A band of another class across the object: ignoring those pixels keeps the fit right; taking
-    them as background would shrink and shift the silhouette."""
+    them as background would shrink and shift the silhouette.
+    """
     mask = _mask(points, TRUTH)
     occluder = np.zeros_like(mask, dtype=bool)
     columns = np.nonzero((mask > 0).any(0))[0]

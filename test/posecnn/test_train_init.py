@@ -1,5 +1,6 @@
 """train-posecnn --init-from (copy the tensors that fit from another class table's model) and the
-on-the-fly camera effects of a training step (seeded by the trainer's generator)."""
+on-the-fly camera effects of a training step (seeded by the trainer's generator).
+"""
 import dataclasses
 
 import numpy as np
