@@ -76,7 +76,8 @@ def tf_stamped(types, stamp, parent: str, child: str, parent_T_child: np.ndarray
 
 def write_bag(scene_dir, out_path, config: BagConfig | None = None, progress: bool = True) -> int:
     """Write the bag; returns the number of images. ``out_path`` ending in ``.mcap`` gives a single MCAP
-    file (``ros2 bag info FILE.mcap`` and Foxglove open it); otherwise a rosbag2 directory."""
+    file (``ros2 bag info FILE.mcap`` and Foxglove open it); otherwise a rosbag2 directory.
+    """
     # lazy: rosbags is optional; only writing a bag needs it
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
@@ -192,6 +193,7 @@ def _read_rgb(path: str) -> np.ndarray:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``inerf-ros make-bag``: the scene, the output, and BagConfig's flags."""
     parser.add_argument("scene_dir", help="a directory written by `inerf-ros make-scene`")
     parser.add_argument("--out", required=True, help="output: FILE.mcap (one MCAP file) or a rosbag2 directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -199,6 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros make-bag``: write the bag, then one summary line (or one error line)."""
     config = cfg.from_args(BagConfig, args)
     try:
         count = write_bag(args.scene_dir, args.out, config, progress=not args.no_progress)

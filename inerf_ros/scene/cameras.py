@@ -25,6 +25,8 @@ PATH_SAMPLES = 300
 
 @dataclasses.dataclass
 class View:
+    """One camera to render: its pose, the lighting and the distractors placed for it."""
+
     world_T_cam: np.ndarray           # (4, 4) optical frame
     lighting: Lighting
     distractors: list = dataclasses.field(default_factory=list)  # [(position, wxyz quaternion)]
@@ -43,6 +45,7 @@ def base_intrinsics(config: SceneConfig) -> Intrinsics:
 
 
 def split_intrinsics(config: SceneConfig, split: str) -> Intrinsics:
+    """The camera of ``split``: the base camera, scaled by ``posecnn_scale`` for the PoseCNN splits."""
     base = base_intrinsics(config)
     return base.scaled(config.posecnn_scale) if split.startswith("posecnn") else base
 
@@ -99,6 +102,7 @@ def arc_views(config: SceneConfig) -> list[View]:
 
 
 def distractor_rest_height(shape: str, size: np.ndarray) -> float:
+    """Height (m) of a distractor's centre resting upright on the table; ``size`` as MuJoCo's geom size."""
     return {"box": size[2], "sphere": size[0], "cylinder": size[1], "capsule": size[0] + size[1],
             "ellipsoid": size[2]}[shape]
 
@@ -264,6 +268,7 @@ def rotation_speed_deg_s(views: list[View]) -> np.ndarray:
 
 
 def make_views(config: SceneConfig, world: World, split: str) -> list[View]:
+    """The views of ``split`` (``nerf``, ``posecnn_train``, ``posecnn_test`` or ``arm``)."""
     if split == "nerf":
         return nerf_views(config)
     if split in ("posecnn_train", "posecnn_test"):

@@ -197,6 +197,7 @@ def make_scene(config: SceneConfig, out_dir, progress: bool = True) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``inerf-ros make-scene``: the scene YAML, the output, and SceneConfig's flags."""
     parser.add_argument("--config", default=None, help="scene YAML (default: config/scenes/tabletop.yaml)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--quick", action="store_true", help="tiny images and few frames (smoke tests)")
@@ -207,6 +208,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SceneConfig:
+    """The scene YAML with the flags given on the command line (and ``--quick``'s settings) applied."""
     overrides = dict(QUICK) if args.quick else {}
     for f in dataclasses.fields(SceneConfig):
         value = getattr(args, f.name, None)
@@ -219,6 +221,7 @@ def config_from_args(args: argparse.Namespace) -> SceneConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``inerf-ros make-scene``: render, then one summary line (or one error line)."""
     try:
         config = config_from_args(args)
         timings = make_scene(config, args.out, progress=not args.no_progress)
