@@ -49,6 +49,7 @@ class ObjectSpec:
     rpy_deg: list = option([0.0, 0.0, 0.0], "orientation: extrinsic roll, pitch, yaw about world x, y, z, degrees")
 
     def check(self) -> None:
+        """Raise ValueError for a missing name, a malformed position or angles, or a mesh without a file."""
         if not self.name:
             raise ValueError("every object needs a name")
         if len(self.position) not in (2, 3):
@@ -74,6 +75,7 @@ class RobotConfig:
     seed: int = option(0, "seed of the believed-model errors and the encoder noise", range=(0, 2 ** 31 - 1))
 
     def check(self) -> None:
+        """Raise ValueError for a pose that is not 3 numbers or an error that is not [cm, deg] >= 0."""
         for name in ("base_xyz", "base_rpy_deg", "hand_eye_xyz", "hand_eye_rpy_deg"):
             if len(getattr(self, name)) != 3:
                 raise ValueError(f"robot.{name} must have 3 numbers, got {getattr(self, name)}")
@@ -128,6 +130,7 @@ class SceneConfig:
                                       "hand jitter", range=(0.0, 360.0))
 
     def check(self) -> None:
+        """Raise ValueError naming the field for any malformed or out-of-range setting (the robot's too)."""
         unknown = set(self.splits) - set(SPLIT_NAMES)
         if unknown:
             raise ValueError(f"splits: unknown {sorted(unknown)}; choose from {list(SPLIT_NAMES)}")
@@ -153,6 +156,7 @@ class SceneConfig:
         self.robot_config()
 
     def robot_config(self) -> RobotConfig:
+        """The ``robot:`` section as a checked RobotConfig."""
         if not isinstance(self.robot, dict):
             raise ValueError(f"robot: expected a mapping, got {self.robot!r}")
         try:
@@ -161,6 +165,7 @@ class SceneConfig:
             raise ValueError(f"robot: {err}") from None
 
     def object_specs(self) -> list[ObjectSpec]:
+        """The ``objects:`` entries as checked ObjectSpecs; ValueError names the entry at fault."""
         specs, names = [], set()
         for k, entry in enumerate(self.objects):
             name = entry.get("name") if isinstance(entry, dict) else None
@@ -232,4 +237,5 @@ def load_scene_config(path=None, overrides: dict | None = None) -> SceneConfig:
 
 
 def config_to_yaml(config: SceneConfig) -> str:
+    """``config`` as YAML in field order, as :func:`load_scene_config` reads it back."""
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
