@@ -88,6 +88,7 @@ class Lighting:
 
 
 def random_lighting(rng: np.random.Generator) -> Lighting:
+    """A random key light 1.2-2.5 m away, 25-85 deg above the table, with a slightly tinted colour."""
     azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(25), np.radians(85))
     distance = rng.uniform(1.2, 2.5)
     key_pos = distance * np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
@@ -291,6 +292,7 @@ class World:
 
     # -- per-frame state ------------------------------------------------------------------------
     def set_lighting(self, lighting: Lighting) -> None:
+        """Set the key and fill lights and the ambient light of the next render."""
         m = self.model
         key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_LIGHT, "key")
         fill = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_LIGHT, "fill")
@@ -315,6 +317,7 @@ class World:
                 self.model.body_quat[body] = [1.0, 0.0, 0.0, 0.0]
 
     def forward(self) -> None:
+        """Recompute the world poses of every body after changing them (before rendering)."""
         mujoco.mj_forward(self.model, self.data)
 
     def camera_collision(self, world_T_cam: np.ndarray, margin: float = 0.01) -> str | None:
@@ -337,6 +340,8 @@ class World:
 
 @dataclasses.dataclass
 class RenderOutput:
+    """One rendered view: colour, depth and the class and instance masks."""
+
     rgb: np.ndarray        # (H, W, 3) uint8
     depth: np.ndarray      # (H, W) float32 metres along the optical axis, 0 = nothing
     label: np.ndarray      # (H, W) uint8 class ids
@@ -359,6 +364,7 @@ class SceneRenderer:
         self.close()
 
     def close(self) -> None:
+        """Free every GL context; the renderer can be used again (contexts are made anew)."""
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
@@ -417,7 +423,8 @@ class SceneRenderer:
     def _needs_silhouette(self, inst: int, instance: np.ndarray, geom_ids: np.ndarray, world_T_cam: np.ndarray,
                           intrinsics: Intrinsics) -> bool:
         """Whether an object may be occluded: visible pixels next to another object or distractor (or
-        none visible while its model projects into the image). Otherwise all its pixels are visible."""
+        none visible while its model projects into the image). Otherwise all its pixels are visible.
+        """
         mask = instance == inst
         if not mask.any():
             obj = self.world.objects[inst - 1]
