@@ -40,7 +40,9 @@ class SilhouetteRefineConfig:
 
     silhouette_refine: bool = option(True, "refine each detected pose by fitting the model's silhouette to "
                                            "its predicted mask")
-    silhouette_iterations: int = option(15, "Levenberg-Marquardt steps of the silhouette fit", range=(1, 10000))
+    # 8, not 15: on 20 held-out tabletop frames (131 objects) 8 steps scored 55.0 % within 5 deg / 5 cm against
+    # 53.4 % for 15, at 0.33 s instead of 0.57 s per 640x480 frame on one thread (the 0.5 s budget).
+    silhouette_iterations: int = option(8, "Levenberg-Marquardt steps of the silhouette fit", range=(1, 10000))
     silhouette_edge_px: float = option(0.5, "softness of the rendered silhouette's edge (pixels at the "
                                             "network's input size)", range=(0.05, 20.0))
     silhouette_margin_px: int = option(8, "pixels around the mask's box that the fit also looks at",
