@@ -4,6 +4,7 @@ import time
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from inerf_ros.frames import look_at
 from inerf_ros.testing import tiny_detector, tiny_pipeline  # noqa: F401 - re-exported to the tests
 
 # Seven objects on a table, NeRF units = metres (metres_per_unit 1).
@@ -35,14 +36,7 @@ def object_poses_parameter() -> list:
 
 def camera() -> np.ndarray:
     """nerf_T_cam of a ROS optical camera 0.8 m from the table, looking at its centre."""
-    centre = np.array([0.3, -0.6, 0.5])
-    z_axis = -centre / np.linalg.norm(centre)
-    x_axis = np.cross(z_axis, [0.0, 0.0, 1.0])
-    x_axis /= np.linalg.norm(x_axis)
-    nerf_T_cam = np.eye(4)
-    nerf_T_cam[:3, :3] = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], axis=1)
-    nerf_T_cam[:3, 3] = centre
-    return nerf_T_cam
+    return look_at([0.3, -0.6, 0.5], np.zeros(3))
 
 
 def good_detections(nerf_T_cam=None) -> list[dict]:

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from scipy.spatial.transform import Rotation
 
+from inerf_ros.frames import look_at
 from inerf_ros import config as config_tools
 from inerf_ros.initializer import CameraPriorEstimator, InitializerConfig, load_config, rotation_angle_deg
 from inerf_ros.posecnn.types import Detection
@@ -29,13 +30,7 @@ def _entry(name, nerf_T_obj, position_only=False):
 
 def _looking_at_origin(centre) -> np.ndarray:
     """nerf_T_cam of a ROS optical camera at ``centre`` whose z axis points at the origin (z up, no roll)."""
-    z_axis = -centre / np.linalg.norm(centre)
-    x_axis = np.cross(z_axis, [0.0, 0.0, 1.0])
-    x_axis /= np.linalg.norm(x_axis)
-    nerf_T_cam = np.eye(4)
-    nerf_T_cam[:3, :3] = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis], axis=1)
-    nerf_T_cam[:3, 3] = centre
-    return nerf_T_cam
+    return look_at(centre, np.zeros(3))
 
 
 @pytest.fixture

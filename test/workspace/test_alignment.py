@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from inerf_ros.frames import look_at
 from inerf_ros.workspace.alignment import (AlignmentConfig, DegenerateCaptureError, fit_with_hand_eye,
                                            robust_similarity, rotation_residuals_deg, umeyama)
 
@@ -62,16 +63,7 @@ def test_centres_on_a_line_are_refused_naming_what_to_record():
 
 def _look_at_centre(centres: np.ndarray) -> np.ndarray:
     """Optical cameras at ``centres`` looking at the origin (z forward, y down-ish)."""
-    poses = []
-    for c in centres:
-        z = -c / np.linalg.norm(c)
-        x = np.cross(z, [0.0, 0.0, 1.0])
-        x /= np.linalg.norm(x)
-        pose = np.eye(4)
-        pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-        pose[:3, 3] = c
-        poses.append(pose)
-    return np.stack(poses)
+    return np.stack([look_at(c, np.zeros(3)) for c in centres])
 
 
 def test_hand_eye_fit_removes_the_bias_of_a_wrong_believed_hand_eye():
