@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from inerf_ros.posecnn.model import scaled_K
 from inerf_ros.scene.dataset import load_frames
+from inerf_ros.scene import mesh_folder
 
 
 @dataclasses.dataclass
@@ -31,18 +32,9 @@ class SceneTensors:
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` points uniformly on a triangle mesh (area-weighted), float64 (count, 3)."""
-    rng = np.random.default_rng(seed)
-    tri = vertices[faces]
-    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    if areas.sum() <= 0:
-        raise ValueError("the mesh has no area")
-    chosen = rng.choice(len(faces), size=count, p=areas / areas.sum())
-    a, b = rng.random(count), rng.random(count)
-    flip = a + b > 1
-    a[flip], b[flip] = 1 - a[flip], 1 - b[flip]
-    t = tri[chosen]
-    return t[:, 0] + a[:, None] * (t[:, 1] - t[:, 0]) + b[:, None] * (t[:, 2] - t[:, 0])
+    """``count`` points uniformly on a triangle mesh (area-weighted), float64 (count, 3), from ``seed``."""
+    return mesh_folder.sample_surface(np.asarray(vertices, dtype=np.float64), faces, count,
+                                      np.random.default_rng(seed))
 
 
 def load_split(scene_dir, split: str, width: int, height: int, max_frames: int = 0,

@@ -189,9 +189,11 @@ def _sibling_image(mesh_path: Path) -> Path | None:
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` points spread over the mesh's surface by area (not by vertex density)."""
+    """``count`` points (count, 3) spread over the mesh's surface by area (not by vertex density)."""
     a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
     area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    if area.sum() <= 0:
+        raise ValueError("the mesh has no area")
     pick = rng.choice(len(faces), size=count, p=area / area.sum())
     r1, r2 = rng.random(count), rng.random(count)
     flip = r1 + r2 > 1  # fold the unit square onto the triangle
