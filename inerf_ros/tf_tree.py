@@ -484,3 +484,60 @@ class TfTree:
                                           f"frame [{target}]")
             raise ConnectivityError(self._connectivity_message(target, source))
         return invert_transform(top_T_target) @ top_T_source
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a localizer may attach its frame to a robot's tree without breaking it
+
+
+def tree_root(parents: dict[str, str], frame: str) -> str:
+    """The top of ``frame``'s tree: its parent's parent's ... (``frame`` itself when it has none).
+
+    ``parents`` maps a child frame to its parent, as the robot's publishers give them. A cycle in it
+    (a tree that is already broken) raises ``ValueError`` naming the frames on it.
+    """
+    seen = [frame]
+    while frame in parents:
+        frame = parents[frame]
+        if frame in seen:
+            raise ValueError(f"TF has a loop: {' -> '.join(reversed(seen + [frame]))}")
+        seen.append(frame)
+        if len(seen) > _MAX_GRAPH_DEPTH:
+            raise ValueError(f"the chain above [{seen[0]}] is longer than {_MAX_GRAPH_DEPTH}")
+    return frame
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where a localizer's correction joins its fixed frame to a robot's tree, keeping one parent per frame.
+
+    ``frame``: the robot-side frame of the correction edge; ``nerf_is_child``: the edge is published
+    ``frame -> nerf`` (the fixed frame becomes a child of the robot's tree) instead of ``nerf -> frame``.
+    """
+
+    frame: str
+    nerf_is_child: bool
+    reason: str
+
+
+def correction_attachment(parents: dict[str, str], base_frame: str, world_frame: str) -> Attachment:
+    """Where the correction for ``base_frame`` may go, given the tree the robot already publishes.
+
+    tf2 keeps a tree, so the edge must join two trees that are still apart: ``nerf -> base_frame``
+    only while ``base_frame`` is a root. A UR or Franka URDF often already has ``world -> base_link``
+    (a fixed "virtual joint"); then the correction goes to the robot tree's root instead (REP 105's
+    ``map -> odom`` is the same idea). And when ``world_frame`` (the parent of ``nerf``'s static
+    ``world -> nerf``) is itself in the robot's tree, ``nerf -> root`` would close a loop
+    (``world -> nerf -> root -> ... -> world``): the edge is turned round to ``world_frame -> nerf``,
+    so ``nerf`` hangs below the robot's own world frame.
+    """
+    root = tree_root(parents, base_frame)
+    if world_frame and tree_root(parents, world_frame) == root:
+        return Attachment(world_frame, True,
+                          f"'{world_frame}' is in the robot's tree (root '{root}'): the correction is published "
+                          f"as {world_frame} -> nerf, a static {world_frame} -> nerf would close a loop")
+    if root != base_frame:
+        return Attachment(root, False,
+                          f"'{base_frame}' already has a parent ('{parents[base_frame]}'): the correction goes to "
+                          f"the root of its tree, '{root}', so that no frame gets a second parent")
+    return Attachment(base_frame, False, f"'{base_frame}' is the root of the robot's tree")

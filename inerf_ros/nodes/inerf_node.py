@@ -10,6 +10,8 @@ import math
 import threading
 import time
 
+import numpy as np
+
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -48,7 +50,10 @@ class InerfNodeConfig:
     publish_tf: bool = option(True, "publish on /tf: nerf -> camera (no base_frame) or the nerf -> base correction")
     base_frame: str = option("", "the robot's base frame (e.g. base_link): TF has its chain to the camera, so the "
                                  "node publishes the correction nerf -> base_frame (REP 105) and never gives the "
-                                 "camera frame a second parent; empty: a hand-held camera, nerf -> camera",
+                                 "camera frame a second parent; if the robot's TF already gives base_frame a "
+                                 "parent (a URDF's world -> base_link), the correction goes to the root of that "
+                                 "tree, or is published as world_frame -> nerf when world_frame is in it; empty: "
+                                 "a hand-held camera, nerf -> camera",
                              read_only=True)
     odom_frame: str = option("", "mobile base: publish the correction nerf -> odom_frame (odometry moves odom -> "
                                  "base_frame); empty: the correction goes to base_frame", read_only=True)
@@ -122,12 +127,15 @@ class InerfNode(Node):
         self._frames: LatestSlot[Image] = LatestSlot()
 
         self._tf = TransformBroadcaster(self)
-        self._robot = RobotFrames(self, self._config, correction, enabled=lambda: self._config.publish_tf) \
-            if self._config.base_frame else None
+        self._world_T_nerf = self._parse_world_T_nerf()
+        self._static_tf = StaticTransformBroadcaster(self)
+        self._robot = RobotFrames(self, self._config, correction, enabled=lambda: self._config.publish_tf,
+                                  on_attached=self.on_correction_attached) if self._config.base_frame else None
         self._pose_pub = self.create_publisher(PoseWithCovarianceStamped, "camera_pose", RESULT_QOS)
         self._status_pub = self.create_publisher(LocalizationStatus, "localization_status", RESULT_QOS)
         self._overlay_pub = self.create_publisher(Image, "overlay", qos_profile_sensor_data)
-        self._publish_world_T_nerf()
+        if self._robot is None:  # on a robot, world -> nerf waits until the robot's tree is known
+            self._publish_world_T_nerf()
 
         self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos_profile_sensor_data)
         self.create_subscription(Image, "image_raw", self.on_image, qos_profile_sensor_data)
@@ -147,14 +155,22 @@ class InerfNode(Node):
         for cache in self._caches():
             cache.set_capacity(config.cache_size)
 
-    def _publish_world_T_nerf(self) -> None:
+    def _parse_world_T_nerf(self) -> np.ndarray:
         values = [float(v) for v in self._config.world_T_nerf]
         if len(values) != 7:
             raise ValueError(f"world_T_nerf needs 7 numbers (x y z qx qy qz qw), got {len(values)}")
-        world_T_nerf = pose_msgs.xyz_quat_to_matrix(values[:3], values[3:])
-        self._static_tf = StaticTransformBroadcaster(self)
+        return pose_msgs.xyz_quat_to_matrix(values[:3], values[3:])
+
+    def _publish_world_T_nerf(self) -> None:
         self._static_tf.send_transform(pose_msgs.matrix_to_transform_stamped(
-            world_T_nerf, self._config.world_frame, self._config.nerf_frame, self.get_clock().now().to_msg()))
+            self._world_T_nerf, self._config.world_frame, self._config.nerf_frame, self.get_clock().now().to_msg()))
+
+    def on_correction_attached(self, attachment) -> None:
+        """The correction's place in the robot's tree is known: publish the static world -> nerf unless the
+        correction itself is that edge (``world_frame`` is in the robot's tree).
+        """
+        if not attachment.nerf_is_child:
+            self._publish_world_T_nerf()
 
     # -- callbacks: file the message away, never compute ------------------------------------------
     def on_camera_info(self, msg: CameraInfo) -> None:

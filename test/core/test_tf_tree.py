@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inerf_ros.tf_tree import (ConnectivityError, ExtrapolationError, FrameNotFoundError, FutureExtrapolationError,
-                               PastExtrapolationError, TfTree, TimeJump, TransformError, matrix_to_quat,
-                               quat_to_matrix, slerp)
+                               PastExtrapolationError, TfTree, TimeJump, TransformError, correction_attachment,
+                               matrix_to_quat, quat_to_matrix, slerp, tree_root)
 
 
 def rot_z(angle_rad, translation=(0.0, 0.0, 0.0)):
@@ -215,3 +215,19 @@ def test_ten_link_chain_lookup_is_well_under_a_millisecond():
         tree.lookup("base_link", "link9", 100.5 + 0.0077 * i)
         durations.append(time.perf_counter() - start)
     assert float(np.median(durations)) < 1e-3, f"median lookup {np.median(durations) * 1e3:.3f} ms"
+
+
+def test_the_correction_joins_the_robot_tree_where_no_frame_gets_a_second_parent():
+    chain = {"shoulder_link": "base_link", "tool0": "shoulder_link", "camera": "tool0"}
+    alone = correction_attachment(chain, "base_link", "world")
+    assert (alone.frame, alone.nerf_is_child) == ("base_link", False)
+    urdf_world = correction_attachment({**chain, "base_link": "world"}, "base_link", "world")
+    assert (urdf_world.frame, urdf_world.nerf_is_child) == ("world", True)  # nerf -> world would close a loop
+    other_root = correction_attachment({**chain, "base_link": "table", "table": "cell"}, "base_link", "world")
+    assert (other_root.frame, other_root.nerf_is_child) == ("cell", False)
+    # world_frame somewhere below the robot's root is in the same tree: the edge hangs nerf below it
+    inside = correction_attachment({**chain, "base_link": "cell", "world": "cell"}, "base_link", "world")
+    assert (inside.frame, inside.nerf_is_child) == ("world", True)
+    with pytest.raises(ValueError, match="loop"):
+        correction_attachment({**chain, "base_link": "camera"}, "base_link", "world")
+    assert tree_root({}, "base_link") == "base_link"

@@ -85,9 +85,9 @@ def test_without_a_prior_the_believed_placement_and_the_chain_start_the_estimate
     executor, _, probe, static_pub = robot_graph(Parameter("initial_nerf_T_base", value=values),
                                                  Parameter("prior_wait_s", value=0.1))
     spin_until(executor, lambda: False, timeout_s=0.5)
-    # before any estimate TF already answers nerf -> base with the believed placement
-    assert spin_until(executor, lambda: _transforms(probe, "base_link"), timeout_s=5)
     _publish_chain(static_pub)
+    # before any estimate (and any image) TF already answers nerf -> base with the believed placement
+    assert spin_until(executor, lambda: _transforms(probe, "base_link"), timeout_s=5)
     probe.send_frame()
     assert spin_until(executor, lambda: probe.received["status"] and probe.received["pose"], timeout_s=20)
     status = probe.received["status"][-1]
@@ -167,3 +167,55 @@ def test_time_jumping_back_resets_the_correction_and_the_node_goes_on(robot_grap
     assert spin_until(executor, lambda: len(probe.received["status"]) >= 2, timeout_s=20)
     assert "time jumped back" in probe.received["status"][-1].message
     assert spin_until(executor, lambda: len(probe.received["pose"]) >= 2, timeout_s=20)
+
+
+def _world_T_base() -> np.ndarray:
+    """A URDF's fixed joint world -> base_link (the arm stands 0.2 m along x, turned 90 deg)."""
+    pose = np.eye(4)
+    pose[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    pose[:3, 3] = [0.2, 0.0, 0.0]
+    return pose
+
+
+@pytest.mark.parametrize("urdf_root", ["world", "robot_world"])
+def test_a_urdf_parent_of_the_base_moves_the_correction_and_tf_stays_a_tree(robot_graph, urdf_root):
+    """A UR/Franka URDF has ``world -> base_link``: nerf -> base_link would give base_link a second parent.
+
+    ``world`` is also inerf_node's world_frame, so the correction becomes ``world -> nerf`` (no static
+    world -> nerf); another root name gets ``nerf -> robot_world`` and the usual static world -> nerf.
+    Either way nerf -> ... -> camera is the estimate, and the believed base placement is carried over.
+    """
+    initial_nerf_T_base = camera_prior() @ np.linalg.inv(_base_T_cam())
+    quat = pose_msgs.matrix_to_pose(initial_nerf_T_base).orientation
+    values = [float(v) for v in initial_nerf_T_base[:3, 3]] + [quat.x, quat.y, quat.z, quat.w]
+    executor, _, probe, static_pub = robot_graph(Parameter("initial_nerf_T_base", value=values))
+    statics = []
+    probe.node.create_subscription(TFMessage, "/tf_static", statics.append, TF_STATIC_QOS)
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    static_pub.publish(TFMessage(transforms=[
+        pose_msgs.matrix_to_transform_stamped(_world_T_base(), urdf_root, "base_link", seconds_to_stamp(STAMP_S)),
+        pose_msgs.matrix_to_transform_stamped(_base_T_cam(), "base_link", "camera_optical",
+                                              seconds_to_stamp(STAMP_S))]))
+    edge = ("world", "nerf") if urdf_root == "world" else ("nerf", "robot_world")
+
+    def corrections():
+        return [t for msg in probe.received["tf"] for t in msg.transforms
+                if (t.header.frame_id, t.child_frame_id) == edge]
+
+    def nerf_T_root(transform):
+        matrix = pose_msgs.transform_to_matrix(transform.transform)
+        return np.linalg.inv(matrix) if urdf_root == "world" else matrix
+
+    assert spin_until(executor, corrections, timeout_s=5)  # the believed placement, before any image
+    np.testing.assert_allclose(nerf_T_root(corrections()[0]) @ _world_T_base(), initial_nerf_T_base, atol=1e-6)
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: probe.received["pose"] and probe.received["status"], timeout_s=20)
+    spin_until(executor, lambda: False, timeout_s=0.3)
+    nerf_T_cam, _ = pose_msgs.pose_with_covariance_to_numpy(probe.received["pose"][0])
+    np.testing.assert_allclose(nerf_T_root(corrections()[-1]) @ _world_T_base() @ _base_T_cam(), nerf_T_cam,
+                               atol=1e-5)
+    children = [t.child_frame_id for msg in probe.received["tf"] for t in msg.transforms]
+    assert "base_link" not in children and "camera_optical" not in children  # the robot's frames keep one parent
+    static_edges = {(t.header.frame_id, t.child_frame_id) for msg in statics for t in msg.transforms}
+    assert (("world", "nerf") in static_edges) == (urdf_root != "world")
+    assert f"correction at '{urdf_root}'" in probe.received["status"][-1].message
