@@ -64,7 +64,8 @@ def test_a_single_outlier_does_not_move_the_correction():
     update = correction.update(outlier, COVARIANCE, 115.0)
     assert not update.accepted and not update.reanchored and update.mahalanobis_sq > 500
     assert "rejected" in update.reason
-    assert error_mm_deg(correction.nerf_T_base, before) == (0.0, 0.0)
+    # unmoved: the held pose is returned untouched (the error's own arithmetic leaves ~1e-14 mm on some BLAS kernels)
+    assert error_mm_deg(correction.nerf_T_base, before) == pytest.approx((0.0, 0.0), abs=1e-9)
     # The same outlier claiming to be vague passes the gate but barely moves the correction.
     vague = np.diag([0.5**2] * 3 + [math.radians(30.0)**2] * 3)
     update = correction.update(outlier, vague, 115.5)
@@ -100,7 +101,7 @@ def test_disagreeing_rejections_never_reanchor():
         wild = TRUTH @ se3_exp_numpy(direction * np.array([0.3, 0.3, 0.3, 0.3, 0.3, 0.3]))
         assert not correction.update(wild, COVARIANCE, 115.0 + 0.5 * k).accepted
     assert correction.reanchors == 0 and correction.rejected == 12
-    assert error_mm_deg(correction.nerf_T_base, before) == (0.0, 0.0)
+    assert error_mm_deg(correction.nerf_T_base, before) == pytest.approx((0.0, 0.0), abs=1e-9)
 
 
 def test_follows_a_slow_drift():
