@@ -191,6 +191,7 @@ class RobotFrames:
                                  self._timeout_s), self.tree_note
         except TRANSFORM_ERRORS + (ValueError,) as error:  # tf2's exceptions, or the fallback's
             return None, f"no kinematic chain {self.root_frame} -> {camera_frame}: {error}"
+
     def kinematic_start(self, root_T_cam: np.ndarray | None) -> np.ndarray | None:
         """The camera in the NeRF frame predicted by the held correction and the chain (metres), or None."""
         nerf_T_root = self.nerf_T_root
