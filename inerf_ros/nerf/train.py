@@ -43,7 +43,9 @@ class TrainConfig:
 
     preset: str = cfg.option("auto", "settings for the kind of data (flags given override them): object (one object on "
                              "a plain background), capture (a real hand-held or arm capture: unbounded field, "
-                             "per-photo colour, SfM depth supervision), tabletop (the demo world), auto (chosen "
+                             "per-photo colour, SfM depth supervision), inward (a real capture with every camera "
+                             "outside the scene box: bounded, lightfield background, per-photo colour, SfM depth "
+                             "supervision), tabletop (the demo world), auto (chosen "
                              "from the data, printed), none (the flags' defaults only)",
                              choices=("auto", "none") + presets.PRESET_NAMES)
     contraction: str = cfg.option("none", "none: a bounded scene box; linf: an unbounded scene, the box is the region "
@@ -231,7 +233,7 @@ def apply_preset(name: str, train_cfg: TrainConfig, field_cfg: FieldConfig, expl
     A ``capture`` without SfM points gets no depth supervision (there is nothing to supervise with).
     """
     values = dict(presets.PRESETS.get(name, {}))
-    if name == "capture" and not has_points:
+    if name in ("capture", "inward") and not has_points:
         values["depth_weight"] = 0.0
     values = {k: v for k, v in values.items() if k not in explicit}
     train_values = {k: v for k, v in values.items() if k in field_names(TrainConfig)}

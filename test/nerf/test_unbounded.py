@@ -118,8 +118,15 @@ def test_preset_choice_from_the_data():
     name, reason = presets.choose_preset(_posed(textured, arc), {"world_frame"})
     assert name == "capture" and "forward-facing" in reason
     points = [rng.normal(size=(30, 3)).astype(np.float32) for _ in range(8)]
+    # SfM points, cameras 3 units out and the box +-1: every camera looks in from outside it
     name, reason = presets.choose_preset(_posed(white, ring, sparse_points=points), set())
-    assert name == "capture" and "SfM points" in reason
+    assert name == "inward" and "SfM points" in reason and "all 8 cameras stand outside" in reason
+    # the same cameras inside a box that holds the room they stand in: unbounded around them
+    name, reason = presets.choose_preset(_posed(white, ring, sparse_points=points, aabb=((-4,) * 3, (4,) * 3)), set())
+    assert name == "capture" and "8 of 8 cameras stand inside" in reason
+    # one camera within the grown box (1.5x: +-1.5) is enough to need the contraction
+    near = ring[:7] + [look_at(np.array([1.4, 0.0, 0.3]))]
+    assert presets.choose_preset(_posed(white, near, sparse_points=points), set())[0] == "capture"
 
 
 def test_explicit_flags_override_the_preset():
