@@ -158,18 +158,14 @@ def default_symmetric_classes() -> list[str]:
 
 
 def train_command(sfm_dir: Path, nerf_dir: Path, config: WorkspaceConfig) -> list[str]:
-    """The ``train-nerf`` command line: ``--preset capture`` when the trainer has it, else the real-capture
-    flags (a light field behind the box, depth supervision from the SfM points).
+    """The ``train-nerf`` command line, ``--preset auto``: an SfM capture gets ``capture`` (unbounded around the
+    cameras: an arm moving through its workspace) or ``inward`` (every camera outside the scene box: photos
+    taken around a table from outside), whichever its camera placement asks for; ``--nerf-args`` win.
     """
-    base = [sys.executable, "-m", "inerf_ros.cli", "train-nerf", str(sfm_dir), "--out", str(nerf_dir),
+    return [sys.executable, "-m", "inerf_ros.cli", "train-nerf", str(sfm_dir), "--out", str(nerf_dir),
             "--minutes", repr(config.nerf_minutes), "--threads", str(config.threads), "--device", config.device,
-            "--downscale", repr(config.nerf_downscale), "--quiet"]
-    helptext = subprocess.run(base[:4] + ["--help"], capture_output=True, text=True).stdout
-    if "--preset" in helptext and "capture" in helptext:
-        flags = ["--preset", "capture"]
-    else:
-        flags = ["--background-model", "lightfield", "--depth-weight", "0.02"]
-    return base + flags + [str(a) for a in config.nerf_args]
+            "--downscale", repr(config.nerf_downscale), "--quiet", "--preset", "auto",
+            *[str(a) for a in config.nerf_args]]
 
 
 def train_or_reuse_nerf(sfm_dir: Path, nerf_dir: Path, config: WorkspaceConfig, notes: list[str]) -> dict:
