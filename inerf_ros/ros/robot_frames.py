@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 import rclpy
@@ -36,6 +37,10 @@ from inerf_ros.ros import pose_msgs
 from inerf_ros.ros.stamps import seconds_to_stamp, stamp_to_seconds
 from inerf_ros.ros.tf import (TF_QOS, TF_STATIC_QOS, TRANSFORM_ERRORS, Buffer, TransformBroadcaster,
                               TransformListener, lookup_matrix)
+
+
+# How often a frame waiting for the robot's tree looks again (s): TF arrives on the listener's own thread.
+_TREE_POLL_S = 0.005
 
 
 def _pose_from_list(values, name: str) -> np.ndarray | None:
@@ -170,6 +175,15 @@ class RobotFrames:
             self._on_attached(attachment)
         return attachment
 
+    def _wait_for_attachment(self, timeout_s: float) -> tf_tree.Attachment | None:
+        """:meth:`update_attachment`, waiting up to ``timeout_s`` for ``base_frame`` to reach TF (as a lookup waits:
+        the robot's first /tf_static may arrive just after the first image).
+        """
+        deadline = time.monotonic() + timeout_s
+        while (attachment := self.update_attachment()) is None and time.monotonic() < deadline:
+            time.sleep(_TREE_POLL_S)
+        return attachment
+
     def _initial_placement(self, root_frame: str) -> np.ndarray | None:
         """``initial_nerf_T_base`` carried to the correction's frame (None when not given or not yet on TF)."""
         if self._initial_nerf_T_base is None or root_frame == self.base_frame:
@@ -184,7 +198,7 @@ class RobotFrames:
 
     def root_T_camera(self, camera_frame: str, stamp) -> tuple[np.ndarray | None, str]:
         """The camera in the root frame at the image's stamp (metres), or None and the reason."""
-        if self.update_attachment() is None:
+        if self._wait_for_attachment(self._timeout_s) is None:
             return None, f"no kinematic chain {self.base_frame} -> {camera_frame}: {self.tree_note}"
         try:
             return lookup_matrix(self._buffer, self.root_frame, camera_frame, stamp_to_seconds(stamp),
