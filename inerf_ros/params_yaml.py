@@ -67,6 +67,11 @@ INERF_DEMO_VALUES = {
     # 0.0083 for an estimate 0.7 deg / 0.9 cm off, so 0.012 means lost.
     "tracking_iterations": 2,
     "tracking_feature_align_scale": 0.15,
+    # ... but a far view (the arm's approach, 1.1 m out) leaves a 96x72 rendering a dozen keypoints, and
+    # PnP on 10-15 inliers was 3-4.7 cm off, enough to drag the correction out of 2 cm for seconds:
+    # under 20 inliers the alignment is tried again at the cold estimate's size (its kept rendering,
+    # usually: no render).
+    "feature_align_retry_scale": 0.3,
     "max_tracking_loss": 0.012,
     "tracking_learning_rate": 0.003,
     "covariance_rays": 256,  # 6 parameters: 768 residuals suffice; 2048 rays cost ~0.3 s per frame

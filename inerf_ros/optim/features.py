@@ -315,7 +315,8 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
                        matcher: FeatureMatcher, render_scale: float = 1.0, rounds: int = 1, min_inliers: int = 10,
                        n_samples: int | None = None, device: str | torch.device = "cpu",
                        observed: tuple[np.ndarray, np.ndarray | None] | None = None,
-                       pool: bool = False, keyframes: KeyframeCache | None = None) -> PnpResult:
+                       pool: bool = False, keyframes: KeyframeCache | None = None,
+                       kept_only: bool = False) -> PnpResult:
     """Pose of the camera that took ``image_rgb`` by matching it to the NeRF rendered at the start pose.
 
     Each round renders at the current pose (``render_scale`` x the image's size), matches, lifts the
@@ -335,7 +336,8 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
     wrong ones.
 
     ``keyframes``: the first round reuses a cached rendering near the start instead of rendering
-    (see :class:`KeyframeCache`); every fresh rendering is cached.
+    (see :class:`KeyframeCache`); every fresh rendering is cached. ``kept_only``: never render; without a
+    kept rendering near the start the result is a failure saying so.
     """
     observed = observed if observed is not None else matcher.detect(np.asarray(image_rgb))
     pose_optical = np.asarray(start_nerf_T_optical, dtype=np.float64)
@@ -346,6 +348,8 @@ def align_to_rendering(model, image_rgb: np.ndarray, intrinsics: Intrinsics, sta
         keyframe = keyframes.nearest(pose_optical, render_scale) if keyframes is not None and round_index == 0 \
             else None
         reused = keyframe is not None
+        if keyframe is None and kept_only:
+            return PnpResult(None, 0, 0, f"no kept {render_scale:g}x rendering near the start")
         if keyframe is None:
             keyframe = render_keyframe(model, intrinsics, pose_optical, matcher, render_scale, n_samples, device)
             if keyframes is not None:

@@ -116,6 +116,11 @@ class OptimizerConfig:
     feature_align_min_inliers: int = option(10, "PnP inliers needed to accept a feature alignment (its pose "
                                                 "must also lower the photometric loss)",
                                             range=(6, 10000))
+    feature_align_retry_scale: float = option(0.0, "an alignment with fewer than feature_align_retry_inliers inliers "
+                                                   "is tried once more on a kept rendering of this size near the "
+                                                   "start (an earlier cold estimate's; never a new rendering); 0 or "
+                                                   "not above feature_align_scale: never", range=(0.0, 2.0))
+    feature_align_retry_inliers: int = option(20, "see feature_align_retry_scale", range=(6, 10000))
     feature_align_keyframes: int = option(16, "feature-alignment renderings kept and reused by later estimates whose "
                                               "start is close to one (rendering is most of a tracking estimate's "
                                               "cost; 0: render every time)", range=(0, 10000))
@@ -492,6 +497,18 @@ class PoseOptimizer:
                 self.device, observed, pool=config.feature_align_pool, keyframes=keyframes)
             if result.nerf_T_optical is not None:
                 break
+        if config.feature_align_retry_scale > config.feature_align_scale and \
+                result.inliers < config.feature_align_retry_inliers:
+            # A small rendering of a far view gives a dozen keypoints, and PnP on a dozen inliers is centimetres
+            # off: a larger one kept from a cold estimate gives several times more. Only a kept one: rendering
+            # anew would slow every weak frame (on a slower field it halved the estimates).
+            retry = features.align_to_rendering(
+                self.model, image_rgb, intrinsics, renders[0], self._matcher, config.feature_align_retry_scale, 1,
+                config.feature_align_min_inliers, config.samples_per_ray or None, self.device, observed,
+                keyframes=keyframes, kept_only=True)
+            if retry.nerf_T_optical is not None and retry.inliers > result.inliers:
+                retry.note = f"{retry.note} at {config.feature_align_retry_scale:g}x after {result.inliers} inliers"
+                result = retry
         if result.nerf_T_optical is None:
             return None, f"feature alignment failed ({result.note}): photometric only"
         uv = sampler.sample().uv.to(self.device)

@@ -229,3 +229,27 @@ def test_a_cached_rendering_serves_a_nearby_start_and_a_far_one_is_rendered(box_
     keyframe = cache.nearest(TRUTH, 1.0)
     assert keyframe is not None and 2.0 < keyframe.median_depth < 2.8  # the box from about 2.6 units
     assert cache.nearest(TRUTH, 0.5) is None  # another rendering scale is never served
+
+
+def test_a_weak_small_alignment_is_retried_on_a_kept_larger_rendering_never_a_new_one(box_scene):
+    """Tracking's small rendering of a far view gives few inliers; the retry uses a kept cold-size rendering only."""
+    scene, image = box_scene
+    matcher = features.FeatureMatcher("sift")
+    cache = features.KeyframeCache(capacity=4, max_angle_deg=20.0, max_shift=0.4)
+    start = frames.look_at([1.75, -1.45, 1.15], (0.05, 0.0, 0.0))
+    missing = features.align_to_rendering(scene, image, INTRINSICS, start, matcher, 1.0, keyframes=cache,
+                                          kept_only=True)
+    assert missing.nerf_T_optical is None and "no kept 1x rendering" in missing.note and len(cache) == 0
+    optimizer = PoseOptimizer(scene, config=OptimizerConfig(
+        feature_align="sift", feature_align_scale=1.0, max_iterations=2, refine_iterations=2, covariance_rays=0,
+        feature_align_tries=1, feature_align_retry_scale=1.0, feature_align_retry_inliers=10 ** 4))  # all "weak"
+    optimizer.estimate(image, INTRINSICS, start)  # a "cold" estimate keeps its 1x rendering (no retry at 1x)
+    kept = len(optimizer._keyframe_cache(optimizer.config))
+    tracking = dict(feature_align_scale=0.3, feature_align_rounds=1)
+    estimate = optimizer.estimate(image, INTRINSICS, start, **tracking)
+    assert "at 1x after" in estimate.note, estimate.note
+    assert len(optimizer._keyframe_cache(optimizer.config)) == kept + 1  # the 0.3x rendering; no new 1x one
+    rotation, translation = _errors(estimate.nerf_T_optical)
+    assert rotation < 0.5 and translation < 0.02, (rotation, translation)
+    optimizer.config = dataclasses.replace(optimizer.config, feature_align_retry_scale=0.0)
+    assert "after" not in optimizer.estimate(image, INTRINSICS, start, **tracking).note
