@@ -60,6 +60,11 @@ class InerfNodeConfig:
     initial_nerf_T_base: list[float] = option(
         [], "believed placement of the correction's child frame in the NeRF frame, x y z (m) qx qy qz qw: on TF "
             "until the first estimate, and a start when no prior comes; empty: none", read_only=True)
+    initial_nerf_T_base_sigma: list[float] = option(
+        [], "1-sigma of initial_nerf_T_base, translation (m) and rotation (deg): the correction filter starts from "
+            "that placement with this covariance and fuses (and gates) every estimate against it, as befits a "
+            "measured calibration (build-workspace writes its own); empty: the first estimate anchors the correction",
+        read_only=True)
     tf_timeout_s: float = option(0.5, "how long a frame waits for TF to reach its stamp (s); the chain's /tf can "
                                       "arrive after the image", range=(0.0, 10.0))
     correction_rate_hz: float = option(20.0, "rate at which the nerf -> base correction is republished (Hz)",

@@ -77,6 +77,9 @@ class ReplayConfig:
     believed_world_T_base: list = option([], "live: the robot's believed base placement in the world frame, x y z "
                                              "(m) qx qy qz qw: inerf_node's initial correction, and the "
                                              "kinematics-only baseline of the report; empty: none")
+    params_file: str = option("", "live: the nodes' parameter file (empty: the launch's, config/localize.yaml), e.g. "
+                                  "a workspace's WS/localize.yaml; the replay's own models, objects, frames, "
+                                  "believed base placement and optimizer settings still override it")
     drain_s: float = option(30.0, "live: after the last image, wait at most this long for the nodes' results (s)",
                             range=(0.0, 3600.0))
 

@@ -145,6 +145,10 @@ def replay_live(bag, model, detector, init_config, config, optimizer, sampling, 
     values = {arg.name: arg.default for arg in launch_description.launch_arguments()}
     values.update(image_topic=topics.image_topic, camera_info_topic=topics.camera_info_topic, use_sim_time="true",
                   device=config.device)
+    if config.params_file:
+        if not Path(config.params_file).is_file():
+            raise FileNotFoundError(f"--params-file {config.params_file}: no such file")
+        values["params_file"] = str(config.params_file)
     nodes_to_start, remaps = launch_description.resolve(values)
     cli_args = ["--ros-args"]
     for params_file in (Path(values["params_file"]), paths.SOURCE_ROOT / "config" / "localize.yaml"):

@@ -53,6 +53,18 @@ def _pose_from_list(values, name: str) -> np.ndarray | None:
     return pose_msgs.xyz_quat_to_matrix(values[:3], values[3:])
 
 
+def _initial_covariance(sigma, initial_nerf_T_base) -> np.ndarray | None:
+    """``initial_nerf_T_base_sigma`` [m, deg] as the correction filter's 6x6 covariance (None when not given)."""
+    values = [float(v) for v in sigma]
+    if not values:
+        return None
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"initial_nerf_T_base_sigma needs 2 positive numbers (m, deg) or none, got {values}")
+    if initial_nerf_T_base is None:
+        raise ValueError("initial_nerf_T_base_sigma is given but initial_nerf_T_base is not")
+    return np.diag([values[0] ** 2] * 3 + [math.radians(values[1]) ** 2] * 3)
+
+
 def root_covariance(covariance_nerf_axes: np.ndarray, nerf_T_cam: np.ndarray, root_T_cam: np.ndarray) -> np.ndarray:
     """The correction filter's covariance of ``nerf_T_root`` from an estimate's covariance.
 
@@ -110,6 +122,7 @@ class RobotFrames:
         self._future_dating_s = config.correction_future_dating_s
         self._initial_nerf_T_base = _pose_from_list(config.initial_nerf_T_base, "initial_nerf_T_base")
         self._initial_nerf_T_root: np.ndarray | None = None
+        self._initial_covariance = _initial_covariance(config.initial_nerf_T_base_sigma, self._initial_nerf_T_base)
         self._filter = CorrectionFilter(correction_config)
         self._on_attached = on_attached  # called with the Attachment once the edge's place is known
         self.attachment: tf_tree.Attachment | None = None
@@ -217,6 +230,9 @@ class RobotFrames:
                      root_T_cam: np.ndarray) -> str:
         """Feed one trusted estimate (metres) to the correction filter; returns a note ("" when taken)."""
         nerf_T_root = nerf_T_cam @ np.linalg.inv(root_T_cam)
+        if not self._filter.initialized and self._initial_covariance is not None and \
+                self._initial_nerf_T_root is not None:  # a measured placement is a prior, not a placeholder
+            self._filter.initialize(self._initial_nerf_T_root, self._initial_covariance, stamp_s)
         update = self._filter.update(nerf_T_root, root_covariance(covariance, nerf_T_cam, root_T_cam), stamp_s)
         self.updates += 1
         return "" if update.accepted else f"correction: {update.reason}"

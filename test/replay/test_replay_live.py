@@ -86,3 +86,18 @@ def test_a_robot_replay_corrects_the_base_on_tf_and_keeps_the_tree_a_tree(tmp_pa
         summary["median_translation_cm"], [r.message for r in result["records"]])
     assert np.isfinite(summary["base_error_cm"]) and (tmp_path / "report" / "tf_error_over_time.png").is_file()
     assert "## The camera through TF (robot replay)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_missing_params_file_stops_the_live_replay_before_any_node_starts(tmp_path, box_nerf, box_views):
+    from inerf_ros.optim.inerf import OptimizerConfig
+    from inerf_ros.optim.sampling import SamplingConfig
+    from inerf_ros.replay import ReplayConfig, replay
+    from inerf_ros.replay.bag import BagTopics
+
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(OBJECTS_YAML)
+    bag = write_bag(tmp_path / "bag", box_views, robot=True)
+    config = ReplayConfig(objects=str(objects), params_file=str(tmp_path / "WS" / "localize.yaml"))
+    with pytest.raises(FileNotFoundError, match="--params-file .*localize.yaml: no such file"):
+        replay(bag, tmp_path / "report", config, BagTopics(), OptimizerConfig(), SamplingConfig(), live=True,
+               progress=False, model=box_nerf, detector=OracleDetector(box_views))

@@ -219,3 +219,34 @@ def test_a_urdf_parent_of_the_base_moves_the_correction_and_tf_stays_a_tree(robo
     static_edges = {(t.header.frame_id, t.child_frame_id) for msg in statics for t in msg.transforms}
     assert (("world", "nerf") in static_edges) == (urdf_root != "world")
     assert f"correction at '{urdf_root}'" in probe.received["status"][-1].message
+
+
+def test_a_measured_initial_placement_is_a_prior_the_first_estimate_does_not_replace(robot_graph):
+    """With initial_nerf_T_base_sigma the filter starts from the placement: an estimate 5 cm away moves it little."""
+    believed = camera_prior() @ np.linalg.inv(_base_T_cam())
+    believed[:3, 3] += [0.05, 0.0, 0.0]
+    quat = pose_msgs.matrix_to_pose(believed).orientation
+    values = [float(v) for v in believed[:3, 3]] + [quat.x, quat.y, quat.z, quat.w]
+    executor, inerf, probe, static_pub = robot_graph(Parameter("initial_nerf_T_base", value=values),
+                                                     Parameter("initial_nerf_T_base_sigma", value=[0.002, 0.1]))
+    spin_until(executor, lambda: False, timeout_s=0.5)
+    _publish_chain(static_pub)
+    probe.send_frame(prior=camera_prior())
+    assert spin_until(executor, lambda: probe.received["pose"] and probe.received["status"], timeout_s=20)
+    nerf_T_cam, _ = pose_msgs.pose_with_covariance_to_numpy(probe.received["pose"][0])
+    assert np.linalg.norm(nerf_T_cam[:3, 3] - (believed @ _base_T_cam())[:3, 3]) > 0.02  # the estimate disagrees
+    assert inerf._robot._filter.initialized
+    assert np.linalg.norm(inerf._robot.nerf_T_root[:3, 3] - believed[:3, 3]) < 0.005
+
+
+def test_initial_sigma_needs_two_positive_numbers_and_a_placement():
+    from inerf_ros.ros.robot_frames import _initial_covariance
+
+    assert _initial_covariance([], None) is None
+    np.testing.assert_allclose(np.diag(_initial_covariance([0.01, 1.0], np.eye(4))),
+                               [1e-4] * 3 + [np.radians(1.0) ** 2] * 3)
+    for bad in ([0.01], [0.01, -1.0], [float("nan"), 1.0]):
+        with pytest.raises(ValueError, match="2 positive numbers"):
+            _initial_covariance(bad, np.eye(4))
+    with pytest.raises(ValueError, match="initial_nerf_T_base is not"):
+        _initial_covariance([0.01, 1.0], None)
