@@ -11,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -63,7 +62,7 @@ class InerfNodeConfig:
     initial_nerf_T_base_sigma: list[float] = option(
         [], "1-sigma of initial_nerf_T_base, translation (m) and rotation (deg): the correction filter starts from "
             "that placement with this covariance and fuses (and gates) every estimate against it, as befits a "
-            "measured calibration (build-workspace writes its own); empty: the first estimate anchors the correction",
+            "measured calibration; empty: the first estimate anchors the correction",
         read_only=True)
     tf_timeout_s: float = option(0.5, "how long a frame waits for TF to reach its stamp (s); the chain's /tf can "
                                       "arrive after the image", range=(0.0, 10.0))
