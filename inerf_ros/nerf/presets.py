@@ -38,11 +38,11 @@ PRESETS: dict[str, dict] = {
                "occupancy_warmup": 8, "background_model": "constant", "contraction": "none"},
     "capture": {"contraction": "linf", "appearance": "affine", "depth_weight": 0.02, "tv_weight": 1e-4,
                 "background_model": "constant", "batch_rays": 2048, "max_resolution": 512},
-    "inward": {"contraction": "none", "aabb_grow": 1.5, "background_model": "lightfield", "appearance": "affine",
-               "depth_weight": 0.02, "tv_weight": 1e-4, "batch_rays": 2048, "max_resolution": 512},
     "tabletop": {"contraction": "none", "background_model": "learned", "aabb": [-1.6, -1.4, -0.8, 1.6, 1.4, 0.8],
                  "batch_rays": 1024, "max_resolution": 512, "occupancy_warmup": 8},
 }
+# ``inward`` is ``capture`` (colour, depth, regularisers, batch, resolution) in a bounded, grown box.
+PRESETS["inward"] = {**PRESETS["capture"], "contraction": "none", "aabb_grow": 1.5, "background_model": "lightfield"}
 
 # A border pixel "is background" within this of the background colour (8-bit rounding and antialiasing).
 BACKGROUND_TOLERANCE = 0.02
